@@ -1,0 +1,80 @@
+//! recfusion's SQL functions: vector math today, and the profile, model, scoring and
+//! evaluation families as they land. Everything here depends on DataFusion only, so any
+//! DataFusion application gets recfusion's functions with one call to [`register_all`].
+#![deny(clippy::clone_on_ref_ptr)]
+
+use std::sync::Arc;
+
+use datafusion::common::{Result, plan_err};
+use datafusion::logical_expr::{AggregateUDF, ScalarUDF};
+use datafusion::prelude::SessionContext;
+
+pub mod vector;
+
+/// Every scalar function of recfusion.
+pub fn scalar_functions() -> Vec<Arc<ScalarUDF>> {
+    vector::scalar_functions()
+}
+
+/// Every aggregate function of recfusion.
+pub fn aggregate_functions() -> Vec<Arc<AggregateUDF>> {
+    vector::aggregate_functions()
+}
+
+/// Names of every function of recfusion, for listings such as the REPL's `\df`.
+pub fn function_names() -> Vec<String> {
+    let scalars = scalar_functions().into_iter().map(|f| f.name().to_string());
+    let aggregates = aggregate_functions().into_iter().map(|f| f.name().to_string());
+    scalars.chain(aggregates).collect()
+}
+
+/// Registers every recfusion function in `ctx`.
+///
+/// Fails, registering nothing, if one of our names is already taken by a function of the
+/// session: a silently replaced built-in would change the meaning of existing queries.
+pub fn register_all(ctx: &SessionContext) -> Result<()> {
+    let state = ctx.state();
+    for name in function_names() {
+        if state.scalar_functions().contains_key(&name)
+            || state.aggregate_functions().contains_key(&name)
+            || state.window_functions().contains_key(&name)
+        {
+            return plan_err!("recfusion function {name} would replace a function the session already has");
+        }
+    }
+    for udf in scalar_functions() {
+        ctx.register_udf(udf.as_ref().clone());
+    }
+    for udaf in aggregate_functions() {
+        ctx.register_udaf(udaf.as_ref().clone());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use super::*;
+
+    #[test]
+    fn names_are_unique() {
+        let names = function_names();
+        let unique: HashSet<_> = names.iter().collect();
+        assert_eq!(names.len(), unique.len(), "duplicate function names in {names:?}");
+    }
+
+    #[test]
+    fn registers_without_shadowing_builtins() {
+        let ctx = SessionContext::new();
+        register_all(&ctx).unwrap();
+        for name in function_names() {
+            let state = ctx.state();
+            assert!(
+                state.scalar_functions().contains_key(&name) || state.aggregate_functions().contains_key(&name),
+                "{name} was not registered"
+            );
+        }
+        assert!(register_all(&ctx).is_err(), "registering twice must be refused");
+    }
+}

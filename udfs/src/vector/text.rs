@@ -1,0 +1,333 @@
+//! `vector` and `vector_to_text`: building a vector from a list, an array literal or JSON
+//! text, and printing one in a readable form.
+
+use std::fmt::Write;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, ListArray, StringArray};
+use datafusion::arrow::buffer::{NullBuffer, OffsetBuffer};
+use datafusion::arrow::datatypes::{DataType, Field, FieldRef};
+use datafusion::common::{Result, ScalarValue, exec_err, plan_err};
+use datafusion::logical_expr::{
+    ColumnarValue, Documentation, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
+};
+use datafusion_macros::user_doc;
+
+use super::vectors::{
+    Vectors, check_vector_type, fixed_dimension, output_type, to_columnar, variable_vector_type, vector_array,
+    vector_type,
+};
+
+fn is_text(data_type: &DataType) -> bool {
+    matches!(data_type, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View)
+}
+
+/// Reads an optional integer literal argument, such as a dimension or a number of decimals.
+fn literal_usize(function: &str, name: &str, value: Option<&ScalarValue>) -> Result<Option<usize>> {
+    let Some(value) = value else { return Ok(None) };
+    if value.is_null() {
+        return plan_err!("{function}: {name} must be a non-negative integer, got NULL");
+    }
+    match value.cast_to(&DataType::Int64)? {
+        ScalarValue::Int64(Some(n)) if n >= 0 => Ok(Some(n as usize)),
+        other => plan_err!("{function}: {name} must be a non-negative integer, got {other}"),
+    }
+}
+
+fn parse_json_vector(function: &str, text: &str) -> Result<Vec<f32>> {
+    serde_json::from_str::<Vec<f32>>(text).or_else(|_| {
+        let shown: String = text.chars().take(60).collect();
+        let ellipsis = if shown.len() < text.len() { "…" } else { "" };
+        exec_err!("{function}: expected a JSON array of numbers such as '[0.5, 1, -2]', got '{shown}{ellipsis}'")
+    })
+}
+
+#[user_doc(
+    doc_section(label = "Vector Functions"),
+    description = "Builds a vector (FixedSizeList<Float32>) from a list of numbers, an array literal, or JSON text such as '[0.1, 0.2]'. With `dim`, every vector must have exactly `dim` values and the result is fixed-size even when the input is a variable-size list or text column; without it, the dimension comes from a fixed-size input or a literal, and a list or text column gives a List<Float32>.",
+    syntax_example = "vector(values[, dim])",
+    sql_example = r#"```sql
+> SELECT vector('[1, 2.5, 3]', 3);
+[1.0, 2.5, 3.0]
+```"#,
+    argument(
+        name = "values",
+        description = "A list of numbers, an array literal, or JSON text holding an array of numbers."
+    ),
+    argument(
+        name = "dim",
+        description = "Optional integer literal: the dimension every vector must have."
+    )
+)]
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct Vector {
+    signature: Signature,
+}
+
+impl Default for Vector {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Vector {
+    pub fn new() -> Self {
+        Self {
+            signature: Signature::user_defined(Volatility::Immutable),
+        }
+    }
+
+    /// The dimension a literal argument fixes: the length of a list literal or JSON text.
+    fn literal_dimension(&self, value: &ScalarValue) -> Result<Option<usize>> {
+        if value.is_null() {
+            return Ok(None);
+        }
+        if let Some(text) = value.try_as_str().flatten() {
+            return Ok(Some(parse_json_vector(self.name(), text)?.len()));
+        }
+        let vectors = Vectors::try_new(self.name(), 1, &value.to_array()?)?;
+        Ok(vectors.dim())
+    }
+
+    fn from_text(&self, array: &ArrayRef, fixed: Option<usize>, return_type: &DataType) -> Result<ArrayRef> {
+        let texts: Vec<Option<&str>> = match array.data_type() {
+            DataType::Utf8 => array.as_string::<i32>().iter().collect(),
+            DataType::LargeUtf8 => array.as_string::<i64>().iter().collect(),
+            _ => array.as_string_view().iter().collect(),
+        };
+        let mut values = Vec::new();
+        let mut lengths = Vec::with_capacity(texts.len());
+        for text in &texts {
+            let length = match text {
+                Some(text) => {
+                    let parsed = parse_json_vector(self.name(), text)?;
+                    if let Some(expected) = fixed.filter(|f| *f != parsed.len()) {
+                        return exec_err!("vector: expected {expected} values, got {}", parsed.len());
+                    }
+                    values.extend_from_slice(&parsed);
+                    parsed.len()
+                }
+                None => {
+                    let length = fixed.unwrap_or(0);
+                    values.resize(values.len() + length, 0.0);
+                    length
+                }
+            };
+            lengths.push(length);
+        }
+        let nulls = NullBuffer::from_iter(texts.iter().map(Option::is_some));
+        let nulls = (nulls.null_count() > 0).then_some(nulls);
+        match fixed {
+            Some(dim) => vector_array(return_type, values, dim, texts.len(), nulls),
+            None => {
+                let item = Arc::new(Field::new_list_field(DataType::Float32, true));
+                let child = Arc::new(datafusion::arrow::array::Float32Array::from(values));
+                Ok(Arc::new(ListArray::try_new(
+                    item,
+                    OffsetBuffer::from_lengths(lengths),
+                    child,
+                    nulls,
+                )?))
+            }
+        }
+    }
+}
+
+impl ScalarUDFImpl for Vector {
+    fn name(&self) -> &str {
+        "vector"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
+        Ok(arg_types.first().map_or_else(variable_vector_type, output_type))
+    }
+
+    fn return_field_from_args(&self, args: ReturnFieldArgs) -> Result<FieldRef> {
+        let input = args.arg_fields[0].data_type();
+        let explicit = literal_usize(self.name(), "dim", args.scalar_arguments.get(1).copied().flatten())?;
+        if args.arg_fields.len() == 2 && explicit.is_none() {
+            return plan_err!("vector: dim must be an integer literal");
+        }
+        let from_literal = match args.scalar_arguments[0] {
+            Some(value) => self.literal_dimension(value)?,
+            None => None,
+        };
+        if let (Some(dim), Some(literal)) = (explicit, from_literal.or(fixed_dimension(input))) {
+            if dim != literal {
+                return plan_err!("vector: expected {dim} values, got {literal}");
+            }
+        }
+        let data_type = match explicit.or(from_literal).or(fixed_dimension(input)) {
+            Some(dim) => vector_type(dim),
+            None => variable_vector_type(),
+        };
+        Ok(Arc::new(Field::new(self.name(), data_type, true)))
+    }
+
+    fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
+        let (values, dim) = match arg_types {
+            [values] => (values, None),
+            [values, dim] => (values, Some(dim)),
+            _ => {
+                return plan_err!(
+                    "vector: expected 1 or 2 arguments (values[, dim]), got {}",
+                    arg_types.len()
+                );
+            }
+        };
+        if !is_text(values) {
+            check_vector_type(self.name(), 1, values)?;
+        }
+        if let Some(dim) = dim {
+            if !dim.is_integer() {
+                return plan_err!("vector: dim must be an integer, got {dim}");
+            }
+        }
+        Ok(arg_types.to_vec())
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let return_type = args.return_field.data_type().clone();
+        let fixed = fixed_dimension(&return_type);
+        let is_scalar = matches!(args.args[0], ColumnarValue::Scalar(_));
+        let input = args.args[0].to_array(if is_scalar { 1 } else { args.number_rows })?;
+        let result = if is_text(input.data_type()) {
+            self.from_text(&input, fixed, &return_type)?
+        } else {
+            let vectors = Vectors::try_new(self.name(), 1, &input)?;
+            let dim = vectors.dim().or(fixed).unwrap_or(0);
+            if let Some(expected) = fixed.filter(|f| *f != dim) {
+                return exec_err!("vector: expected {expected} values, got {dim}");
+            }
+            let mut values = Vec::with_capacity(vectors.len() * dim);
+            let validity: Vec<bool> = (0..vectors.len())
+                .map(|row| match vectors.row(row) {
+                    Some(v) => {
+                        values.extend_from_slice(v);
+                        true
+                    }
+                    None => {
+                        values.resize(values.len() + dim, 0.0);
+                        false
+                    }
+                })
+                .collect();
+            let nulls = NullBuffer::from(validity);
+            let nulls = (nulls.null_count() > 0).then_some(nulls);
+            vector_array(&return_type, values, dim, vectors.len(), nulls)?
+        };
+        to_columnar(result, is_scalar)
+    }
+
+    fn documentation(&self) -> Option<&Documentation> {
+        self.doc()
+    }
+}
+
+#[user_doc(
+    doc_section(label = "Vector Functions"),
+    description = "A vector as readable text, '[0.1, 0.2, 0.3]' (the form `vector` reads back). With `decimals`, every value is rounded to that many decimal places.",
+    syntax_example = "vector_to_text(v[, decimals])",
+    sql_example = r#"```sql
+> SELECT vector_to_text([1.0, 2.25, 3.0], 1);
+[1.0, 2.2, 3.0]
+```"#,
+    argument(name = "v", description = "A vector: a fixed-size or variable-size list of numbers."),
+    argument(
+        name = "decimals",
+        description = "Optional integer literal: decimal places to print."
+    )
+)]
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct VectorToText {
+    signature: Signature,
+}
+
+impl Default for VectorToText {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl VectorToText {
+    pub fn new() -> Self {
+        Self {
+            signature: Signature::user_defined(Volatility::Immutable),
+        }
+    }
+}
+
+impl ScalarUDFImpl for VectorToText {
+    fn name(&self) -> &str {
+        "vector_to_text"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Utf8)
+    }
+
+    fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
+        match arg_types {
+            [v] => check_vector_type(self.name(), 1, v)?,
+            [v, decimals] => {
+                check_vector_type(self.name(), 1, v)?;
+                if !decimals.is_integer() {
+                    return plan_err!("vector_to_text: decimals must be an integer, got {decimals}");
+                }
+            }
+            _ => {
+                return plan_err!(
+                    "vector_to_text: expected 1 or 2 arguments (v[, decimals]), got {}",
+                    arg_types.len()
+                );
+            }
+        }
+        Ok(arg_types.to_vec())
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let decimals = match args.args.get(1) {
+            None => None,
+            Some(ColumnarValue::Scalar(value)) => literal_usize(self.name(), "decimals", Some(value))?,
+            Some(ColumnarValue::Array(_)) => {
+                return exec_err!("vector_to_text: decimals must be an integer literal");
+            }
+        };
+        let is_scalar = matches!(args.args[0], ColumnarValue::Scalar(_));
+        let vectors = Vectors::from_columnar(self.name(), 1, &args.args[0])?;
+        let rows = if is_scalar { 1 } else { args.number_rows };
+        let mut line = String::new();
+        let texts: StringArray = (0..rows)
+            .map(|row| {
+                let v = vectors.row(row)?;
+                line.clear();
+                line.push('[');
+                for (i, x) in v.iter().enumerate() {
+                    if i > 0 {
+                        line.push_str(", ");
+                    }
+                    let _ = match decimals {
+                        Some(d) => write!(line, "{x:.d$}"),
+                        None => write!(line, "{x:?}"),
+                    };
+                }
+                line.push(']');
+                Some(line.clone())
+            })
+            .collect();
+        let result: ArrayRef = Arc::new(texts);
+        to_columnar(result, is_scalar)
+    }
+
+    fn documentation(&self) -> Option<&Documentation> {
+        self.doc()
+    }
+}
