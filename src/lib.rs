@@ -1,1 +1,18 @@
-//! recfusion engine.
+//! recfusion: an embedded SQL engine for user profiles and recommendations.
+//!
+//! The engine is Apache DataFusion with recfusion's functions registered. This crate owns
+//! everything about sessions, scripts and people: session setup ([`session`]), splitting and
+//! templating SQL scripts ([`script`]), running statements and printing results ([`exec`],
+//! [`print`]), and the interactive shell ([`command`], [`repl`]). The SQL functions live in
+//! the `recfusion-udfs` crate.
+#![deny(clippy::clone_on_ref_ptr)]
+
+pub mod command;
+pub mod exec;
+pub mod print;
+pub mod repl;
+pub mod script;
+pub mod session;
+
+pub use recfusion_udfs as udfs;
+pub use session::{SessionOptions, new_session};

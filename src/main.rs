@@ -1,1 +1,155 @@
-fn main() {}
+//! The `recfusion` command: runs SQL given with `-c` and `-f` in order, or the interactive
+//! shell when neither is given.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{CommandFactory, FromArgMatches, Parser};
+use recfusion::exec::{PrintOptions, Runner};
+use recfusion::print::PrintFormat;
+use recfusion::script::parse_definition;
+use recfusion::session::{SessionOptions, new_session, parse_memory_size};
+
+const EXAMPLES: &str = "\
+Examples:
+  recfusion                                         start the interactive shell
+  recfusion -f examples/quickstart.sql              run a script on the bundled demo data
+  recfusion -c \"SELECT * FROM 'events.parquet' LIMIT 5\"
+  recfusion -f nightly.sql --define day=2026-01-31 -q --format csv > out.csv
+  recfusion -m 4G -f big_job.sql --continue-on-error";
+
+/// recfusion: SQL for user profiles and recommendations, on Apache DataFusion.
+#[derive(Debug, Parser)]
+#[command(name = "recfusion", version, about, after_help = EXAMPLES)]
+struct Args {
+    /// Run this SQL (repeatable; runs in order with --file).
+    #[arg(short = 'c', long = "command", value_name = "SQL")]
+    commands: Vec<String>,
+
+    /// Run the SQL statements in FILE (repeatable; runs in order with --command).
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    files: Vec<PathBuf>,
+
+    /// Output format of query results.
+    #[arg(long, value_enum, default_value_t = PrintFormat::Table)]
+    format: PrintFormat,
+
+    /// No row/timing footer.
+    #[arg(short, long)]
+    quiet: bool,
+
+    /// Rows a table shows at most (default: 40 in the shell, all in batch mode; 0 = all).
+    #[arg(long, value_name = "N")]
+    maxrows: Option<usize>,
+
+    /// Define a variable, substituted into statements as ${NAME} (repeatable).
+    #[arg(long = "define", short = 'D', value_name = "NAME=VALUE")]
+    defines: Vec<String>,
+
+    /// Memory limit for queries, e.g. 512M or 4G.
+    #[arg(short, long, value_name = "SIZE")]
+    memory_limit: Option<String>,
+
+    /// Keep running a batch after a statement fails (the exit code still reports the failure).
+    #[arg(long)]
+    continue_on_error: bool,
+}
+
+/// One unit of batch work, in command-line order.
+enum Job {
+    Command(usize, String),
+    File(PathBuf),
+}
+
+fn jobs_in_order(matches: &clap::ArgMatches, args: &Args) -> Vec<Job> {
+    let mut ordered: Vec<(usize, Job)> = Vec::new();
+    if let Some(indices) = matches.indices_of("commands") {
+        for (n, (index, sql)) in indices.zip(&args.commands).enumerate() {
+            ordered.push((index, Job::Command(n + 1, sql.clone())));
+        }
+    }
+    if let Some(indices) = matches.indices_of("files") {
+        for (index, file) in indices.zip(&args.files) {
+            ordered.push((index, Job::File(file.clone())));
+        }
+    }
+    ordered.sort_by_key(|(index, _)| *index);
+    ordered.into_iter().map(|(_, job)| job).collect()
+}
+
+fn main() -> ExitCode {
+    let matches = Args::command().get_matches();
+    let args = match Args::from_arg_matches(&matches) {
+        Ok(args) => args,
+        Err(error) => error.exit(),
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    runtime.block_on(run(&matches, args))
+}
+
+async fn run(matches: &clap::ArgMatches, args: Args) -> ExitCode {
+    let fail = |message: String| {
+        eprintln!("Error: {message}");
+        ExitCode::FAILURE
+    };
+    let mut variables = HashMap::new();
+    for definition in &args.defines {
+        match parse_definition(definition) {
+            Ok((name, value)) => variables.insert(name, value),
+            Err(error) => return fail(error.to_string()),
+        };
+    }
+    let memory_limit = match args.memory_limit.as_deref().map(parse_memory_size).transpose() {
+        Ok(limit) => limit,
+        Err(error) => return fail(error.to_string()),
+    };
+    let ctx = match new_session(&SessionOptions { memory_limit }) {
+        Ok(ctx) => ctx,
+        Err(error) => return fail(error.to_string()),
+    };
+    let jobs = jobs_in_order(matches, &args);
+    let interactive = jobs.is_empty();
+    let max_rows = match args.maxrows {
+        Some(0) => None,
+        Some(n) => Some(n),
+        None if interactive => Some(40),
+        None => None,
+    };
+    let mut runner = Runner::new(ctx);
+    runner.print = PrintOptions {
+        format: args.format,
+        max_rows,
+        quiet: args.quiet,
+        timing: true,
+    };
+    runner.variables = variables;
+    runner.continue_on_error = args.continue_on_error;
+
+    if interactive {
+        return match recfusion::repl::run(&mut runner).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => fail(error.to_string()),
+        };
+    }
+    let mut failed = false;
+    for job in jobs {
+        let result = match job {
+            Job::Command(n, sql) => runner.run_script(&sql, &format!("--command #{n}")).await,
+            Job::File(path) => match std::fs::read_to_string(&path) {
+                Ok(text) => runner.run_script(&text, &path.display().to_string()).await,
+                Err(error) => return fail(format!("cannot read {}: {error}", path.display())),
+            },
+        };
+        if let Err(error) = result {
+            if !runner.continue_on_error {
+                return fail(error.to_string());
+            }
+            failed = true;
+        }
+    }
+    if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS }
+}

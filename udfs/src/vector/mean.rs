@@ -266,10 +266,6 @@ impl GroupsAccumulator for MeanGroups {
         self.state_arrays(sums, counts)
     }
 
-    fn supports_convert_to_state(&self) -> bool {
-        true
-    }
-
     fn size(&self) -> usize {
         self.sums.capacity() * size_of::<f64>() + self.counts.capacity() * size_of::<u64>()
     }

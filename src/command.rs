@@ -1,0 +1,170 @@
+//! The shell's meta commands (`\d`, `\df`, `\timing`, …): parsing, help text and execution.
+
+use datafusion::common::{Result, plan_err};
+
+use crate::exec::Runner;
+use crate::print::PrintFormat;
+
+/// A backslash command typed at the shell.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MetaCommand {
+    Help,
+    Quit,
+    ListTables,
+    Describe(String),
+    ListFunctions(Option<String>),
+    ToggleTiming,
+    Format(Option<String>),
+    Include(String),
+}
+
+impl MetaCommand {
+    /// Every command with its description: the text of `\?`.
+    pub const HELP: &'static [(&'static str, &'static str)] = &[
+        ("\\?", "show this help"),
+        ("\\q", "quit (also: quit, exit, Ctrl-D)"),
+        ("\\d", "list tables"),
+        ("\\d NAME", "describe table NAME"),
+        (
+            "\\df [PATTERN]",
+            "list recfusion's functions (matching PATTERN) with descriptions",
+        ),
+        ("\\timing", "turn elapsed time in the footer on or off"),
+        ("\\format FMT", "set the output format: table, csv, tsv, json, nd-json"),
+        ("\\i FILE", "run the SQL statements in FILE"),
+    ];
+
+    /// Parses a line starting with `\`.
+    pub fn parse(line: &str) -> Result<Self> {
+        let line = line.trim().trim_end_matches(';').trim();
+        let (name, argument) = match line.split_once(char::is_whitespace) {
+            Some((name, argument)) => (name, Some(argument.trim().to_string()).filter(|a| !a.is_empty())),
+            None => (line, None),
+        };
+        Ok(match (name, argument) {
+            ("\\?" | "\\h" | "\\help", _) => Self::Help,
+            ("\\q" | "\\quit", _) => Self::Quit,
+            ("\\d", None) => Self::ListTables,
+            ("\\d", Some(table)) => Self::Describe(table),
+            ("\\df", pattern) => Self::ListFunctions(pattern),
+            ("\\timing", _) => Self::ToggleTiming,
+            ("\\format", format) => Self::Format(format),
+            ("\\i", Some(file)) => Self::Include(file),
+            ("\\i", None) => return plan_err!("\\i needs a file name: \\i FILE"),
+            (other, _) => return plan_err!("unknown command {other}; \\? lists the commands"),
+        })
+    }
+
+    /// Runs the command. Returns false when the shell should quit.
+    pub async fn execute(&self, runner: &mut Runner) -> Result<bool> {
+        match self {
+            Self::Help => {
+                for (command, description) in Self::HELP {
+                    println!("{command:<16} {description}");
+                }
+            }
+            Self::Quit => return Ok(false),
+            Self::ListTables => {
+                runner
+                    .execute(
+                        "SELECT table_catalog, table_schema, table_name, table_type FROM information_schema.tables \
+                         WHERE table_schema <> 'information_schema' ORDER BY table_catalog, table_schema, table_name",
+                    )
+                    .await?
+            }
+            Self::Describe(table) => runner.execute(&format!("DESCRIBE {table}")).await?,
+            Self::ListFunctions(pattern) => print_functions(pattern.as_deref()),
+            Self::ToggleTiming => {
+                runner.print.timing = !runner.print.timing;
+                println!("Timing is {}.", if runner.print.timing { "on" } else { "off" });
+            }
+            Self::Format(None) => println!("Output format is {:?}.", runner.print.format),
+            Self::Format(Some(format)) => {
+                runner.print.format = format
+                    .parse::<PrintFormat>()
+                    .map_err(datafusion::common::DataFusionError::Plan)?;
+                println!("Output format is {:?}.", runner.print.format);
+            }
+            Self::Include(file) => {
+                let text = std::fs::read_to_string(file)
+                    .map_err(|e| datafusion::common::DataFusionError::Plan(format!("\\i: cannot read {file}: {e}")))?;
+                runner
+                    .run_script(&text, file)
+                    .await
+                    .map_err(|e| datafusion::common::DataFusionError::Plan(e.to_string()))?;
+            }
+        }
+        Ok(true)
+    }
+}
+
+/// recfusion's functions whose name contains `pattern` (case-insensitive), with the first
+/// sentence of their description.
+pub fn function_summaries(pattern: Option<&str>) -> Vec<(String, String, String)> {
+    let pattern = pattern.map(|p| p.trim_matches('*').to_lowercase());
+    let scalars = recfusion_udfs::scalar_functions()
+        .into_iter()
+        .map(|f| (f.name().to_string(), "scalar", f.documentation().cloned()));
+    let aggregates = recfusion_udfs::aggregate_functions()
+        .into_iter()
+        .map(|f| (f.name().to_string(), "aggregate", f.documentation().cloned()));
+    let mut rows: Vec<_> = scalars
+        .chain(aggregates)
+        .filter(|(name, _, _)| pattern.as_ref().is_none_or(|p| name.to_lowercase().contains(p)))
+        .map(|(name, kind, doc)| {
+            let syntax = doc.as_ref().map_or_else(|| name.clone(), |d| d.syntax_example.clone());
+            let description = doc.map(|d| d.description).unwrap_or_default();
+            (syntax, kind.to_string(), description)
+        })
+        .collect();
+    rows.sort();
+    rows
+}
+
+fn print_functions(pattern: Option<&str>) {
+    let rows = function_summaries(pattern);
+    if rows.is_empty() {
+        println!("No recfusion function matches '{}'.", pattern.unwrap_or_default());
+        return;
+    }
+    let width = rows.iter().map(|(syntax, _, _)| syntax.len()).max().unwrap_or(0);
+    for (syntax, kind, description) in rows {
+        println!("{syntax:<width$}  {kind:<9}  {description}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_commands() {
+        assert_eq!(MetaCommand::parse("\\d").unwrap(), MetaCommand::ListTables);
+        assert_eq!(
+            MetaCommand::parse("\\d events;").unwrap(),
+            MetaCommand::Describe("events".into())
+        );
+        assert_eq!(
+            MetaCommand::parse("\\df cos").unwrap(),
+            MetaCommand::ListFunctions(Some("cos".into()))
+        );
+        assert_eq!(
+            MetaCommand::parse("\\format csv").unwrap(),
+            MetaCommand::Format(Some("csv".into()))
+        );
+        assert!(MetaCommand::parse("\\nope").is_err());
+        assert!(MetaCommand::parse("\\i").is_err());
+    }
+
+    #[test]
+    fn lists_our_functions() {
+        let all = function_summaries(None);
+        assert!(
+            all.iter()
+                .any(|(syntax, _, _)| syntax.starts_with("array_cosine_similarity"))
+        );
+        let means = function_summaries(Some("MEAN"));
+        assert_eq!(means.len(), 1);
+        assert_eq!(means[0].1, "aggregate");
+    }
+}

@@ -1,0 +1,66 @@
+//! Session setup: a DataFusion `SessionContext` with every recfusion function registered,
+//! `information_schema` on (so `SHOW FUNCTIONS` and `\d` work), file paths usable as tables,
+//! and an optional memory limit.
+
+use std::sync::Arc;
+
+use datafusion::common::{Result, plan_err};
+use datafusion::execution::SessionStateBuilder;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::prelude::{SessionConfig, SessionContext};
+
+/// How to build a session.
+#[derive(Debug, Clone, Default)]
+pub struct SessionOptions {
+    /// Upper bound on the memory queries may use, in bytes; queries that need more spill or fail.
+    pub memory_limit: Option<usize>,
+}
+
+/// A session with recfusion's functions, ready for SQL over files.
+pub fn new_session(options: &SessionOptions) -> Result<SessionContext> {
+    let config = SessionConfig::new().with_information_schema(true);
+    let mut runtime = RuntimeEnvBuilder::new();
+    if let Some(limit) = options.memory_limit {
+        runtime = runtime.with_memory_limit(limit, 1.0);
+    }
+    let state = SessionStateBuilder::new()
+        .with_config(config)
+        .with_runtime_env(Arc::new(runtime.build()?))
+        .with_default_features()
+        .build();
+    let ctx = SessionContext::new_with_state(state).enable_url_table();
+    recfusion_udfs::register_all(&ctx)?;
+    Ok(ctx)
+}
+
+/// Parses a size such as `512M`, `2G`, `1.5g` or `1048576` into bytes.
+pub fn parse_memory_size(text: &str) -> Result<usize> {
+    let text = text.trim();
+    let (number, unit) = text.split_at(text.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(text.len()));
+    let multiplier: f64 = match unit.to_ascii_uppercase().as_str() {
+        "" | "B" => 1.0,
+        "K" | "KB" => 1024.0,
+        "M" | "MB" => 1024.0 * 1024.0,
+        "G" | "GB" => 1024.0 * 1024.0 * 1024.0,
+        "T" | "TB" => 1024.0f64.powi(4),
+        _ => return plan_err!("memory limit: unknown unit '{unit}' in '{text}' (use K, M, G or T)"),
+    };
+    match number.trim().parse::<f64>() {
+        Ok(n) if n > 0.0 => Ok((n * multiplier) as usize),
+        _ => plan_err!("memory limit: expected a positive size such as 512M or 2G, got '{text}'"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_sizes() {
+        assert_eq!(parse_memory_size("2G").unwrap(), 2 << 30);
+        assert_eq!(parse_memory_size("512m").unwrap(), 512 << 20);
+        assert_eq!(parse_memory_size("1000").unwrap(), 1000);
+        assert!(parse_memory_size("lots").is_err());
+        assert!(parse_memory_size("5Q").is_err());
+    }
+}
