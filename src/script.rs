@@ -106,7 +106,7 @@ pub fn is_complete(text: &str) -> bool {
             }
             _ => {}
         }
-        if state != State::Code {
+        if matches!(state, State::SingleQuote | State::DoubleQuote) {
             last_code = None;
         }
     }
@@ -157,7 +157,7 @@ mod tests {
             statements,
             vec![
                 Statement {
-                    sql: "SELECT 'a;b'".into(),
+                    sql: "-- setup\nSELECT 'a;b'".into(),
                     line: 2
                 },
                 Statement {

@@ -32,7 +32,10 @@ impl sqllogictest::AsyncDB for Recfusion {
         for batch in &batches {
             rows.extend(format_batch(batch)?);
         }
-        Ok(DBOutput::Rows { types: vec![DefaultColumnType::Any; columns], rows })
+        Ok(DBOutput::Rows {
+            types: vec![DefaultColumnType::Any; columns],
+            rows,
+        })
     }
 
     async fn shutdown(&mut self) {}
@@ -44,7 +47,10 @@ impl sqllogictest::AsyncDB for Recfusion {
 
 fn is_statement(sql: &str) -> bool {
     let first = sql.split_whitespace().next().unwrap_or_default().to_uppercase();
-    !matches!(first.as_str(), "SELECT" | "WITH" | "VALUES" | "SHOW" | "DESCRIBE" | "EXPLAIN")
+    !matches!(
+        first.as_str(),
+        "SELECT" | "WITH" | "VALUES" | "SHOW" | "DESCRIBE" | "EXPLAIN"
+    )
 }
 
 fn format_batch(batch: &RecordBatch) -> Result<Vec<Vec<String>>, DataFusionError> {
@@ -65,7 +71,9 @@ fn format_cell(column: &ArrayRef, row: usize) -> Result<String, DataFusionError>
         DataType::List(_) => format_list(&column.as_list::<i32>().value(row))?,
         DataType::LargeList(_) => format_list(&column.as_list::<i64>().value(row))?,
         DataType::FixedSizeList(_, _) => format_list(&column.as_fixed_size_list().value(row))?,
-        _ => ArrayFormatter::try_new(column.as_ref(), &FormatOptions::default())?.value(row).to_string(),
+        _ => ArrayFormatter::try_new(column.as_ref(), &FormatOptions::default())?
+            .value(row)
+            .to_string(),
     };
     Ok(if text.is_empty() { "(empty)".to_string() } else { text })
 }
@@ -77,7 +85,11 @@ fn format_list(values: &ArrayRef) -> Result<String, DataFusionError> {
 
 fn round(value: f64) -> String {
     let rounded = (value * 1e6).round() / 1e6;
-    if rounded == 0.0 { "0".to_string() } else { rounded.to_string() }
+    if rounded == 0.0 {
+        "0".to_string()
+    } else {
+        rounded.to_string()
+    }
 }
 
 fn slt_files(dir: &Path, found: &mut Vec<PathBuf>) {
@@ -100,11 +112,16 @@ async fn main() {
     files.sort();
     let (mut passed, mut failed) = (0, 0);
     for file in files {
-        if filter.as_ref().is_some_and(|f| !file.to_string_lossy().contains(f.as_str())) {
+        if filter
+            .as_ref()
+            .is_some_and(|f| !file.to_string_lossy().contains(f.as_str()))
+        {
             continue;
         }
         let mut runner = sqllogictest::Runner::new(|| async {
-            Ok(Recfusion { ctx: new_session(&SessionOptions::default())? })
+            Ok(Recfusion {
+                ctx: new_session(&SessionOptions::default())?,
+            })
         });
         runner.with_column_validator(|_, _| true);
         match runner.run_file_async(&file).await {
