@@ -44,7 +44,7 @@ fn parse_json_vector(function: &str, text: &str) -> Result<Vec<f32>> {
 
 #[user_doc(
     doc_section(label = "Vector Functions"),
-    description = "Builds a vector (FixedSizeList<Float32>) from a list of numbers, an array literal, or JSON text such as '[0.1, 0.2]'. With `dim`, every vector must have exactly `dim` values and the result is fixed-size even when the input is a variable-size list or text column; without it, the dimension comes from a fixed-size input or a literal, and a list or text column gives a List<Float32>.",
+    description = "Builds a vector (FixedSizeList<Float32>) from a list of numbers, an array literal, or JSON text such as '[0.1, 0.2]'. With `dim`, every vector must have exactly `dim` values and the result is fixed-size even when the input is a variable-size list or text column; without it, a fixed-size input keeps its dimension and any other input gives a List<Float32> (the dimension is then known only when the query runs).",
     syntax_example = "vector(values[, dim])",
     sql_example = r#"```sql
 > SELECT vector('[1, 2.5, 3]', 3);
@@ -75,18 +75,6 @@ impl Vector {
         Self {
             signature: Signature::user_defined(Volatility::Immutable),
         }
-    }
-
-    /// The dimension a literal argument fixes: the length of a list literal or JSON text.
-    fn literal_dimension(&self, value: &ScalarValue) -> Result<Option<usize>> {
-        if value.is_null() {
-            return Ok(None);
-        }
-        if let Some(text) = value.try_as_str().flatten() {
-            return Ok(Some(parse_json_vector(self.name(), text)?.len()));
-        }
-        let vectors = Vectors::try_new(self.name(), 1, &value.to_array()?)?;
-        Ok(vectors.dim())
     }
 
     fn from_text(&self, array: &ArrayRef, fixed: Option<usize>, return_type: &DataType) -> Result<ArrayRef> {
@@ -152,16 +140,12 @@ impl ScalarUDFImpl for Vector {
         if args.arg_fields.len() == 2 && explicit.is_none() {
             return plan_err!("vector: dim must be an integer literal");
         }
-        let from_literal = match args.scalar_arguments[0] {
-            Some(value) => self.literal_dimension(value)?,
-            None => None,
-        };
-        if let (Some(dim), Some(literal)) = (explicit, from_literal.or(fixed_dimension(input))) {
-            if dim != literal {
-                return plan_err!("vector: expected {dim} values, got {literal}");
+        if let (Some(dim), Some(fixed)) = (explicit, fixed_dimension(input)) {
+            if dim != fixed {
+                return plan_err!("vector: expected {dim} values, got {fixed}");
             }
         }
-        let data_type = match explicit.or(from_literal).or(fixed_dimension(input)) {
+        let data_type = match explicit.or(fixed_dimension(input)) {
             Some(dim) => vector_type(dim),
             None => variable_vector_type(),
         };

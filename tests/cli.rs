@@ -1,0 +1,165 @@
+//! Runs the real `recfusion` binary: -c/-f in order, formats, --define, exit codes with
+//! line numbers, --continue-on-error, and the shell driven through stdin.
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+fn recfusion(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_recfusion"))
+        .args(args)
+        .output()
+        .expect("run recfusion")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[test]
+fn commands_and_files_run_in_command_line_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("job.sql");
+    std::fs::write(&script, "SELECT 'file' AS step;").unwrap();
+    let output = recfusion(&[
+        "-q",
+        "--format",
+        "csv",
+        "-c",
+        "SELECT 'first' AS step",
+        "-f",
+        script.to_str().unwrap(),
+        "-c",
+        "SELECT 'last' AS step",
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(stdout(&output), "step\nfirst\nstep\nfile\nstep\nlast\n");
+}
+
+#[test]
+fn formats() {
+    let sql = "SELECT 1 AS id, 'a' AS name, vector([1, 2]) AS v";
+    let csv = recfusion(&["-q", "--format", "csv", "-c", sql]);
+    assert_eq!(stdout(&csv), "id,name,v\n1,a,\"[1.0, 2.0]\"\n");
+    let tsv = recfusion(&["-q", "--format", "tsv", "-c", sql]);
+    assert_eq!(stdout(&tsv), "id\tname\tv\n1\ta\t[1.0, 2.0]\n");
+    let json = recfusion(&["-q", "--format", "json", "-c", sql]);
+    assert_eq!(stdout(&json), "[{\"id\":1,\"name\":\"a\",\"v\":[1.0,2.0]}]\n");
+    let ndjson = recfusion(&[
+        "-q",
+        "--format",
+        "nd-json",
+        "-c",
+        "SELECT * FROM (VALUES (1), (2)) t(x)",
+    ]);
+    assert_eq!(stdout(&ndjson), "{\"x\":1}\n{\"x\":2}\n");
+    let table = recfusion(&["-c", "SELECT 42 AS answer"]);
+    assert!(
+        stdout(&table).contains("| answer |") && stdout(&table).contains("| 42     |"),
+        "{}",
+        stdout(&table)
+    );
+    assert!(stderr(&table).contains("1 row(s) fetched."), "{}", stderr(&table));
+}
+
+#[test]
+fn defines_are_substituted_and_undefined_names_fail() {
+    let ok = recfusion(&[
+        "-q",
+        "--format",
+        "csv",
+        "--define",
+        "day=2026-01-31",
+        "-c",
+        "SELECT '${day}' AS day",
+    ]);
+    assert_eq!(stdout(&ok), "day\n2026-01-31\n");
+    let missing = recfusion(&["-q", "-c", "SELECT '${day}'"]);
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(
+        stderr(&missing).contains("undefined variable ${day}"),
+        "{}",
+        stderr(&missing)
+    );
+}
+
+#[test]
+fn first_failing_statement_stops_the_batch_with_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("nightly.sql");
+    std::fs::write(
+        &script,
+        "SELECT 1 AS a;\n\n-- broken:\nSELECT array_inner_product([1, 2], [1]);\nSELECT 'not reached' AS b;\n",
+    )
+    .unwrap();
+    let output = recfusion(&["-q", "--format", "csv", "-f", script.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(stdout(&output), "a\n1\n");
+    let error = stderr(&output);
+    assert!(error.contains("nightly.sql line 4"), "{error}");
+    assert!(
+        error.contains("array_inner_product: vectors have different dimensions: 2 and 1"),
+        "{error}"
+    );
+
+    let output = recfusion(&[
+        "-q",
+        "--format",
+        "csv",
+        "--continue-on-error",
+        "-f",
+        script.to_str().unwrap(),
+    ]);
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(stdout(&output), "a\n1\nb\nnot reached\n");
+}
+
+#[test]
+fn missing_file_and_missing_table_are_clear_errors() {
+    let output = recfusion(&["-f", "/no/such/script.sql"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains("cannot read /no/such/script.sql"),
+        "{}",
+        stderr(&output)
+    );
+    let output = recfusion(&["-c", "SELECT * FROM '/no/such/events.parquet'"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains("/no/such/events.parquet"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
+fn help_shows_examples() {
+    let output = recfusion(&["--help"]);
+    assert!(output.status.success());
+    assert!(stdout(&output).contains("recfusion -f examples/quickstart.sql"));
+}
+
+#[test]
+fn shell_reads_statements_from_stdin_and_survives_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_recfusion"))
+        .args(["--format", "csv"])
+        .env("RECFUSION_HISTORY", dir.path().join("history"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let input = "SELECT no_such_column;\nCREATE TABLE t AS\n  SELECT 1 AS x;\n\\d t\n\\df cosine\nSELECT x + 1 AS y FROM t;\n\\q\n";
+    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let out = stdout(&output);
+    assert!(stderr(&output).contains("no_such_column"), "{}", stderr(&output));
+    assert!(out.contains("column_name,data_type,is_nullable\nx,Int64"), "{out}");
+    assert!(out.contains("array_cosine_similarity(a, b)"), "{out}");
+    assert!(out.contains("y\n2\n"), "{out}");
+}
