@@ -75,7 +75,7 @@ impl Runner {
         let started = Instant::now();
         let run = async {
             let df = self.ctx.sql(&sql).await?;
-            let schema = df.schema().inner().clone();
+            let schema = std::sync::Arc::clone(df.schema().inner());
             let batches = df.collect().await?;
             Ok::<_, DataFusionError>((schema, batches))
         };

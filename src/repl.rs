@@ -122,15 +122,15 @@ async fn session_words(runner: &Runner) -> Vec<String> {
         .cloned()
         .collect();
     let columns = "SELECT DISTINCT table_name, column_name FROM information_schema.columns";
-    if let Ok(df) = runner.ctx.sql(columns).await {
-        if let Ok(batches) = df.collect().await {
-            for batch in batches {
-                for column in batch.columns() {
-                    let names = datafusion::arrow::compute::cast(column, &datafusion::arrow::datatypes::DataType::Utf8);
-                    if let Ok(names) = names {
-                        let names = datafusion::arrow::array::AsArray::as_string::<i32>(&names);
-                        words.extend(names.iter().flatten().map(str::to_string));
-                    }
+    if let Ok(df) = runner.ctx.sql(columns).await
+        && let Ok(batches) = df.collect().await
+    {
+        for batch in batches {
+            for column in batch.columns() {
+                let names = datafusion::arrow::compute::cast(column, &datafusion::arrow::datatypes::DataType::Utf8);
+                if let Ok(names) = names {
+                    let names = datafusion::arrow::array::AsArray::as_string::<i32>(&names);
+                    words.extend(names.iter().flatten().map(str::to_string));
                 }
             }
         }

@@ -77,7 +77,7 @@ impl Vector {
         }
     }
 
-    fn from_text(&self, array: &ArrayRef, fixed: Option<usize>, return_type: &DataType) -> Result<ArrayRef> {
+    fn vectors_from_text(&self, array: &ArrayRef, fixed: Option<usize>, return_type: &DataType) -> Result<ArrayRef> {
         let texts: Vec<Option<&str>> = match array.data_type() {
             DataType::Utf8 => array.as_string::<i32>().iter().collect(),
             DataType::LargeUtf8 => array.as_string::<i64>().iter().collect(),
@@ -140,10 +140,10 @@ impl ScalarUDFImpl for Vector {
         if args.arg_fields.len() == 2 && explicit.is_none() {
             return plan_err!("vector: dim must be an integer literal");
         }
-        if let (Some(dim), Some(fixed)) = (explicit, fixed_dimension(input)) {
-            if dim != fixed {
-                return plan_err!("vector: expected {dim} values, got {fixed}");
-            }
+        if let (Some(dim), Some(fixed)) = (explicit, fixed_dimension(input))
+            && dim != fixed
+        {
+            return plan_err!("vector: expected {dim} values, got {fixed}");
         }
         let data_type = match explicit.or(fixed_dimension(input)) {
             Some(dim) => vector_type(dim),
@@ -166,10 +166,10 @@ impl ScalarUDFImpl for Vector {
         if !is_text(values) {
             check_vector_type(self.name(), 1, values)?;
         }
-        if let Some(dim) = dim {
-            if !dim.is_integer() {
-                return plan_err!("vector: dim must be an integer, got {dim}");
-            }
+        if let Some(dim) = dim
+            && !dim.is_integer()
+        {
+            return plan_err!("vector: dim must be an integer, got {dim}");
         }
         Ok(arg_types.to_vec())
     }
@@ -180,7 +180,7 @@ impl ScalarUDFImpl for Vector {
         let is_scalar = matches!(args.args[0], ColumnarValue::Scalar(_));
         let input = args.args[0].to_array(if is_scalar { 1 } else { args.number_rows })?;
         let result = if is_text(input.data_type()) {
-            self.from_text(&input, fixed, &return_type)?
+            self.vectors_from_text(&input, fixed, &return_type)?
         } else {
             let vectors = Vectors::try_new(self.name(), 1, &input)?;
             let dim = vectors.dim().or(fixed).unwrap_or(0);
