@@ -113,12 +113,20 @@ pub fn function_summaries(pattern: Option<&str>) -> Vec<(String, String, String)
         .filter(|(name, _, _)| pattern.as_ref().is_none_or(|p| name.to_lowercase().contains(p)))
         .map(|(name, kind, doc)| {
             let syntax = doc.as_ref().map_or_else(|| name.clone(), |d| d.syntax_example.clone());
-            let description = doc.map(|d| d.description).unwrap_or_default();
+            let description = doc.map(|d| first_sentence(&d.description)).unwrap_or_default();
             (syntax, kind.to_string(), description)
         })
         .collect();
     rows.sort();
     rows
+}
+
+fn first_sentence(text: &str) -> String {
+    text.split_once(". ")
+        .map_or(text, |(first, _)| first)
+        .trim_end_matches('.')
+        .to_string()
+        + "."
 }
 
 fn print_functions(pattern: Option<&str>) {

@@ -142,7 +142,10 @@ async fn session_words(runner: &Runner) -> Vec<String> {
 
 /// Runs the shell until `\q`, `quit`, `exit` or end of input.
 pub async fn run(runner: &mut Runner) -> rustyline::Result<()> {
-    let mut editor: Editor<ReplHelper, DefaultHistory> = Editor::new()?;
+    let config = rustyline::Config::builder()
+        .completion_type(rustyline::CompletionType::List)
+        .build();
+    let mut editor: Editor<ReplHelper, DefaultHistory> = Editor::with_config(config)?;
     let helper = ReplHelper::new();
     let words = Arc::clone(&helper.words);
     editor.set_helper(Some(helper));

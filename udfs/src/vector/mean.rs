@@ -24,7 +24,7 @@ const NAME: &str = "vector_mean";
 
 #[user_doc(
     doc_section(label = "Vector Functions"),
-    description = "Aggregate: the element-wise mean of the vectors in a group, e.g. a user profile as the mean of the vectors of the items they interacted with. NULL vectors are skipped; a group with no vector gives NULL. All vectors must have the same dimension.",
+    description = "Aggregate: the element-wise mean of the vectors in a group (such as a user profile: the mean of the vectors of the items the user interacted with). NULL vectors are skipped; a group with no vector gives NULL. All vectors must have the same dimension.",
     syntax_example = "vector_mean(v)",
     sql_example = r#"```sql
 > SELECT user_id, vector_to_text(vector_mean(item_vector)) FROM events GROUP BY user_id;
