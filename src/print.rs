@@ -73,11 +73,7 @@ pub fn write_batches(
                 writer.write(batch)?;
             }
             writer.finish()?;
-            if total > 0 {
-                writeln!(out)?;
-            } else {
-                writeln!(out, "[]")?;
-            }
+            writeln!(out)?;
         }
         PrintFormat::NdJson => {
             let mut writer = datafusion::arrow::json::LineDelimitedWriter::new(&mut *out);

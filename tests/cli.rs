@@ -48,6 +48,8 @@ fn formats() {
     assert_eq!(stdout(&tsv), "id\tname\tv\n1\ta\t[1.0, 2.0]\n");
     let json = recfusion(&["-q", "--format", "json", "-c", sql]);
     assert_eq!(stdout(&json), "[{\"id\":1,\"name\":\"a\",\"v\":[1.0,2.0]}]\n");
+    let empty = recfusion(&["-q", "--format", "json", "-c", "SELECT 1 AS x WHERE false"]);
+    assert_eq!(stdout(&empty), "[]\n");
     let ndjson = recfusion(&[
         "-q",
         "--format",
