@@ -4,7 +4,7 @@
 use std::fmt::Write;
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, ListArray, StringArray};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, ListArray, StringBuilder};
 use datafusion::arrow::buffer::{NullBuffer, OffsetBuffer};
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef};
 use datafusion::common::{Result, ScalarValue, exec_err, plan_err};
@@ -289,25 +289,27 @@ impl ScalarUDFImpl for VectorToText {
         let vectors = Vectors::from_columnar(self.name(), 1, &args.args[0])?;
         let rows = if is_scalar { 1 } else { args.number_rows };
         let mut line = String::new();
-        let texts: StringArray = (0..rows)
-            .map(|row| {
-                let v = vectors.row(row)?;
-                line.clear();
-                line.push('[');
-                for (i, x) in v.iter().enumerate() {
-                    if i > 0 {
-                        line.push_str(", ");
-                    }
-                    let _ = match decimals {
-                        Some(d) => write!(line, "{x:.d$}"),
-                        None => write!(line, "{x:?}"),
-                    };
+        let mut texts = StringBuilder::with_capacity(rows, rows * vectors.dim().unwrap_or(0) * 8);
+        for row in 0..rows {
+            let Some(v) = vectors.row(row) else {
+                texts.append_null();
+                continue;
+            };
+            line.clear();
+            line.push('[');
+            for (i, x) in v.iter().enumerate() {
+                if i > 0 {
+                    line.push_str(", ");
                 }
-                line.push(']');
-                Some(line.clone())
-            })
-            .collect();
-        let result: ArrayRef = Arc::new(texts);
+                let _ = match decimals {
+                    Some(d) => write!(line, "{x:.d$}"),
+                    None => write!(line, "{x:?}"),
+                };
+            }
+            line.push(']');
+            texts.append_value(&line);
+        }
+        let result: ArrayRef = Arc::new(texts.finish());
         to_columnar(result, is_scalar)
     }
 
