@@ -11,6 +11,8 @@ pub enum MetaCommand {
     Help,
     Quit,
     ListTables,
+    /// `\d name.`: the tables of one schema, such as an attached SQLite file.
+    ListSchemaTables(String),
     Describe(String),
     ListFunctions(Option<String>),
     ToggleTiming,
@@ -25,6 +27,10 @@ impl MetaCommand {
         ("\\q", "quit (also: quit, exit, Ctrl-D)"),
         ("\\d", "list tables"),
         ("\\d NAME", "describe table NAME"),
+        (
+            "\\d SCHEMA.",
+            "list the tables of SCHEMA (e.g. an attached SQLite file)",
+        ),
         (
             "\\df [PATTERN]",
             "list recfusion's functions (matching PATTERN) with descriptions",
@@ -45,6 +51,9 @@ impl MetaCommand {
             ("\\?" | "\\h" | "\\help", _) => Self::Help,
             ("\\q" | "\\quit", _) => Self::Quit,
             ("\\d", None) => Self::ListTables,
+            ("\\d", Some(name)) if name.ends_with('.') => {
+                Self::ListSchemaTables(name.trim_end_matches('.').to_string())
+            }
             ("\\d", Some(table)) => Self::Describe(table),
             ("\\df", pattern) => Self::ListFunctions(pattern),
             ("\\timing", _) => Self::ToggleTiming,
@@ -70,6 +79,15 @@ impl MetaCommand {
                         "SELECT table_catalog, table_schema, table_name, table_type FROM information_schema.tables \
                          WHERE table_schema <> 'information_schema' ORDER BY table_catalog, table_schema, table_name",
                     )
+                    .await?
+            }
+            Self::ListSchemaTables(schema) => {
+                let schema = schema.replace('\'', "''");
+                runner
+                    .execute(&format!(
+                        "SELECT table_name, table_type FROM information_schema.tables \
+                         WHERE table_schema = '{schema}' ORDER BY table_name"
+                    ))
                     .await?
             }
             Self::Describe(table) => runner.execute(&format!("DESCRIBE {table}")).await?,

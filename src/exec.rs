@@ -74,7 +74,7 @@ impl Runner {
         let sql = substitute_variables(sql, &self.variables)?;
         let started = Instant::now();
         let run = async {
-            let df = self.ctx.sql(&sql).await?;
+            let df = crate::execute_sql(&self.ctx, &sql).await?;
             let schema = std::sync::Arc::clone(df.schema().inner());
             let batches = df.collect().await?;
             Ok::<_, DataFusionError>((schema, batches))

@@ -3,8 +3,8 @@
 //! The engine is Apache DataFusion with recfusion's functions registered. This crate owns
 //! everything about sessions, scripts and people: session setup ([`session`]), splitting and
 //! templating SQL scripts ([`script`]), running statements and printing results ([`exec`],
-//! [`print`]), and the interactive shell ([`command`], [`repl`]). The SQL functions live in
-//! the `recfusion-udfs` crate.
+//! [`print`], [`statement`]), attached SQLite files ([`sqlite`]), and the interactive shell
+//! ([`command`], [`repl`]). The SQL functions live in the `recfusion-udfs` crate.
 #![deny(clippy::clone_on_ref_ptr)]
 
 pub mod command;
@@ -13,6 +13,9 @@ pub mod print;
 pub mod repl;
 pub mod script;
 pub mod session;
+pub mod sqlite;
+pub mod statement;
 
 pub use recfusion_udfs as udfs;
 pub use session::{SessionOptions, new_session};
+pub use statement::execute_sql;

@@ -17,7 +17,8 @@ Examples:
   recfusion -f examples/quickstart.sql              run a script on the bundled demo data
   recfusion -c \"SELECT * FROM 'events.parquet' LIMIT 5\"
   recfusion -f nightly.sql --define day=2026-01-31 -q --format csv > out.csv
-  recfusion -m 4G -f big_job.sql --continue-on-error";
+  recfusion -m 4G -f big_job.sql --continue-on-error
+  recfusion --attach out/recs.sqlite=out -f nightly.sql   write results with CREATE OR REPLACE TABLE out.recs AS …";
 
 /// recfusion: SQL for user profiles and recommendations, on Apache DataFusion.
 #[derive(Debug, Parser)]
@@ -50,6 +51,11 @@ struct Args {
     /// Memory limit for queries, e.g. 512M or 4G.
     #[arg(short, long, value_name = "SIZE")]
     memory_limit: Option<String>,
+
+    /// Attach a SQLite file as schema NAME (default: the file's stem), as ATTACH 'PATH' AS NAME
+    /// would (repeatable); the file is created if it does not exist.
+    #[arg(long, short = 'a', value_name = "PATH[=NAME]")]
+    attach: Vec<String>,
 
     /// Keep running a batch after a statement fails (the exit code still reports the failure).
     #[arg(long)]
@@ -111,6 +117,21 @@ async fn run(matches: &clap::ArgMatches, args: Args) -> ExitCode {
         Ok(ctx) => ctx,
         Err(error) => return fail(error.to_string()),
     };
+    for attachment in &args.attach {
+        let (path, name) = match attachment.rsplit_once('=') {
+            Some((path, name)) => (PathBuf::from(path), name.to_string()),
+            None => {
+                let path = PathBuf::from(attachment);
+                match recfusion::statement::default_name(&path) {
+                    Ok(name) => (path, name),
+                    Err(error) => return fail(error.to_string()),
+                }
+            }
+        };
+        if let Err(error) = recfusion::sqlite::attach(&ctx, &path, &name, Default::default()) {
+            return fail(error.to_string());
+        }
+    }
     let jobs = jobs_in_order(matches, &args);
     let interactive = jobs.is_empty();
     let max_rows = match args.maxrows {

@@ -22,7 +22,7 @@ impl sqllogictest::AsyncDB for Recfusion {
     type ColumnType = DefaultColumnType;
 
     async fn run(&mut self, sql: &str) -> Result<DBOutput<DefaultColumnType>, DataFusionError> {
-        let df = self.ctx.sql(sql).await?;
+        let df = recfusion::execute_sql(&self.ctx, sql).await?;
         let columns = df.schema().fields().len();
         let batches = df.collect().await?;
         if columns == 0 || (batches.is_empty() && is_statement(sql)) {

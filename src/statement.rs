@@ -1,0 +1,288 @@
+//! One SQL statement, from text to a result: the statements recfusion runs itself (`ATTACH`,
+//! `DETACH`, and creating, writing, indexing and dropping tables of attached SQLite files),
+//! everything else handed to DataFusion. The shell, scripts and Rust callers all come here.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{RecordBatch, UInt64Array};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::common::{Constraint, Constraints, Result, TableReference, plan_err};
+use datafusion::dataframe::DataFrame;
+use datafusion::logical_expr::dml::InsertOp;
+use datafusion::logical_expr::{DdlStatement, DmlStatement, LogicalPlan, LogicalPlanBuilder, WriteOp};
+use datafusion::prelude::SessionContext;
+use datafusion::sql::parser::{DFParser, Statement as DFStatement};
+use datafusion::sql::planner::object_name_to_table_reference;
+use datafusion::sql::sqlparser::ast::{
+    AttachDuckDBDatabaseOption, Expr as SqlExpr, IndexColumn, ObjectName, OnInsert, Statement, TableConstraint,
+    TableObject,
+};
+use datafusion::sql::sqlparser::dialect::DuckDbDialect;
+use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
+
+use crate::sqlite::write::{WriteMode, WriteRequest, drop_table, execute_ddl, write};
+use crate::sqlite::{self, AttachOptions, SqliteTable, quote};
+
+/// Runs one SQL statement and returns its result. `ATTACH`/`DETACH` and writes to attached
+/// SQLite files are carried out here (writes return a one-row `count`); anything else is
+/// planned and run by DataFusion, as `SessionContext::sql` would.
+pub async fn execute_sql(ctx: &SessionContext, sql: &str) -> Result<DataFrame> {
+    match first_keyword(sql).as_deref() {
+        Some("ATTACH") => return attach_statement(ctx, sql),
+        Some("DETACH") => return detach_statement(ctx, sql),
+        _ => {}
+    }
+    let state = ctx.state();
+    let dialect = state.config_options().sql_parser.dialect;
+    let mut statement = state.sql_to_statement(sql, &dialect)?;
+    let mut on_conflict = None;
+    let mut query_keys = Vec::new();
+    if let DFStatement::Statement(inner) = &mut statement {
+        match inner.as_mut() {
+            // DataFusion looks key columns up by qualified name, which a query's columns
+            // (`t.user_id`) do not match; the keys of `CREATE TABLE db.t (PRIMARY KEY (…)) AS
+            // SELECT …` are resolved below against the result's column names instead.
+            Statement::CreateTable(create)
+                if create.query.is_some()
+                    && create.columns.is_empty()
+                    && sqlite::attached(ctx, &table_reference(ctx, &create.name)?).is_some() =>
+            {
+                query_keys = std::mem::take(&mut create.constraints);
+            }
+            Statement::CreateIndex(index) => {
+                if let Some(database) = sqlite::attached(ctx, &table_reference(ctx, &index.table_name)?) {
+                    return create_index(ctx, &database, index);
+                }
+            }
+            Statement::Insert(insert) => {
+                if let (Some(OnInsert::OnConflict(clause)), TableObject::TableName(name)) = (&insert.on, &insert.table)
+                    && sqlite::attached(ctx, &table_reference(ctx, name)?).is_some()
+                {
+                    on_conflict = Some(clause.to_string());
+                    insert.on = None;
+                }
+            }
+            _ => {}
+        }
+    }
+    let plan = state.statement_to_plan(statement).await?;
+    match &plan {
+        LogicalPlan::Ddl(DdlStatement::CreateMemoryTable(create)) => {
+            if let Some(database) = sqlite::attached(ctx, &create.name) {
+                let mode = match (create.or_replace, create.if_not_exists) {
+                    (true, _) => WriteMode::CreateOrReplace,
+                    (false, if_not_exists) => WriteMode::Create { if_not_exists },
+                };
+                let schema = Arc::clone(create.input.schema().inner());
+                let mut constraints = create.constraints.clone();
+                if !query_keys.is_empty() {
+                    constraints = query_constraints(ctx, &query_keys, &schema)?;
+                }
+                let request = WriteRequest {
+                    table: create.name.table().to_string(),
+                    schema,
+                    mode,
+                    constraints,
+                    statement: sql.to_string(),
+                };
+                let input = DataFrame::new(state.clone(), create.input.as_ref().clone());
+                let rows = write(&database, request, input.execute_stream().await?).await?;
+                return count_result(ctx, rows);
+            }
+        }
+        LogicalPlan::Ddl(DdlStatement::DropTable(drop)) => {
+            if let Some(database) = sqlite::attached(ctx, &drop.name) {
+                drop_table(&database, drop.name.table(), drop.if_exists)?;
+                return no_rows(ctx);
+            }
+        }
+        LogicalPlan::Dml(DmlStatement {
+            target,
+            op: WriteOp::Insert(op),
+            input,
+            ..
+        }) => {
+            let provider = datafusion::datasource::source_as_provider(target)?;
+            if let Some(table) = provider.downcast_ref::<SqliteTable>() {
+                let mode = match (on_conflict, op) {
+                    (Some(clause), InsertOp::Append) => WriteMode::OnConflict(clause),
+                    (Some(_), _) => return plan_err!("ON CONFLICT cannot be combined with OR REPLACE or OVERWRITE"),
+                    (None, InsertOp::Append) => WriteMode::Append,
+                    (None, InsertOp::Overwrite) => WriteMode::Overwrite,
+                    (None, InsertOp::Replace) => WriteMode::InsertOrReplace,
+                };
+                let request = WriteRequest {
+                    table: table.info().name.clone(),
+                    schema: Arc::clone(input.schema().inner()),
+                    mode,
+                    constraints: Default::default(),
+                    statement: sql.to_string(),
+                };
+                let input = DataFrame::new(state.clone(), input.as_ref().clone());
+                let rows = write(table.database(), request, input.execute_stream().await?).await?;
+                return count_result(ctx, rows);
+            }
+        }
+        _ => {}
+    }
+    ctx.execute_logical_plan(plan).await
+}
+
+/// PRIMARY KEY and UNIQUE constraints of a `CREATE TABLE … AS` as column indices of its result.
+fn query_constraints(ctx: &SessionContext, constraints: &[TableConstraint], schema: &SchemaRef) -> Result<Constraints> {
+    let normalize = ctx.state().config_options().sql_parser.enable_ident_normalization;
+    let position = |column: &IndexColumn| -> Result<usize> {
+        let SqlExpr::Identifier(ident) = &column.column.expr else {
+            return plan_err!("key columns must be column names, got {}", column.column.expr);
+        };
+        let name = if normalize && ident.quote_style.is_none() {
+            ident.value.to_lowercase()
+        } else {
+            ident.value.clone()
+        };
+        schema
+            .index_of(&name)
+            .map_err(|_| datafusion::common::plan_datafusion_err!("key column '{name}' is not a column of the query"))
+    };
+    let positions = |columns: &[IndexColumn]| columns.iter().map(position).collect::<Result<Vec<_>>>();
+    let resolved = constraints
+        .iter()
+        .map(|constraint| match constraint {
+            TableConstraint::PrimaryKey(key) => Ok(Constraint::PrimaryKey(positions(&key.columns)?)),
+            TableConstraint::Unique(unique) => Ok(Constraint::Unique(positions(&unique.columns)?)),
+            other => plan_err!("only PRIMARY KEY and UNIQUE constraints are supported here, got {other}"),
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Constraints::new_unverified(resolved))
+}
+
+/// The first keyword of `sql`, upper-cased, past whitespace and comments.
+fn first_keyword(sql: &str) -> Option<String> {
+    let dialect = DuckDbDialect {};
+    let tokens = Tokenizer::new(&dialect, sql).tokenize().ok()?;
+    tokens.into_iter().find_map(|token| match token {
+        Token::Whitespace(_) => None,
+        Token::Word(word) => Some(Some(word.value.to_ascii_uppercase())),
+        _ => Some(None),
+    })?
+}
+
+fn parse_duckdb(sql: &str) -> Result<Statement> {
+    let mut statements = DFParser::parse_sql_with_dialect(sql, &DuckDbDialect {})?;
+    match (statements.pop_front(), statements.is_empty()) {
+        (Some(DFStatement::Statement(statement)), true) => Ok(*statement),
+        _ => plan_err!("expected one statement, got: {sql}"),
+    }
+}
+
+/// `ATTACH [DATABASE] [IF NOT EXISTS] 'file.sqlite' [AS name] [(TYPE sqlite, READ_ONLY)]`.
+fn attach_statement(ctx: &SessionContext, sql: &str) -> Result<DataFrame> {
+    let Statement::AttachDuckDBDatabase {
+        if_not_exists,
+        database_path,
+        database_alias,
+        attach_options,
+        ..
+    } = parse_duckdb(sql)?
+    else {
+        return plan_err!("ATTACH: expected ATTACH 'file.sqlite' AS name");
+    };
+    let mut options = AttachOptions::default();
+    for option in attach_options {
+        match option {
+            AttachDuckDBDatabaseOption::ReadOnly(value) => options.read_only = value.unwrap_or(true),
+            AttachDuckDBDatabaseOption::Type(kind) if kind.value.eq_ignore_ascii_case("sqlite") => {}
+            AttachDuckDBDatabaseOption::Type(kind) => {
+                return plan_err!("ATTACH: only SQLite files can be attached (TYPE sqlite), not TYPE {kind}");
+            }
+        }
+    }
+    let path = Path::new(&database_path.value);
+    let name = match database_alias {
+        Some(alias) => alias.value,
+        None => default_name(path)?,
+    };
+    if if_not_exists && sqlite::attached(ctx, &TableReference::partial(name.as_str(), "")).is_some() {
+        return no_rows(ctx);
+    }
+    sqlite::attach(ctx, path, &name, options)?;
+    no_rows(ctx)
+}
+
+/// The name a file is attached as when no `AS` is given: its stem, as DuckDB does.
+pub fn default_name(path: &Path) -> Result<String> {
+    match path.file_stem().and_then(|s| s.to_str()) {
+        Some(stem) if !stem.is_empty() => Ok(stem.to_string()),
+        _ => plan_err!(
+            "ATTACH '{}': cannot derive a name from the path; add AS name",
+            path.display()
+        ),
+    }
+}
+
+/// `DETACH [DATABASE] [IF EXISTS] name`.
+fn detach_statement(ctx: &SessionContext, sql: &str) -> Result<DataFrame> {
+    let Statement::DetachDuckDBDatabase {
+        if_exists,
+        database_alias,
+        ..
+    } = parse_duckdb(sql)?
+    else {
+        return plan_err!("DETACH: expected DETACH name");
+    };
+    if !sqlite::detach(ctx, &database_alias.value)? && !if_exists {
+        return plan_err!("DETACH: no database named '{}' is attached", database_alias.value);
+    }
+    no_rows(ctx)
+}
+
+/// `CREATE [UNIQUE] INDEX [IF NOT EXISTS] [name] ON db.table (column, …)`, run in SQLite.
+fn create_index(
+    ctx: &SessionContext,
+    database: &sqlite::SqliteDatabase,
+    index: &datafusion::sql::sqlparser::ast::CreateIndex,
+) -> Result<DataFrame> {
+    let table = table_reference(ctx, &index.table_name)?;
+    let context = format!("CREATE INDEX ON {}.{}", database.name(), table.table());
+    let columns = index
+        .columns
+        .iter()
+        .map(|c| match &c.column.expr {
+            SqlExpr::Identifier(ident) => Ok(ident.value.clone()),
+            other => plan_err!("{context}: index columns must be column names, got {other}"),
+        })
+        .collect::<Result<Vec<_>>>()?;
+    if columns.is_empty() {
+        return plan_err!("{context}: name at least one column");
+    }
+    let name = match &index.name {
+        Some(name) => name.0.last().map(|part| part.to_string()).unwrap_or_default(),
+        None => format!("{}_{}_idx", table.table(), columns.join("_")),
+    };
+    let sql = format!(
+        "CREATE {}INDEX {}{} ON {} ({})",
+        if index.unique { "UNIQUE " } else { "" },
+        if index.if_not_exists { "IF NOT EXISTS " } else { "" },
+        quote(name.trim_matches('"')),
+        quote(table.table()),
+        columns.iter().map(|c| quote(c)).collect::<Vec<_>>().join(", ")
+    );
+    execute_ddl(database, &context, &sql)?;
+    no_rows(ctx)
+}
+
+fn table_reference(ctx: &SessionContext, name: &ObjectName) -> Result<TableReference> {
+    let normalize = ctx.state().config_options().sql_parser.enable_ident_normalization;
+    object_name_to_table_reference(name.clone(), normalize)
+}
+
+fn count_result(ctx: &SessionContext, rows: u64) -> Result<DataFrame> {
+    let schema = Arc::new(Schema::new(vec![Field::new("count", DataType::UInt64, false)]));
+    let batch = RecordBatch::try_new(schema, vec![Arc::new(UInt64Array::from(vec![rows]))])?;
+    ctx.read_batch(batch)
+}
+
+fn no_rows(ctx: &SessionContext) -> Result<DataFrame> {
+    Ok(DataFrame::new(ctx.state(), LogicalPlanBuilder::empty(false).build()?))
+}
