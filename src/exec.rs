@@ -35,6 +35,31 @@ impl Default for PrintOptions {
     }
 }
 
+/// The verb of a statement that changes things rather than asks (`INSERT`, `CREATE`, …).
+fn command_verb(sql: &str) -> Option<String> {
+    let first = crate::statement::first_keyword(sql)?;
+    matches!(
+        first.as_str(),
+        "INSERT" | "CREATE" | "DROP" | "ATTACH" | "DETACH" | "COPY" | "DELETE" | "UPDATE" | "SET" | "TRUNCATE"
+    )
+    .then_some(first)
+}
+
+/// The row count a write reports: a one-row result whose only column is `count`.
+fn written_rows(
+    schema: &datafusion::arrow::datatypes::Schema,
+    batches: &[datafusion::arrow::array::RecordBatch],
+) -> Option<u64> {
+    use datafusion::arrow::array::{Array, AsArray};
+    use datafusion::arrow::datatypes::UInt64Type;
+    if schema.fields().len() != 1 || schema.field(0).name() != "count" {
+        return None;
+    }
+    let batch = batches.iter().find(|b| b.num_rows() > 0)?;
+    let counts = batch.column(0).as_primitive_opt::<UInt64Type>()?;
+    counts.is_valid(0).then(|| counts.value(0))
+}
+
 /// A statement of a script that failed, with where it stands.
 #[derive(Debug)]
 pub struct StatementError {
@@ -86,6 +111,21 @@ impl Runner {
             }
         };
         let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+        if let Some(verb) = command_verb(&sql) {
+            // Statements that change things report on stderr, as psql does, so stdout carries
+            // only query results.
+            if !self.print.quiet {
+                let mut status = match written_rows(&schema, &batches) {
+                    Some(count) => format!("{verb}: {count} row(s)."),
+                    None => format!("{verb}: OK."),
+                };
+                if self.print.timing {
+                    status.push_str(&format!(" Elapsed {:.3} seconds.", started.elapsed().as_secs_f64()));
+                }
+                eprintln!("{status}\n");
+            }
+            return Ok(());
+        }
         let mut stdout = std::io::stdout().lock();
         let hidden = write_batches(&mut stdout, self.print.format, &schema, &batches, self.print.max_rows)?;
         stdout.flush()?;

@@ -158,7 +158,7 @@ fn query_constraints(ctx: &SessionContext, constraints: &[TableConstraint], sche
 }
 
 /// The first keyword of `sql`, upper-cased, past whitespace and comments.
-fn first_keyword(sql: &str) -> Option<String> {
+pub fn first_keyword(sql: &str) -> Option<String> {
     let dialect = DuckDbDialect {};
     let tokens = Tokenizer::new(&dialect, sql).tokenize().ok()?;
     tokens.into_iter().find_map(|token| match token {

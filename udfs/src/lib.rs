@@ -1,31 +1,61 @@
-//! recfusion's SQL functions: vector math today, and the profile, model, scoring and
-//! evaluation families as they land. Everything here depends on DataFusion only, so any
+//! recfusion's SQL functions: vector math, recommendation (top-k) and evaluation, with the
+//! profile and model families as they land. Nothing here depends on the CLI or SQLite, so any
 //! DataFusion application gets recfusion's functions with one call to [`register_all`].
 #![deny(clippy::clone_on_ref_ptr)]
 
 use std::sync::Arc;
 
+use datafusion::catalog::TableFunctionImpl;
 use datafusion::common::{Result, plan_err};
 use datafusion::logical_expr::{AggregateUDF, ScalarUDF};
 use datafusion::prelude::SessionContext;
 
+pub mod evaluate;
+pub mod recommend;
 pub mod vector;
 
 /// Every scalar function of recfusion.
 pub fn scalar_functions() -> Vec<Arc<ScalarUDF>> {
-    vector::scalar_functions()
+    let mut functions = vector::scalar_functions();
+    functions.extend(evaluate::scalar_functions());
+    functions
 }
 
 /// Every aggregate function of recfusion.
 pub fn aggregate_functions() -> Vec<Arc<AggregateUDF>> {
-    vector::aggregate_functions()
+    let mut functions = vector::aggregate_functions();
+    functions.push(Arc::new(AggregateUDF::new_from_impl(recommend::top_k_agg::TopK::new())));
+    functions.extend(evaluate::aggregate_functions());
+    functions
+}
+
+/// Every table function of recfusion, by name.
+pub fn table_functions() -> Vec<(&'static str, Arc<dyn TableFunctionImpl>)> {
+    use recommend::knn::{KnnFunction, Method};
+    vec![
+        ("recommend", Arc::new(recommend::Recommend)),
+        ("item_knn", Arc::new(KnnFunction(Method::ItemKnn))),
+        ("user_knn", Arc::new(KnnFunction(Method::UserKnn))),
+        ("content_knn", Arc::new(KnnFunction(Method::Content))),
+    ]
+}
+
+/// (name, syntax, description) of every table function, for listings such as `\df`.
+pub fn table_function_docs() -> Vec<(&'static str, &'static str, &'static str)> {
+    use recommend::knn::Method;
+    let mut docs = vec![("recommend", recommend::SYNTAX, recommend::DESCRIPTION)];
+    for method in [Method::ItemKnn, Method::UserKnn, Method::Content] {
+        docs.push((method.name(), method.syntax(), method.description()));
+    }
+    docs
 }
 
 /// Names of every function of recfusion, for listings such as the REPL's `\df`.
 pub fn function_names() -> Vec<String> {
     let scalars = scalar_functions().into_iter().map(|f| f.name().to_string());
     let aggregates = aggregate_functions().into_iter().map(|f| f.name().to_string());
-    scalars.chain(aggregates).collect()
+    let tables = table_functions().into_iter().map(|(name, _)| name.to_string());
+    scalars.chain(aggregates).chain(tables).collect()
 }
 
 /// Registers every recfusion function in `ctx`.
@@ -38,6 +68,7 @@ pub fn register_all(ctx: &SessionContext) -> Result<()> {
         if state.scalar_functions().contains_key(&name)
             || state.aggregate_functions().contains_key(&name)
             || state.window_functions().contains_key(&name)
+            || state.table_functions().contains_key(&name)
         {
             return plan_err!("recfusion function {name} would replace a function the session already has");
         }
@@ -47,6 +78,9 @@ pub fn register_all(ctx: &SessionContext) -> Result<()> {
     }
     for udaf in aggregate_functions() {
         ctx.register_udaf(udaf.as_ref().clone());
+    }
+    for (name, function) in table_functions() {
+        ctx.register_udtf(name, function);
     }
     Ok(())
 }
@@ -71,7 +105,9 @@ mod tests {
         for name in function_names() {
             let state = ctx.state();
             assert!(
-                state.scalar_functions().contains_key(&name) || state.aggregate_functions().contains_key(&name),
+                state.scalar_functions().contains_key(&name)
+                    || state.aggregate_functions().contains_key(&name)
+                    || state.table_functions().contains_key(&name),
                 "{name} was not registered"
             );
         }

@@ -1,0 +1,174 @@
+-- The MovieLens benchmark: EVALUATION.md's protocol, written in SQL.
+--
+--   recfusion -f examples/movielens/evaluate.sql --define data=DIR
+--
+-- DIR holds MovieLens 100K's files (or any data set laid out the same way): u.data
+-- (user TAB item TAB rating TAB timestamp) and u.item ('|'-separated, Latin-1: id, title,
+-- dates, URL, then one 0/1 flag per genre). Every rating counts as an interaction.
+--
+-- Protocol: each user's rows ordered by (timestamp, item); the last row is the test item, the
+-- one before it the validation item. Every method is trained on the rows before the item it is
+-- scored on, recommends 10 unseen items per user from the whole catalogue, and is tuned on
+-- validation; the table at the end reports test HR@10 and NDCG@10 for the chosen settings.
+
+CREATE TABLE timings (step VARCHAR, at TIMESTAMP);
+INSERT INTO timings VALUES ('start', now());
+
+-- Load.
+CREATE TABLE ratings AS
+SELECT column_1 AS user_id, column_2 AS item_id, column_3 AS rating, column_4 AS ts
+FROM read_csv('${data}/u.data', '\t', 'utf-8', false);
+
+-- Genres as a vector: the flags that follow the five leading columns of u.item.
+CREATE TABLE items AS
+SELECT column_1 AS item_id,
+       vector([column_6, column_7, column_8, column_9, column_10, column_11, column_12, column_13,
+               column_14, column_15, column_16, column_17, column_18, column_19, column_20,
+               column_21, column_22, column_23, column_24], 19) AS genres
+FROM read_csv('${data}/u.item', '|', 'latin-1', false);
+
+-- Leave-last-out split: position of each row from the end of the user's history.
+CREATE TABLE ordered AS
+SELECT user_id, item_id,
+       ROW_NUMBER() OVER (PARTITION BY user_id ORDER BY ts DESC, item_id DESC) AS from_end
+FROM ratings;
+
+CREATE TABLE truth AS
+SELECT CASE from_end WHEN 1 THEN 'test' ELSE 'valid' END AS split, user_id, item_id
+FROM ordered WHERE from_end <= 2;
+
+-- Training rows: before the validation item (to tune), before the test item (to report).
+CREATE TABLE train_valid AS SELECT user_id, item_id FROM ordered WHERE from_end > 2;
+CREATE TABLE train_test AS SELECT user_id, item_id FROM ordered WHERE from_end > 1;
+CREATE TABLE users_valid AS SELECT DISTINCT user_id FROM truth WHERE split = 'valid';
+CREATE TABLE users_test AS SELECT DISTINCT user_id FROM truth WHERE split = 'test';
+
+-- Candidates: the 50 best items per user, method and setting; the first 10 are the list.
+CREATE TABLE candidates (split VARCHAR, method VARCHAR, config VARCHAR, user_id BIGINT, rank BIGINT, item_id BIGINT, score DOUBLE);
+INSERT INTO timings VALUES ('popularity', now());
+
+-- Popularity: a one-dimensional vector per item (its number of users) ranked by recommend(),
+-- which also drops the items each user has seen.
+CREATE VIEW popularity_valid AS SELECT item_id, vector([count(*)], 1) AS v FROM train_valid GROUP BY item_id;
+CREATE VIEW popularity_test AS SELECT item_id, vector([count(*)], 1) AS v FROM train_test GROUP BY item_id;
+CREATE VIEW anyone_valid AS SELECT user_id, vector([1.0], 1) AS v FROM users_valid;
+CREATE VIEW anyone_test AS SELECT user_id, vector([1.0], 1) AS v FROM users_test;
+INSERT INTO candidates SELECT 'valid', 'popularity', '', user_id, rank, item_id, score FROM recommend('anyone_valid', 'popularity_valid', 50, 'dot', 'train_valid');
+INSERT INTO candidates SELECT 'test', 'popularity', '', user_id, rank, item_id, score FROM recommend('anyone_test', 'popularity_test', 50, 'dot', 'train_test');
+INSERT INTO timings VALUES ('item-CF', now());
+
+-- Item-based CF: neighbours × shrinkage.
+INSERT INTO candidates SELECT 'valid', 'item-CF', 'neighbours=20 shrinkage=0', user_id, rank, item_id, score FROM item_knn('train_valid', 50, 20, 0, 'users_valid');
+INSERT INTO candidates SELECT 'valid', 'item-CF', 'neighbours=30 shrinkage=0', user_id, rank, item_id, score FROM item_knn('train_valid', 50, 30, 0, 'users_valid');
+INSERT INTO candidates SELECT 'valid', 'item-CF', 'neighbours=50 shrinkage=0', user_id, rank, item_id, score FROM item_knn('train_valid', 50, 50, 0, 'users_valid');
+INSERT INTO candidates SELECT 'valid', 'item-CF', 'neighbours=100 shrinkage=0', user_id, rank, item_id, score FROM item_knn('train_valid', 50, 100, 0, 'users_valid');
+INSERT INTO candidates SELECT 'valid', 'item-CF', 'neighbours=30 shrinkage=10', user_id, rank, item_id, score FROM item_knn('train_valid', 50, 30, 10, 'users_valid');
+INSERT INTO candidates SELECT 'test', 'item-CF', 'neighbours=20 shrinkage=0', user_id, rank, item_id, score FROM item_knn('train_test', 50, 20, 0, 'users_test');
+INSERT INTO candidates SELECT 'test', 'item-CF', 'neighbours=30 shrinkage=0', user_id, rank, item_id, score FROM item_knn('train_test', 50, 30, 0, 'users_test');
+INSERT INTO candidates SELECT 'test', 'item-CF', 'neighbours=50 shrinkage=0', user_id, rank, item_id, score FROM item_knn('train_test', 50, 50, 0, 'users_test');
+INSERT INTO candidates SELECT 'test', 'item-CF', 'neighbours=100 shrinkage=0', user_id, rank, item_id, score FROM item_knn('train_test', 50, 100, 0, 'users_test');
+INSERT INTO candidates SELECT 'test', 'item-CF', 'neighbours=30 shrinkage=10', user_id, rank, item_id, score FROM item_knn('train_test', 50, 30, 10, 'users_test');
+INSERT INTO timings VALUES ('user-CF', now());
+
+-- User-based CF: neighbours × shrinkage.
+INSERT INTO candidates SELECT 'valid', 'user-CF', 'neighbours=10 shrinkage=0', user_id, rank, item_id, score FROM user_knn('train_valid', 50, 10, 0, 'users_valid');
+INSERT INTO candidates SELECT 'valid', 'user-CF', 'neighbours=25 shrinkage=0', user_id, rank, item_id, score FROM user_knn('train_valid', 50, 25, 0, 'users_valid');
+INSERT INTO candidates SELECT 'valid', 'user-CF', 'neighbours=50 shrinkage=0', user_id, rank, item_id, score FROM user_knn('train_valid', 50, 50, 0, 'users_valid');
+INSERT INTO candidates SELECT 'valid', 'user-CF', 'neighbours=100 shrinkage=0', user_id, rank, item_id, score FROM user_knn('train_valid', 50, 100, 0, 'users_valid');
+INSERT INTO candidates SELECT 'valid', 'user-CF', 'neighbours=50 shrinkage=20', user_id, rank, item_id, score FROM user_knn('train_valid', 50, 50, 20, 'users_valid');
+INSERT INTO candidates SELECT 'test', 'user-CF', 'neighbours=10 shrinkage=0', user_id, rank, item_id, score FROM user_knn('train_test', 50, 10, 0, 'users_test');
+INSERT INTO candidates SELECT 'test', 'user-CF', 'neighbours=25 shrinkage=0', user_id, rank, item_id, score FROM user_knn('train_test', 50, 25, 0, 'users_test');
+INSERT INTO candidates SELECT 'test', 'user-CF', 'neighbours=50 shrinkage=0', user_id, rank, item_id, score FROM user_knn('train_test', 50, 50, 0, 'users_test');
+INSERT INTO candidates SELECT 'test', 'user-CF', 'neighbours=100 shrinkage=0', user_id, rank, item_id, score FROM user_knn('train_test', 50, 100, 0, 'users_test');
+INSERT INTO candidates SELECT 'test', 'user-CF', 'neighbours=50 shrinkage=20', user_id, rank, item_id, score FROM user_knn('train_test', 50, 50, 20, 'users_test');
+INSERT INTO timings VALUES ('content-based (genres)', now());
+
+-- Content-based: the user's mean genre vector against each item's genres.
+CREATE VIEW item_genres AS SELECT item_id, genres FROM items;
+INSERT INTO candidates SELECT 'valid', 'content-based (genres)', '', user_id, rank, item_id, score FROM content_knn('train_valid', 'item_genres', 50, 'users_valid');
+INSERT INTO candidates SELECT 'test', 'content-based (genres)', '', user_id, rank, item_id, score FROM content_knn('train_test', 'item_genres', 50, 'users_test');
+INSERT INTO timings VALUES ('hybrid', now());
+
+-- Scores of every list: HR@10 and NDCG@10 against the held-out item.
+CREATE TABLE lists AS
+SELECT split, method, config, user_id, array_agg(item_id ORDER BY rank) AS items
+FROM candidates WHERE rank <= 10 GROUP BY split, method, config, user_id;
+
+CREATE TABLE quality AS
+SELECT m.split, m.method, m.config,
+       avg(hit_at_k(l.items, [t.item_id], 10)) AS hr,
+       avg(ndcg_at_k(l.items, [t.item_id], 10)) AS ndcg
+FROM (SELECT DISTINCT split, method, config FROM candidates) m
+JOIN truth t ON t.split = m.split
+LEFT JOIN lists l ON l.split = m.split AND l.method = m.method AND l.config = m.config AND l.user_id = t.user_id
+GROUP BY m.split, m.method, m.config;
+
+-- The setting each method keeps: its best validation NDCG@10.
+CREATE TABLE chosen AS
+SELECT method, config FROM (
+  SELECT method, config, ROW_NUMBER() OVER (PARTITION BY method ORDER BY ndcg DESC, config) AS place
+  FROM quality WHERE split = 'valid') WHERE place = 1;
+
+-- Hybrid: weighted reciprocal-rank fusion of the chosen settings' candidates — an item scores
+-- Σ_m w_m / (10 + rank_m), so the methods' different score scales do not matter — with
+-- weights that sum to 1 (a grid in steps of 0.25), tuned on validation like everything else.
+CREATE TABLE weights AS
+SELECT a.w AS w_item, b.w AS w_user, 1.0 - a.w - b.w AS w_content
+FROM (VALUES (0.0), (0.25), (0.5), (0.75), (1.0)) a(w), (VALUES (0.0), (0.25), (0.5), (0.75), (1.0)) b(w)
+WHERE a.w + b.w <= 1.0;
+
+CREATE TABLE blended AS
+SELECT c.split, w.w_item, w.w_user, w.w_content, c.user_id, c.item_id,
+       sum(CASE c.method WHEN 'item-CF' THEN w.w_item WHEN 'user-CF' THEN w.w_user ELSE w.w_content END / (10.0 + c.rank)) AS score
+FROM candidates c JOIN chosen USING (method, config) CROSS JOIN weights w
+WHERE c.method IN ('item-CF', 'user-CF', 'content-based (genres)')
+GROUP BY c.split, w.w_item, w.w_user, w.w_content, c.user_id, c.item_id;
+
+INSERT INTO candidates
+SELECT split, 'hybrid', concat('item=', w_item, ' user=', w_user, ' content=', w_content), user_id, rank, item_id, score
+FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY split, w_item, w_user, w_content, user_id ORDER BY score DESC, item_id) AS rank
+      FROM blended) WHERE rank <= 10;
+INSERT INTO timings VALUES ('end', now());
+
+-- Score the hybrid lists too.
+CREATE OR REPLACE TABLE lists AS
+SELECT split, method, config, user_id, array_agg(item_id ORDER BY rank) AS items
+FROM candidates WHERE rank <= 10 GROUP BY split, method, config, user_id;
+
+CREATE OR REPLACE TABLE quality AS
+SELECT m.split, m.method, m.config,
+       avg(hit_at_k(l.items, [t.item_id], 10)) AS hr,
+       avg(ndcg_at_k(l.items, [t.item_id], 10)) AS ndcg
+FROM (SELECT DISTINCT split, method, config FROM candidates) m
+JOIN truth t ON t.split = m.split
+LEFT JOIN lists l ON l.split = m.split AND l.method = m.method AND l.config = m.config AND l.user_id = t.user_id
+GROUP BY m.split, m.method, m.config;
+
+CREATE OR REPLACE TABLE chosen AS
+SELECT method, config FROM (
+  SELECT method, config, ROW_NUMBER() OVER (PARTITION BY method ORDER BY ndcg DESC, config) AS place
+  FROM quality WHERE split = 'valid') WHERE place = 1;
+
+-- Seconds per method: from its mark to the next one (both splits, every setting tried).
+CREATE TABLE seconds AS
+SELECT step AS method,
+       (arrow_cast(LEAD(at) OVER (ORDER BY at), 'Int64') - arrow_cast(at, 'Int64')) / 1e9 AS seconds
+FROM timings;
+
+-- One row per method: the chosen setting, its validation NDCG@10, and the test figures.
+SELECT q.method, q.config AS chosen_setting,
+       round(v.ndcg, 4) AS val_ndcg10,
+       round(q.hr, 4) AS test_hr10,
+       round(q.ndcg, 4) AS test_ndcg10,
+       round(arrow_cast(cov.items, 'Float64') / (SELECT count(*) FROM items), 4) AS test_coverage,
+       round(s.seconds, 2) AS seconds
+FROM quality q
+JOIN chosen c ON c.method = q.method AND c.config = q.config
+JOIN quality v ON v.method = q.method AND v.config = q.config AND v.split = 'valid'
+JOIN (SELECT method, config, count(DISTINCT item_id) AS items FROM candidates
+      WHERE split = 'test' AND rank <= 10 GROUP BY method, config) cov
+  ON cov.method = q.method AND cov.config = q.config
+LEFT JOIN seconds s ON s.method = q.method
+WHERE q.split = 'test'
+ORDER BY CASE q.method WHEN 'popularity' THEN 1 WHEN 'item-CF' THEN 2 WHEN 'user-CF' THEN 3
+                       WHEN 'content-based (genres)' THEN 4 ELSE 5 END;

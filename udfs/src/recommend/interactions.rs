@@ -1,0 +1,241 @@
+//! A table of (user, item[, weight]) rows as two sparse matrices (by user and by item), with
+//! the ids mapped to dense indices in id order. Repeated (user, item) pairs add their weights; rows with a
+//! NULL id or weight are skipped. This is what every collaborative-filtering function reads.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch, UInt32Array};
+use datafusion::arrow::compute::{cast, take};
+use datafusion::arrow::datatypes::{DataType, Float32Type};
+use datafusion::arrow::row::{RowConverter, SortField};
+use datafusion::common::{Result, plan_err};
+
+/// Compressed sparse rows: row `r` holds `indices[offsets[r]..offsets[r + 1]]` with weights.
+#[derive(Debug, Default)]
+pub struct Csr {
+    pub offsets: Vec<usize>,
+    pub indices: Vec<u32>,
+    pub weights: Vec<f32>,
+}
+
+impl Csr {
+    pub fn row(&self, r: usize) -> impl Iterator<Item = (u32, f32)> + '_ {
+        let range = self.offsets[r]..self.offsets[r + 1];
+        self.indices[range.clone()]
+            .iter()
+            .copied()
+            .zip(self.weights[range].iter().copied())
+    }
+
+    pub fn row_indices(&self, r: usize) -> &[u32] {
+        &self.indices[self.offsets[r]..self.offsets[r + 1]]
+    }
+
+    pub fn rows(&self) -> usize {
+        self.offsets.len().saturating_sub(1)
+    }
+
+    /// Builds rows from (row, column, weight) triples sorted by (row, column), adding repeats.
+    fn from_sorted(rows: usize, triples: &[(u32, u32, f32)]) -> Self {
+        let mut csr = Csr {
+            offsets: vec![0; rows + 1],
+            indices: Vec::with_capacity(triples.len()),
+            weights: Vec::with_capacity(triples.len()),
+        };
+        let mut previous: Option<(u32, u32)> = None;
+        for &(r, c, w) in triples {
+            if previous == Some((r, c)) {
+                *csr.weights.last_mut().expect("a previous entry") += w;
+                continue;
+            }
+            previous = Some((r, c));
+            csr.indices.push(c);
+            csr.weights.push(w);
+            csr.offsets[r as usize + 1] += 1;
+        }
+        for r in 0..rows {
+            csr.offsets[r + 1] += csr.offsets[r];
+        }
+        csr
+    }
+
+    /// The Euclidean norm of each row.
+    pub fn norms(&self) -> Vec<f32> {
+        (0..self.rows())
+            .map(|r| self.row(r).map(|(_, w)| w * w).sum::<f32>().sqrt())
+            .collect()
+    }
+}
+
+/// Interactions with dense user and item indices.
+#[derive(Debug)]
+pub struct Interactions {
+    /// The id of each user index, and of each item index.
+    pub user_ids: ArrayRef,
+    pub item_ids: ArrayRef,
+    pub by_user: Csr,
+    pub by_item: Csr,
+    user_index: IdIndex,
+}
+
+/// Maps ids of one type to dense indices.
+#[derive(Debug)]
+pub struct IdIndex {
+    converter: RowConverter,
+    data_type: DataType,
+    index: HashMap<Box<[u8]>, u32>,
+}
+
+impl IdIndex {
+    /// Indexes the distinct ids of `ids` in sorted order, so that ties broken by index are
+    /// broken by id whatever order the rows came in. Returns the index of every row (NULL →
+    /// None) and, for each index, the first row holding it.
+    pub fn build(ids: &ArrayRef) -> Result<(Self, Vec<Option<u32>>, Vec<u32>)> {
+        let converter = RowConverter::new(vec![SortField::new(ids.data_type().clone())])?;
+        let rows = converter.convert_columns(&[Arc::clone(ids)])?;
+        let mut first_row: HashMap<&[u8], u32> = HashMap::new();
+        for row in (0..ids.len()).filter(|&row| ids.is_valid(row)) {
+            first_row.entry(rows.row(row).data()).or_insert(row as u32);
+        }
+        let mut distinct: Vec<(&[u8], u32)> = first_row.into_iter().collect();
+        distinct.sort_unstable();
+        let index: HashMap<Box<[u8]>, u32> = distinct
+            .iter()
+            .enumerate()
+            .map(|(i, (key, _))| (Box::from(*key), i as u32))
+            .collect();
+        let first_rows = distinct.iter().map(|(_, row)| *row).collect();
+        let positions = (0..ids.len())
+            .map(|row| match ids.is_valid(row) {
+                true => index.get(rows.row(row).data()).copied(),
+                false => None,
+            })
+            .collect();
+        let data_type = ids.data_type().clone();
+        Ok((
+            Self {
+                converter,
+                data_type,
+                index,
+            },
+            positions,
+            first_rows,
+        ))
+    }
+
+    /// The index of each id in `ids` (cast to the indexed type), None when unknown or NULL.
+    pub fn lookup(&self, ids: &ArrayRef) -> Result<Vec<Option<u32>>> {
+        let ids = cast(ids, &self.data_type)?;
+        let rows = self.converter.convert_columns(&[Arc::clone(&ids)])?;
+        Ok((0..ids.len())
+            .map(|row| match ids.is_null(row) {
+                true => None,
+                false => self.index.get(rows.row(row).data()).copied(),
+            })
+            .collect())
+    }
+}
+
+impl Interactions {
+    /// Reads a batch whose columns are (user, item[, weight, …]); `function` names errors.
+    pub fn from_batch(function: &str, batch: &RecordBatch) -> Result<Self> {
+        if batch.num_columns() < 2 {
+            return plan_err!("{function}: the interactions table needs (user, item[, weight]) columns");
+        }
+        let weights = match batch.columns().get(2) {
+            Some(column) if column.data_type().is_numeric() => Some(cast(column, &DataType::Float32)?),
+            _ => None,
+        };
+        let (user_index, users, user_rows) = IdIndex::build(batch.column(0))?;
+        let (_, items, item_rows) = IdIndex::build(batch.column(1))?;
+        let mut triples = Vec::with_capacity(batch.num_rows());
+        for row in 0..batch.num_rows() {
+            let weight = match &weights {
+                Some(w) if w.is_null(row) => continue,
+                Some(w) => w.as_primitive::<Float32Type>().value(row),
+                None => 1.0,
+            };
+            if let (Some(u), Some(i)) = (users[row], items[row]) {
+                triples.push((u, i, weight));
+            }
+        }
+        triples.sort_unstable_by_key(|&(u, i, _)| (u, i));
+        let by_user = Csr::from_sorted(user_rows.len(), &triples);
+        let mut transposed: Vec<(u32, u32, f32)> = triples.iter().map(|&(u, i, w)| (i, u, w)).collect();
+        transposed.sort_unstable_by_key(|&(i, u, _)| (i, u));
+        let by_item = Csr::from_sorted(item_rows.len(), &transposed);
+        Ok(Self {
+            user_ids: take(batch.column(0).as_ref(), &UInt32Array::from(user_rows), None)?,
+            item_ids: take(batch.column(1).as_ref(), &UInt32Array::from(item_rows), None)?,
+            by_user,
+            by_item,
+            user_index,
+        })
+    }
+
+    pub fn users(&self) -> usize {
+        self.by_user.rows()
+    }
+
+    pub fn items(&self) -> usize {
+        self.by_item.rows()
+    }
+
+    /// The user index of each id in `ids`; None for users with no interactions.
+    pub fn user_indices(&self, ids: &ArrayRef) -> Result<Vec<Option<u32>>> {
+        self.user_index.lookup(ids)
+    }
+
+    /// Items by number of users, most popular first (ties: the smaller id first).
+    pub fn popularity(&self) -> Vec<(u32, f32)> {
+        let users = self.users().max(1) as f32;
+        let mut items: Vec<(u32, f32)> = (0..self.items())
+            .map(|i| (i as u32, self.by_item.row_indices(i).len() as f32 / users))
+            .collect();
+        items.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        items
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::array::{Float64Array, Int64Array, StringArray};
+    use datafusion::arrow::datatypes::{Field, Schema};
+
+    #[test]
+    fn repeated_pairs_add_and_nulls_are_skipped() {
+        let batch = RecordBatch::try_new(
+            Arc::new(Schema::new(vec![
+                Field::new("user", DataType::Utf8, true),
+                Field::new("item", DataType::Int64, true),
+                Field::new("weight", DataType::Float64, true),
+            ])),
+            vec![
+                Arc::new(StringArray::from(vec![
+                    Some("a"),
+                    Some("a"),
+                    Some("b"),
+                    None,
+                    Some("b"),
+                ])),
+                Arc::new(Int64Array::from(vec![Some(7), Some(7), Some(8), Some(7), Some(7)])),
+                Arc::new(Float64Array::from(vec![
+                    Some(1.0),
+                    Some(2.0),
+                    Some(1.0),
+                    Some(1.0),
+                    None,
+                ])),
+            ],
+        )
+        .unwrap();
+        let interactions = Interactions::from_batch("test", &batch).unwrap();
+        assert_eq!((interactions.users(), interactions.items()), (2, 2));
+        assert_eq!(interactions.by_user.row(0).collect::<Vec<_>>(), vec![(0, 3.0)]);
+        assert_eq!(interactions.by_item.row(0).collect::<Vec<_>>(), vec![(0, 3.0)]);
+        let lookup: ArrayRef = Arc::new(StringArray::from(vec![Some("b"), Some("z"), None]));
+        assert_eq!(interactions.user_indices(&lookup).unwrap(), vec![Some(1), None, None]);
+    }
+}

@@ -1,0 +1,321 @@
+//! The top-k kernel: scores a block of users against every candidate item with one matrix
+//! multiply (the `gemm` crate, on flat f32 buffers) and keeps each user's k best items in a
+//! bounded, sorted list. Blocks of users run in parallel on rayon's pool.
+
+use rayon::prelude::*;
+
+/// How a user vector and an item vector are compared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Metric {
+    /// Inner product; higher is better.
+    Dot,
+    /// Cosine similarity; higher is better. Zero vectors match nothing.
+    Cosine,
+    /// Euclidean distance; lower is better.
+    L2,
+}
+
+impl Metric {
+    pub fn parse(text: &str) -> Option<Self> {
+        match text.to_ascii_lowercase().as_str() {
+            "dot" | "ip" | "inner_product" => Some(Metric::Dot),
+            "cosine" | "cos" => Some(Metric::Cosine),
+            "l2" | "euclidean" => Some(Metric::L2),
+            _ => None,
+        }
+    }
+}
+
+/// Candidate items as one row-major matrix, prepared for `metric`.
+#[derive(Debug)]
+pub struct ItemMatrix {
+    values: Vec<f32>,
+    dim: usize,
+    len: usize,
+    metric: Metric,
+    /// ‖item‖², for L2.
+    squared_norms: Vec<f32>,
+    /// Items that can be recommended (a zero vector has no cosine; a NULL vector no score).
+    usable: Vec<bool>,
+}
+
+impl ItemMatrix {
+    /// `rows` are the items' vectors (`None` for a NULL vector), all of dimension `dim`.
+    pub fn new<'a>(rows: impl Iterator<Item = Option<&'a [f32]>>, dim: usize, metric: Metric) -> Self {
+        let mut values = Vec::new();
+        let mut usable = Vec::new();
+        let mut squared_norms = Vec::new();
+        for row in rows {
+            let start = values.len();
+            match row {
+                Some(vector) => values.extend_from_slice(vector),
+                None => values.extend(std::iter::repeat_n(0.0, dim)),
+            }
+            let norm2: f32 = values[start..].iter().map(|x| x * x).sum();
+            let ok = row.is_some() && (metric != Metric::Cosine || norm2 > 0.0);
+            if metric == Metric::Cosine && ok {
+                let inverse = 1.0 / norm2.sqrt();
+                values[start..].iter_mut().for_each(|x| *x *= inverse);
+            }
+            squared_norms.push(norm2);
+            usable.push(ok);
+        }
+        Self {
+            len: usable.len(),
+            values,
+            dim,
+            metric,
+            squared_norms,
+            usable,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+/// What to keep for each user.
+#[derive(Debug, Clone, Copy)]
+pub struct Selection {
+    pub k: usize,
+    /// Keep only items scoring above this (for L2: closer than this).
+    pub threshold: Option<f32>,
+}
+
+/// Users per matrix multiply: large enough for gemm to run near peak, small enough that the
+/// block's scores (`BLOCK × items` floats) stay modest.
+const BLOCK: usize = 64;
+
+/// The best items of each user, best first, as (item index, score). `users` holds one
+/// optional vector per user; `excluded(u)` lists item indices user `u` must not get.
+pub fn top_k<'a, E>(
+    users: &[Option<&'a [f32]>],
+    items: &ItemMatrix,
+    selection: Selection,
+    excluded: E,
+) -> Vec<Vec<(u32, f32)>>
+where
+    E: Fn(usize) -> &'a [u32] + Sync,
+{
+    let blocks: Vec<usize> = (0..users.len()).step_by(BLOCK).collect();
+    blocks
+        .par_iter()
+        .flat_map_iter(|&start| {
+            let end = (start + BLOCK).min(users.len());
+            score_block(&users[start..end], start, items, selection, &excluded)
+        })
+        .collect()
+}
+
+fn score_block<'a, E>(
+    users: &[Option<&'a [f32]>],
+    first_user: usize,
+    items: &ItemMatrix,
+    selection: Selection,
+    excluded: &E,
+) -> Vec<Vec<(u32, f32)>>
+where
+    E: Fn(usize) -> &'a [u32],
+{
+    let dim = items.dim;
+    let n = items.len;
+    // A NULL user, or a zero user under cosine, has no scores: it gets no rows.
+    let mut lhs = vec![0.0f32; users.len() * dim];
+    let mut user_norms2 = vec![0.0f32; users.len()];
+    let mut active = vec![false; users.len()];
+    for (u, user) in users.iter().enumerate() {
+        if let Some(vector) = user {
+            let norm2: f32 = vector.iter().map(|x| x * x).sum();
+            user_norms2[u] = norm2;
+            active[u] = items.metric != Metric::Cosine || norm2 > 0.0;
+            let scale = if items.metric == Metric::Cosine && norm2 > 0.0 {
+                1.0 / norm2.sqrt()
+            } else {
+                1.0
+            };
+            lhs[u * dim..(u + 1) * dim]
+                .iter_mut()
+                .zip(*vector)
+                .for_each(|(dst, x)| *dst = x * scale);
+        }
+    }
+    let mut scores = vec![0.0f32; users.len() * n];
+    if n > 0 && dim > 0 && !users.is_empty() {
+        // SAFETY: every pointer covers its matrix: lhs is users × dim, the items are n × dim
+        // read transposed (row stride 1, column stride dim), dst is users × n; none overlap.
+        unsafe {
+            gemm::gemm(
+                users.len(),
+                n,
+                dim,
+                scores.as_mut_ptr(),
+                1,
+                n as isize,
+                false,
+                lhs.as_ptr(),
+                1,
+                dim as isize,
+                items.values.as_ptr(),
+                dim as isize,
+                1,
+                0.0,
+                1.0,
+                false,
+                false,
+                false,
+                gemm::Parallelism::None,
+            );
+        }
+    }
+    (0..users.len())
+        .map(|u| {
+            if !active[u] {
+                return Vec::new();
+            }
+            let row = &mut scores[u * n..(u + 1) * n];
+            // L2 ranks by 2·u·i − ‖i‖², which orders items as −‖u − i‖² does.
+            if items.metric == Metric::L2 {
+                row.iter_mut()
+                    .zip(&items.squared_norms)
+                    .for_each(|(s, norm2)| *s = 2.0 * *s - norm2);
+            }
+            for (s, ok) in row.iter_mut().zip(&items.usable) {
+                if !ok {
+                    *s = f32::NEG_INFINITY;
+                }
+            }
+            for &item in excluded(first_user + u) {
+                if let Some(s) = row.get_mut(item as usize) {
+                    *s = f32::NEG_INFINITY;
+                }
+            }
+            let floor = match (selection.threshold, items.metric) {
+                (None, _) => f32::NEG_INFINITY,
+                (Some(t), Metric::L2) => user_norms2[u] - t * t,
+                (Some(t), _) => t,
+            };
+            let mut best = select(row, selection.k, floor);
+            if items.metric == Metric::L2 {
+                best.iter_mut()
+                    .for_each(|(_, s)| *s = (user_norms2[u] - *s).max(0.0).sqrt());
+            }
+            best
+        })
+        .collect()
+}
+
+/// The `k` highest scores above `floor`, best first; ties go to the lower item index.
+pub fn select(scores: &[f32], k: usize, floor: f32) -> Vec<(u32, f32)> {
+    let mut best: Vec<(u32, f32)> = Vec::with_capacity(k + 1);
+    let mut bar = floor;
+    if k == 0 {
+        return best;
+    }
+    for (j, &s) in scores.iter().enumerate() {
+        if s > bar {
+            let position = best.partition_point(|&(_, b)| b >= s);
+            best.insert(position, (j as u32, s));
+            if best.len() > k {
+                best.pop();
+            }
+            if best.len() == k {
+                bar = best[k - 1].1;
+            }
+        }
+    }
+    best
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn brute_force(users: &[Vec<f32>], items: &[Vec<f32>], k: usize, metric: Metric) -> Vec<Vec<u32>> {
+        users
+            .iter()
+            .map(|u| {
+                let mut scored: Vec<(u32, f32)> = items
+                    .iter()
+                    .enumerate()
+                    .map(|(j, i)| {
+                        let dot: f32 = u.iter().zip(i).map(|(a, b)| a * b).sum();
+                        let nu = u.iter().map(|x| x * x).sum::<f32>().sqrt();
+                        let ni = i.iter().map(|x| x * x).sum::<f32>().sqrt();
+                        let l2 = u.iter().zip(i).map(|(a, b)| (a - b) * (a - b)).sum::<f32>();
+                        let score = match metric {
+                            Metric::Dot => dot,
+                            Metric::Cosine => dot / (nu * ni),
+                            Metric::L2 => -l2,
+                        };
+                        (j as u32, score)
+                    })
+                    .collect();
+                scored.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+                scored.into_iter().take(k).map(|(j, _)| j).collect()
+            })
+            .collect()
+    }
+
+    fn random(rows: usize, dim: usize, seed: u64) -> Vec<Vec<f32>> {
+        let mut state = seed;
+        (0..rows)
+            .map(|_| {
+                (0..dim)
+                    .map(|_| {
+                        state = state
+                            .wrapping_mul(6364136223846793005)
+                            .wrapping_add(1442695040888963407);
+                        ((state >> 33) as f32 / (1u64 << 31) as f32) - 0.5
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn matches_brute_force_for_every_metric() {
+        let users = random(150, 16, 1);
+        let items = random(300, 16, 2);
+        for metric in [Metric::Dot, Metric::Cosine, Metric::L2] {
+            let matrix = ItemMatrix::new(items.iter().map(|v| Some(v.as_slice())), 16, metric);
+            let user_rows: Vec<Option<&[f32]>> = users.iter().map(|u| Some(u.as_slice())).collect();
+            let got = top_k(&user_rows, &matrix, Selection { k: 7, threshold: None }, |_| &[]);
+            let got: Vec<Vec<u32>> = got.iter().map(|r| r.iter().map(|(j, _)| *j).collect()).collect();
+            assert_eq!(got, brute_force(&users, &items, 7, metric), "{metric:?}");
+        }
+    }
+
+    #[test]
+    fn exclusions_thresholds_and_small_catalogs() {
+        let items: Vec<Vec<f32>> = vec![vec![1.0, 0.0], vec![0.5, 0.0], vec![0.1, 0.0], vec![0.0, 0.0]];
+        let matrix = ItemMatrix::new(items.iter().map(|v| Some(v.as_slice())), 2, Metric::Dot);
+        let user = [1.0f32, 0.0];
+        let users = [Some(&user[..]), None];
+        let excluded: [u32; 1] = [0];
+        let got = top_k(
+            &users,
+            &matrix,
+            Selection {
+                k: 10,
+                threshold: Some(0.2),
+            },
+            |u| {
+                if u == 0 { &excluded[..] } else { &[] }
+            },
+        );
+        assert_eq!(got, vec![vec![(1, 0.5)], vec![]]);
+    }
+
+    #[test]
+    fn ties_go_to_the_lower_index() {
+        assert_eq!(
+            select(&[1.0, 2.0, 2.0, 1.0, 2.0], 2, f32::NEG_INFINITY),
+            vec![(1, 2.0), (2, 2.0)]
+        );
+    }
+}
