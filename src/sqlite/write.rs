@@ -267,20 +267,18 @@ fn insert_sql(table: &str, request: &WriteRequest) -> String {
 
 pub(super) fn ensure_metadata_tables(conn: &Connection) -> rusqlite::Result<()> {
     conn.execute_batch(&format!(
-        "CREATE TABLE IF NOT EXISTS {COLUMNS_TABLE} (
-           table_name TEXT NOT NULL,
-           column_name TEXT NOT NULL,
-           arrow_type TEXT NOT NULL,
-           PRIMARY KEY (table_name, column_name)
-         );
-         CREATE TABLE IF NOT EXISTS {TABLES_TABLE} (
-           table_name TEXT PRIMARY KEY,
-           operation TEXT NOT NULL,
-           statement TEXT NOT NULL,
-           rows_written INTEGER NOT NULL,
-           written_at TEXT NOT NULL,
-           written_by TEXT NOT NULL
-         );"
+        "CREATE TABLE IF NOT EXISTS {COLUMNS_TABLE} (\n  \
+           table_name TEXT NOT NULL,\n  \
+           column_name TEXT NOT NULL,\n  \
+           arrow_type TEXT NOT NULL,\n  \
+           PRIMARY KEY (table_name, column_name)\n);\n\
+         CREATE TABLE IF NOT EXISTS {TABLES_TABLE} (\n  \
+           table_name TEXT PRIMARY KEY,\n  \
+           operation TEXT NOT NULL,\n  \
+           statement TEXT NOT NULL,\n  \
+           rows_written INTEGER NOT NULL,\n  \
+           written_at TEXT NOT NULL,\n  \
+           written_by TEXT NOT NULL\n);"
     ))
 }
 
