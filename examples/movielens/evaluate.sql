@@ -87,6 +87,34 @@ INSERT INTO timings VALUES ('content-based (genres)', now());
 CREATE VIEW item_genres AS SELECT item_id, genres FROM items;
 INSERT INTO candidates SELECT 'valid', 'content-based (genres)', '', user_id, rank, item_id, score FROM content_knn('train_valid', 'item_genres', 50, 'users_valid');
 INSERT INTO candidates SELECT 'test', 'content-based (genres)', '', user_id, rank, item_id, score FROM content_knn('train_test', 'item_genres', 50, 'users_test');
+INSERT INTO timings VALUES ('iALS', now());
+
+-- iALS (implicit-feedback matrix factorisation): trained, saved, read back, recommended.
+-- Models are written to the system's temporary directory.
+CREATE TABLE als_valid_64_0_1_1_0 AS SELECT * FROM train_als('train_valid', '/tmp/recfusion-movielens-als_valid_64_0_1_1_0.safetensors', 64, 20, 0.1, 1.0, 42);
+CREATE TABLE als_valid_64_0_1_1_0_users AS SELECT * FROM model_vectors('/tmp/recfusion-movielens-als_valid_64_0_1_1_0.safetensors', 'users');
+CREATE TABLE als_valid_64_0_1_1_0_items AS SELECT * FROM model_vectors('/tmp/recfusion-movielens-als_valid_64_0_1_1_0.safetensors', 'items');
+INSERT INTO candidates SELECT 'valid', 'iALS', 'factors=64 regularization=0.1 alpha=1.0', user_id, rank, item_id, score FROM recommend('als_valid_64_0_1_1_0_users', 'als_valid_64_0_1_1_0_items', 50, 'dot', 'train_valid');
+CREATE TABLE als_valid_128_1_0_2_0 AS SELECT * FROM train_als('train_valid', '/tmp/recfusion-movielens-als_valid_128_1_0_2_0.safetensors', 128, 20, 1.0, 2.0, 42);
+CREATE TABLE als_valid_128_1_0_2_0_users AS SELECT * FROM model_vectors('/tmp/recfusion-movielens-als_valid_128_1_0_2_0.safetensors', 'users');
+CREATE TABLE als_valid_128_1_0_2_0_items AS SELECT * FROM model_vectors('/tmp/recfusion-movielens-als_valid_128_1_0_2_0.safetensors', 'items');
+INSERT INTO candidates SELECT 'valid', 'iALS', 'factors=128 regularization=1.0 alpha=2.0', user_id, rank, item_id, score FROM recommend('als_valid_128_1_0_2_0_users', 'als_valid_128_1_0_2_0_items', 50, 'dot', 'train_valid');
+CREATE TABLE als_valid_128_1_0_4_0 AS SELECT * FROM train_als('train_valid', '/tmp/recfusion-movielens-als_valid_128_1_0_4_0.safetensors', 128, 20, 1.0, 4.0, 42);
+CREATE TABLE als_valid_128_1_0_4_0_users AS SELECT * FROM model_vectors('/tmp/recfusion-movielens-als_valid_128_1_0_4_0.safetensors', 'users');
+CREATE TABLE als_valid_128_1_0_4_0_items AS SELECT * FROM model_vectors('/tmp/recfusion-movielens-als_valid_128_1_0_4_0.safetensors', 'items');
+INSERT INTO candidates SELECT 'valid', 'iALS', 'factors=128 regularization=1.0 alpha=4.0', user_id, rank, item_id, score FROM recommend('als_valid_128_1_0_4_0_users', 'als_valid_128_1_0_4_0_items', 50, 'dot', 'train_valid');
+CREATE TABLE als_test_64_0_1_1_0 AS SELECT * FROM train_als('train_test', '/tmp/recfusion-movielens-als_test_64_0_1_1_0.safetensors', 64, 20, 0.1, 1.0, 42);
+CREATE TABLE als_test_64_0_1_1_0_users AS SELECT * FROM model_vectors('/tmp/recfusion-movielens-als_test_64_0_1_1_0.safetensors', 'users');
+CREATE TABLE als_test_64_0_1_1_0_items AS SELECT * FROM model_vectors('/tmp/recfusion-movielens-als_test_64_0_1_1_0.safetensors', 'items');
+INSERT INTO candidates SELECT 'test', 'iALS', 'factors=64 regularization=0.1 alpha=1.0', user_id, rank, item_id, score FROM recommend('als_test_64_0_1_1_0_users', 'als_test_64_0_1_1_0_items', 50, 'dot', 'train_test');
+CREATE TABLE als_test_128_1_0_2_0 AS SELECT * FROM train_als('train_test', '/tmp/recfusion-movielens-als_test_128_1_0_2_0.safetensors', 128, 20, 1.0, 2.0, 42);
+CREATE TABLE als_test_128_1_0_2_0_users AS SELECT * FROM model_vectors('/tmp/recfusion-movielens-als_test_128_1_0_2_0.safetensors', 'users');
+CREATE TABLE als_test_128_1_0_2_0_items AS SELECT * FROM model_vectors('/tmp/recfusion-movielens-als_test_128_1_0_2_0.safetensors', 'items');
+INSERT INTO candidates SELECT 'test', 'iALS', 'factors=128 regularization=1.0 alpha=2.0', user_id, rank, item_id, score FROM recommend('als_test_128_1_0_2_0_users', 'als_test_128_1_0_2_0_items', 50, 'dot', 'train_test');
+CREATE TABLE als_test_128_1_0_4_0 AS SELECT * FROM train_als('train_test', '/tmp/recfusion-movielens-als_test_128_1_0_4_0.safetensors', 128, 20, 1.0, 4.0, 42);
+CREATE TABLE als_test_128_1_0_4_0_users AS SELECT * FROM model_vectors('/tmp/recfusion-movielens-als_test_128_1_0_4_0.safetensors', 'users');
+CREATE TABLE als_test_128_1_0_4_0_items AS SELECT * FROM model_vectors('/tmp/recfusion-movielens-als_test_128_1_0_4_0.safetensors', 'items');
+INSERT INTO candidates SELECT 'test', 'iALS', 'factors=128 regularization=1.0 alpha=4.0', user_id, rank, item_id, score FROM recommend('als_test_128_1_0_4_0_users', 'als_test_128_1_0_4_0_items', 50, 'dot', 'train_test');
 INSERT INTO timings VALUES ('hybrid', now());
 
 -- Scores of every list: HR@10 and NDCG@10 against the held-out item.
@@ -109,24 +137,24 @@ SELECT method, config FROM (
   SELECT method, config, ROW_NUMBER() OVER (PARTITION BY method ORDER BY ndcg DESC, config) AS place
   FROM quality WHERE split = 'valid') WHERE place = 1;
 
--- Hybrid: weighted reciprocal-rank fusion of the chosen settings' candidates — an item scores
+-- Hybrid: weighted reciprocal-rank fusion of the chosen settings of item-CF, user-CF and iALS — an item scores
 -- Σ_m w_m / (10 + rank_m), so the methods' different score scales do not matter — with
 -- weights that sum to 1 (a grid in steps of 0.25), tuned on validation like everything else.
 CREATE TABLE weights AS
-SELECT a.w AS w_item, b.w AS w_user, 1.0 - a.w - b.w AS w_content
+SELECT a.w AS w_item, b.w AS w_user, 1.0 - a.w - b.w AS w_als
 FROM (VALUES (0.0), (0.25), (0.5), (0.75), (1.0)) a(w), (VALUES (0.0), (0.25), (0.5), (0.75), (1.0)) b(w)
 WHERE a.w + b.w <= 1.0;
 
 CREATE TABLE blended AS
-SELECT c.split, w.w_item, w.w_user, w.w_content, c.user_id, c.item_id,
-       sum(CASE c.method WHEN 'item-CF' THEN w.w_item WHEN 'user-CF' THEN w.w_user ELSE w.w_content END / (10.0 + c.rank)) AS score
+SELECT c.split, w.w_item, w.w_user, w.w_als, c.user_id, c.item_id,
+       sum(CASE c.method WHEN 'item-CF' THEN w.w_item WHEN 'user-CF' THEN w.w_user ELSE w.w_als END / (10.0 + c.rank)) AS score
 FROM candidates c JOIN chosen USING (method, config) CROSS JOIN weights w
-WHERE c.method IN ('item-CF', 'user-CF', 'content-based (genres)')
-GROUP BY c.split, w.w_item, w.w_user, w.w_content, c.user_id, c.item_id;
+WHERE c.method IN ('item-CF', 'user-CF', 'iALS')
+GROUP BY c.split, w.w_item, w.w_user, w.w_als, c.user_id, c.item_id;
 
 INSERT INTO candidates
-SELECT split, 'hybrid', concat('item=', w_item, ' user=', w_user, ' content=', w_content), user_id, rank, item_id, score
-FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY split, w_item, w_user, w_content, user_id ORDER BY score DESC, item_id) AS rank
+SELECT split, 'hybrid', concat('item-CF=', w_item, ' user-CF=', w_user, ' iALS=', w_als), user_id, rank, item_id, score
+FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY split, w_item, w_user, w_als, user_id ORDER BY score DESC, item_id) AS rank
       FROM blended) WHERE rank <= 10;
 INSERT INTO timings VALUES ('end', now());
 
@@ -171,4 +199,4 @@ JOIN (SELECT method, config, count(DISTINCT item_id) AS items FROM candidates
 LEFT JOIN seconds s ON s.method = q.method
 WHERE q.split = 'test'
 ORDER BY CASE q.method WHEN 'popularity' THEN 1 WHEN 'item-CF' THEN 2 WHEN 'user-CF' THEN 3
-                       WHEN 'content-based (genres)' THEN 4 ELSE 5 END;
+                       WHEN 'content-based (genres)' THEN 4 WHEN 'iALS' THEN 5 ELSE 6 END;

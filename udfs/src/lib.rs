@@ -10,7 +10,9 @@ use datafusion::common::{Result, plan_err};
 use datafusion::logical_expr::{AggregateUDF, ScalarUDF};
 use datafusion::prelude::SessionContext;
 
+pub mod compute;
 pub mod evaluate;
+pub mod models;
 pub mod recommend;
 pub mod vector;
 
@@ -37,6 +39,8 @@ pub fn table_functions() -> Vec<(&'static str, Arc<dyn TableFunctionImpl>)> {
         ("item_knn", Arc::new(KnnFunction(Method::ItemKnn))),
         ("user_knn", Arc::new(KnnFunction(Method::UserKnn))),
         ("content_knn", Arc::new(KnnFunction(Method::Content))),
+        ("train_als", Arc::new(models::TrainAls)),
+        ("model_vectors", Arc::new(models::ModelVectors)),
     ]
 }
 
@@ -47,6 +51,7 @@ pub fn table_function_docs() -> Vec<(&'static str, &'static str, &'static str)> 
     for method in [Method::ItemKnn, Method::UserKnn, Method::Content] {
         docs.push((method.name(), method.syntax(), method.description()));
     }
+    docs.extend(models::DOCS);
     docs
 }
 

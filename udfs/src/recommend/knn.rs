@@ -16,7 +16,6 @@
 //! contributed most to an item-CF or content score, as (item, contribution). Items whose
 //! score is undefined (Σ|sim| = 0) are not scored.
 
-use std::fmt;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -24,23 +23,19 @@ use datafusion::arrow::array::{
     Array, ArrayRef, Float32Array, ListArray, RecordBatch, StringArray, StructArray, UInt32Array, UInt64Array,
 };
 use datafusion::arrow::buffer::OffsetBuffer;
-use datafusion::arrow::compute::{concat_batches, take};
+use datafusion::arrow::compute::take;
 use datafusion::arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef};
 use datafusion::catalog::{Session, TableFunctionArgs, TableFunctionImpl, TableProvider};
-use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::common::{DataFusionError, Result, ScalarValue, exec_err, plan_err};
 use datafusion::datasource::TableType;
-use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::Expr;
-use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
-use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
-use datafusion::physical_plan::stream::RecordBatchReceiverStream;
-use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties, collect};
+use datafusion::physical_plan::ExecutionPlan;
 use rayon::prelude::*;
 
 use super::interactions::{Csr, IdIndex, Interactions};
 use super::topk::{ItemMatrix, Metric, Selection, select};
 use super::{literal, resolve, text_argument};
+use crate::compute::{Computation, ComputeExec};
 use crate::vector::Vectors;
 
 /// How many history items `because` lists.
@@ -251,122 +246,26 @@ impl TableProvider for KnnTable {
         _filters: &[Expr],
         _limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let mut inputs = Vec::new();
-        for table in &self.inputs {
-            inputs.push(table.scan(state, None, &[], None).await?);
-        }
-        let exec: Arc<dyn ExecutionPlan> = Arc::new(KnnExec::new(
-            inputs,
-            self.has_users,
-            self.parameters.clone(),
-            Arc::clone(&self.schema),
-        ));
-        super::project(exec, &self.schema, projection)
-    }
-}
-
-/// Reads its inputs whole, then scores every requested user in parallel.
-#[derive(Debug)]
-struct KnnExec {
-    inputs: Vec<Arc<dyn ExecutionPlan>>,
-    has_users: bool,
-    parameters: Parameters,
-    schema: SchemaRef,
-    properties: Arc<PlanProperties>,
-}
-
-impl KnnExec {
-    fn new(inputs: Vec<Arc<dyn ExecutionPlan>>, has_users: bool, parameters: Parameters, schema: SchemaRef) -> Self {
-        let properties = Arc::new(PlanProperties::new(
-            EquivalenceProperties::new(Arc::clone(&schema)),
-            Partitioning::UnknownPartitioning(1),
-            EmissionType::Final,
-            Boundedness::Bounded,
-        ));
-        Self {
-            inputs,
-            has_users,
-            parameters,
-            schema,
-            properties,
-        }
-    }
-}
-
-impl DisplayAs for KnnExec {
-    fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
-        let p = &self.parameters;
-        write!(
-            f,
-            "KnnExec: {}, k={}, neighbours={}, shrinkage={}",
+        let p = self.parameters.clone();
+        let detail = format!(
+            "{}, k={}, neighbours={}, shrinkage={}",
             p.method.name(),
             p.k,
             p.neighbours,
             p.shrinkage
-        )
-    }
-}
-
-impl ExecutionPlan for KnnExec {
-    fn name(&self) -> &str {
-        "KnnExec"
-    }
-
-    fn properties(&self) -> &Arc<PlanProperties> {
-        &self.properties
-    }
-
-    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
-        self.inputs.iter().collect()
-    }
-
-    fn apply_expressions(
-        &self,
-        _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
-    ) -> Result<TreeNodeRecursion> {
-        Ok(TreeNodeRecursion::Continue)
-    }
-
-    fn with_new_children(self: Arc<Self>, children: Vec<Arc<dyn ExecutionPlan>>) -> Result<Arc<dyn ExecutionPlan>> {
-        Ok(Arc::new(KnnExec::new(
-            children,
-            self.has_users,
-            self.parameters.clone(),
+        );
+        let (has_users, schema) = (self.has_users, Arc::clone(&self.schema));
+        let compute: Computation = Arc::new(move |tables: &[RecordBatch]| run(&p, tables, has_users, &schema));
+        ComputeExec::scan(
+            "KnnExec",
+            detail,
+            &self.inputs,
+            state,
             Arc::clone(&self.schema),
-        )))
-    }
-
-    fn execute(&self, partition: usize, context: Arc<TaskContext>) -> Result<SendableRecordBatchStream> {
-        let name = self.parameters.method.name();
-        if partition != 0 {
-            return exec_err!("{name}: one partition, asked for {partition}");
-        }
-        let mut builder = RecordBatchReceiverStream::builder(Arc::clone(&self.schema), 2);
-        let sender = builder.tx();
-        let inputs = self.inputs.clone();
-        let (parameters, schema, has_users) = (self.parameters.clone(), Arc::clone(&self.schema), self.has_users);
-        builder.spawn(async move {
-            let mut tables = Vec::new();
-            for input in inputs {
-                let input_schema = input.schema();
-                let batches = collect(input, Arc::clone(&context)).await?;
-                tables.push(concat_batches(&input_schema, &batches)?);
-            }
-            let batch_size = context.session_config().batch_size();
-            let output = tokio::task::spawn_blocking(move || run(&parameters, &tables, has_users, &schema))
-                .await
-                .map_err(|e| DataFusionError::Execution(format!("{name}: {e}")))??;
-            let mut start = 0;
-            while start < output.num_rows() {
-                let length = batch_size.min(output.num_rows() - start);
-                if sender.send(Ok(output.slice(start, length))).await.is_err() {
-                    break;
-                }
-                start += length;
-            }
-            Ok(())
-        });
-        Ok(builder.build())
+            projection,
+            compute,
+        )
+        .await
     }
 }
 

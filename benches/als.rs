@@ -1,0 +1,151 @@
+//! iALS training speed and quality on MovieLens 100K, recfusion against the `implicit` library
+//! in the same run: both train on the same leave-last-out training rows with the same factors,
+//! iterations, regularisation and alpha, then recommend 10 unseen items per user; the program
+//! prints each one's training time and test HR@10 / NDCG@10 (EVALUATION.md's protocol).
+//! `implicit` runs through `python3` when installed (skipped with a message otherwise).
+//!
+//! cargo bench --bench als [-- DATA_DIR [FACTORS ITERATIONS REGULARIZATION ALPHA]]
+//! (default ../shared/data/ml-100k, 64 factors, 20 iterations, 0.1, 1.0)
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use datafusion::arrow::array::{AsArray, RecordBatch};
+use datafusion::arrow::datatypes::Float64Type;
+use datafusion::common::Result;
+use datafusion::prelude::SessionContext;
+use recfusion::{SessionOptions, execute_sql, new_session};
+
+const PYTHON: &str = r#"
+import sys, time
+try:
+    import numpy as np, scipy.sparse, implicit
+    from implicit.cpu.als import AlternatingLeastSquares
+except ImportError as e:
+    print("skip", e); sys.exit(0)
+path, factors, iterations, reg, alpha = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]), float(sys.argv[5])
+rows = [tuple(map(int, line.split("\t"))) for line in open(path + "/u.data")]
+by_user = {}
+for u, i, r, ts in rows:
+    by_user.setdefault(u, []).append((ts, i))
+train, test = [], {}
+for u, events in by_user.items():
+    events.sort()
+    test[u] = events[-1][1]
+    train += [(u, i) for ts, i in events[:-1]]
+users = sorted(by_user); items = sorted({i for _, i, _, _ in rows})
+uix = {u: k for k, u in enumerate(users)}; iix = {i: k for k, i in enumerate(items)}
+m = scipy.sparse.csr_matrix((np.ones(len(train), dtype=np.float32),
+                             ([uix[u] for u, _ in train], [iix[i] for _, i in train])), shape=(len(users), len(items)))
+model = AlternatingLeastSquares(factors=factors, iterations=iterations, regularization=reg, alpha=alpha, random_state=42)
+started = time.perf_counter()
+model.fit(m, show_progress=False)
+seconds = time.perf_counter() - started
+ids, _ = model.recommend(np.arange(len(users)), m, N=10, filter_already_liked_items=True)
+hits, ndcg = 0, 0.0
+for k, u in enumerate(users):
+    recommended = [items[j] for j in ids[k]]
+    if test[u] in recommended:
+        hits += 1; ndcg += 1.0 / np.log2(recommended.index(test[u]) + 2)
+print("implicit", implicit.__version__, seconds, hits / len(users), ndcg / len(users))
+"#;
+
+async fn query(ctx: &SessionContext, sql: &str) -> Result<Vec<RecordBatch>> {
+    execute_sql(ctx, sql).await?.collect().await
+}
+
+fn float(batches: &[RecordBatch], column: usize) -> f64 {
+    batches[0].column(column).as_primitive::<Float64Type>().value(0)
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
+    let data = args
+        .first()
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("../shared/data/ml-100k"));
+    let number = |i: usize, default: &str| args.get(i).cloned().unwrap_or_else(|| default.to_string());
+    let (factors, iterations, regularization, alpha) =
+        (number(1, "64"), number(2, "20"), number(3, "0.1"), number(4, "1.0"));
+    if !data.join("u.data").exists() {
+        println!("skipped: no MovieLens data at {} (pass its directory)", data.display());
+        return Ok(());
+    }
+    let model = std::env::temp_dir().join(format!("recfusion-als-bench-{}.safetensors", std::process::id()));
+    let ctx = new_session(&SessionOptions::default())?;
+    let setup = [
+        format!(
+            "CREATE TABLE ratings AS SELECT column_1 AS user_id, column_2 AS item_id, column_4 AS ts \
+             FROM read_csv('{}/u.data', '\\t', 'utf-8', false)",
+            data.display()
+        ),
+        "CREATE TABLE ordered AS SELECT user_id, item_id, \
+         ROW_NUMBER() OVER (PARTITION BY user_id ORDER BY ts DESC, item_id DESC) AS from_end FROM ratings"
+            .to_string(),
+        "CREATE TABLE train AS SELECT user_id, item_id FROM ordered WHERE from_end > 1".to_string(),
+        "CREATE TABLE truth AS SELECT user_id, item_id FROM ordered WHERE from_end = 1".to_string(),
+    ];
+    for sql in &setup {
+        query(&ctx, sql).await?;
+    }
+    let report = query(
+        &ctx,
+        &format!(
+            "SELECT seconds FROM train_als('train', '{}', {factors}, {iterations}, {regularization}, {alpha}, 42)",
+            model.display()
+        ),
+    )
+    .await?;
+    let seconds = float(&report, 0);
+    for side in ["users", "items"] {
+        query(
+            &ctx,
+            &format!(
+                "CREATE TABLE {side} AS SELECT * FROM model_vectors('{}', '{side}')",
+                model.display()
+            ),
+        )
+        .await?;
+    }
+    let quality = query(
+        &ctx,
+        "SELECT avg(hit_at_k(l.items, [t.item_id], 10)), avg(ndcg_at_k(l.items, [t.item_id], 10)) \
+         FROM truth t LEFT JOIN (SELECT user_id, array_agg(item_id ORDER BY rank) AS items \
+                                 FROM recommend('users', 'items', 10, 'dot', 'train') GROUP BY user_id) l USING (user_id)",
+    )
+    .await?;
+    let _ = std::fs::remove_file(&model);
+    let _ = std::fs::remove_file(model.with_extension("safetensors.json"));
+    println!(
+        "iALS on {}: {factors} factors, {iterations} iterations, regularization {regularization}, alpha {alpha}",
+        data.display()
+    );
+    println!("                         train s   test HR@10   test NDCG@10");
+    println!(
+        "recfusion train_als      {seconds:>7.3}   {:>10.4}   {:>12.4}",
+        float(&quality, 0),
+        float(&quality, 1)
+    );
+    let output = Command::new("python3")
+        .args(["-c", PYTHON])
+        .arg(&data)
+        .args([&factors, &iterations, &regularization, &alpha])
+        .output();
+    let stdout = output
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    match stdout.split_whitespace().collect::<Vec<_>>().as_slice() {
+        ["implicit", version, train, hr, ndcg] => {
+            let train: f64 = train.parse().unwrap_or(f64::NAN);
+            println!(
+                "implicit {version} ALS      {train:>7.3}   {:>10.4}   {:>12.4}",
+                hr.parse::<f64>().unwrap_or(f64::NAN),
+                ndcg.parse::<f64>().unwrap_or(f64::NAN)
+            );
+            println!("recfusion trains in {:.2}x implicit's time", seconds / train);
+        }
+        _ => println!("implicit: skipped ({})", stdout.trim()),
+    }
+    Ok(())
+}

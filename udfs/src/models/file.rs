@@ -1,0 +1,162 @@
+//! Model files: the weights as safetensors at the path the user names, and beside them
+//! (`<path>.json`) the model's kind, its configuration and the id maps that turn rows of the
+//! weight matrices back into user and item ids. Both are written to temporary names and renamed
+//! into place, so a failed training leaves the previous model whole.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use candle_core::{Device, Tensor};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, Int64Array, StringArray};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{DataType, Int64Type};
+use datafusion::common::{DataFusionError, Result, exec_datafusion_err, exec_err};
+use serde_json::{Value, json};
+
+/// A model as stored: named f32 matrices, a configuration, and id maps.
+#[derive(Debug)]
+pub struct ModelFile {
+    pub kind: String,
+    pub config: Value,
+    pub matrices: HashMap<String, (Vec<f32>, usize, usize)>,
+    pub ids: HashMap<String, ArrayRef>,
+}
+
+fn json_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".json");
+    PathBuf::from(name)
+}
+
+fn ids_to_json(ids: &ArrayRef) -> Result<Value> {
+    let data_type = ids.data_type().clone();
+    let values: Vec<Value> = if data_type.is_integer() {
+        let ints = cast(ids, &DataType::Int64)?;
+        ints.as_primitive::<Int64Type>().iter().map(|v| json!(v)).collect()
+    } else if matches!(data_type, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View) {
+        let texts = cast(ids, &DataType::Utf8)?;
+        texts.as_string::<i32>().iter().map(|v| json!(v)).collect()
+    } else {
+        return exec_err!("model ids must be integers or strings, got {data_type}");
+    };
+    Ok(json!({ "type": data_type.to_string(), "values": values }))
+}
+
+fn ids_from_json(name: &str, value: &Value) -> Result<ArrayRef> {
+    let bad = || exec_datafusion_err!("model file: the id map '{name}' is damaged");
+    let data_type: DataType = value["type"].as_str().ok_or_else(bad)?.parse().map_err(|_| bad())?;
+    let values = value["values"].as_array().ok_or_else(bad)?;
+    let array: ArrayRef = if data_type.is_integer() {
+        Arc::new(values.iter().map(Value::as_i64).collect::<Int64Array>())
+    } else {
+        Arc::new(
+            values
+                .iter()
+                .map(|v| v.as_str().map(str::to_string))
+                .collect::<StringArray>(),
+        )
+    };
+    Ok(cast(&array, &data_type)?)
+}
+
+impl ModelFile {
+    /// Writes the model to `path` (+ `path.json`), replacing an older one only when both
+    /// files are complete.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let context = |e: &dyn std::fmt::Display| exec_datafusion_err!("saving model '{}': {e}", path.display());
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty())
+            && !parent.is_dir()
+        {
+            return Err(context(&format!("directory '{}' does not exist", parent.display())));
+        }
+        let tensors = self
+            .matrices
+            .iter()
+            .map(|(name, (values, rows, cols))| {
+                let tensor = Tensor::from_vec(values.clone(), (*rows, *cols), &Device::Cpu).map_err(|e| context(&e))?;
+                Ok((name.clone(), tensor))
+            })
+            .collect::<Result<HashMap<_, _>>>()?;
+        let mut ids = serde_json::Map::new();
+        for (name, array) in &self.ids {
+            ids.insert(name.clone(), ids_to_json(array)?);
+        }
+        let meta = json!({
+            "format": "recfusion-model",
+            "version": 1,
+            "kind": self.kind,
+            "config": self.config,
+            "ids": ids,
+        });
+        let weights_tmp = path.with_extension("safetensors.partial");
+        let json_tmp = json_path(&weights_tmp);
+        candle_core::safetensors::save(&tensors, &weights_tmp).map_err(|e| context(&e))?;
+        std::fs::write(&json_tmp, serde_json::to_vec_pretty(&meta).map_err(|e| context(&e))?)
+            .map_err(|e| context(&e))?;
+        std::fs::rename(&weights_tmp, path).map_err(|e| context(&e))?;
+        std::fs::rename(&json_tmp, json_path(path)).map_err(|e| context(&e))?;
+        Ok(())
+    }
+
+    /// Reads a model of `kind` from `path`; a missing, damaged or other kind of file is an
+    /// error that says which.
+    pub fn load(path: &Path, kind: &str) -> Result<Self> {
+        let shown = path.display();
+        if !path.is_file() {
+            return exec_err!("model '{shown}' does not exist");
+        }
+        let meta_path = json_path(path);
+        let text = std::fs::read(&meta_path)
+            .map_err(|e| exec_datafusion_err!("model '{shown}': cannot read '{}': {e}", meta_path.display()))?;
+        let meta: Value =
+            serde_json::from_slice(&text).map_err(|e| exec_datafusion_err!("model '{shown}': damaged JSON: {e}"))?;
+        if meta["format"] != "recfusion-model" {
+            return exec_err!(
+                "model '{shown}': '{}' is not a recfusion model description",
+                meta_path.display()
+            );
+        }
+        let found = meta["kind"].as_str().unwrap_or_default().to_string();
+        if found != kind {
+            return exec_err!("model '{shown}' is a {found} model, not {kind}");
+        }
+        let tensors = candle_core::safetensors::load(path, &Device::Cpu)
+            .map_err(|e| exec_datafusion_err!("model '{shown}': cannot read the weights: {e}"))?;
+        let mut matrices = HashMap::new();
+        for (name, tensor) in tensors {
+            let (rows, cols) = tensor
+                .dims2()
+                .map_err(|e| exec_datafusion_err!("model '{shown}': tensor {name}: {e}"))?;
+            let values = tensor
+                .flatten_all()
+                .and_then(|t| t.to_dtype(candle_core::DType::F32))
+                .and_then(|t| t.to_vec1::<f32>())
+                .map_err(|e| exec_datafusion_err!("model '{shown}': tensor {name}: {e}"))?;
+            matrices.insert(name, (values, rows, cols));
+        }
+        let mut ids = HashMap::new();
+        if let Some(maps) = meta["ids"].as_object() {
+            for (name, value) in maps {
+                ids.insert(name.clone(), ids_from_json(name, value)?);
+            }
+        }
+        Ok(Self {
+            kind: found,
+            config: meta["config"].clone(),
+            matrices,
+            ids,
+        })
+    }
+
+    /// The matrix `name` with one row per id of `ids_name`.
+    pub fn matrix(&self, name: &str, ids_name: &str) -> Result<(&[f32], usize, &ArrayRef)> {
+        let missing = |what: &str| DataFusionError::Execution(format!("model file: {what} '{name}' is missing"));
+        let (values, rows, cols) = self.matrices.get(name).ok_or_else(|| missing("matrix"))?;
+        let ids = self.ids.get(ids_name).ok_or_else(|| missing("id map for"))?;
+        if ids.len() != *rows {
+            return exec_err!("model file: matrix '{name}' has {rows} rows but {} ids", ids.len());
+        }
+        Ok((values, *cols, ids))
+    }
+}

@@ -1,0 +1,250 @@
+//! Models trained in-process from SQL, saved to files and used again by path:
+//!
+//! - `train_als(interactions, path, factors [, iterations [, regularization [, alpha [, seed]]]])`
+//!   trains iALS on (user, item[, weight]) rows, saves it at `path`, and returns a report row
+//!   (model, users, items, factors, iterations, loss, seconds);
+//! - `model_vectors(path, 'users' | 'items')` reads a saved model's vectors as (id, vector)
+//!   rows, ready for `recommend()`.
+//!
+//! Model files live in [`file`]; training algorithms in one file each.
+
+pub mod als;
+pub mod file;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_trait::async_trait;
+use datafusion::arrow::array::{
+    Array, ArrayRef, FixedSizeListArray, Float32Array, Float64Array, Int64Array, RecordBatch, StringArray,
+};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::catalog::{Session, TableFunctionArgs, TableFunctionImpl, TableProvider};
+use datafusion::common::{DataFusionError, Result, ScalarValue, exec_err, plan_err};
+use datafusion::datasource::{MemTable, TableType};
+use datafusion::logical_expr::Expr;
+use datafusion::physical_plan::ExecutionPlan;
+use serde_json::json;
+
+use crate::compute::{Computation, ComputeExec};
+use crate::recommend::interactions::Interactions;
+use crate::recommend::{literal, resolve, text_argument};
+use als::AlsConfig;
+use file::ModelFile;
+
+const TRAIN_ALS: &str = "train_als";
+const MODEL_VECTORS: &str = "model_vectors";
+
+/// (name, syntax, description) of the model table functions, for `\df`.
+pub const DOCS: [(&str, &str, &str); 2] = [
+    (
+        TRAIN_ALS,
+        "train_als(interactions, path, factors [, iterations [, regularization [, alpha [, seed]]]])",
+        "Trains implicit-feedback matrix factorisation (iALS) on (user, item[, weight]) rows and saves it at path. \
+         Defaults: 15 iterations, regularization 0.01, alpha 1, seed 42. Returns one report row.",
+    ),
+    (
+        MODEL_VECTORS,
+        "model_vectors(path, 'users' | 'items')",
+        "The user or item vectors of a saved model as (id, vector) rows.",
+    ),
+];
+
+fn number(function: &str, exprs: &[Expr], index: usize, role: &str, default: f64) -> Result<f64> {
+    match literal(exprs, index) {
+        None | Some(ScalarValue::Null) => Ok(default),
+        Some(value) => match value.cast_to(&DataType::Float64) {
+            Ok(ScalarValue::Float64(Some(v))) if v.is_finite() && v >= 0.0 => Ok(v),
+            _ => plan_err!(
+                "{function}: argument {} ({role}) must be a number ≥ 0, got {value}",
+                index + 1
+            ),
+        },
+    }
+}
+
+fn count(function: &str, exprs: &[Expr], index: usize, role: &str, default: usize) -> Result<usize> {
+    match literal(exprs, index) {
+        None | Some(ScalarValue::Null) => Ok(default),
+        Some(ScalarValue::Int64(Some(n))) if n > 0 => Ok(n as usize),
+        Some(other) => plan_err!(
+            "{function}: argument {} ({role}) must be a positive integer, got {other}",
+            index + 1
+        ),
+    }
+}
+
+/// The `train_als` table function.
+#[derive(Debug, Default)]
+pub struct TrainAls;
+
+impl TableFunctionImpl for TrainAls {
+    fn call_with_args(&self, args: TableFunctionArgs) -> Result<Arc<dyn TableProvider>> {
+        let exprs = args.exprs();
+        if !(3..=7).contains(&exprs.len()) {
+            return plan_err!("{TRAIN_ALS}: expected {}, got {} arguments", DOCS[0].1, exprs.len());
+        }
+        let table_name = text_argument(TRAIN_ALS, exprs, 0, "interactions")?.unwrap_or_default();
+        let interactions = resolve(TRAIN_ALS, args.session(), &table_name, "interactions")?;
+        let path = text_argument(TRAIN_ALS, exprs, 1, "path")?
+            .filter(|p| !p.is_empty())
+            .ok_or_else(|| DataFusionError::Plan(format!("{TRAIN_ALS}: argument 2 (path) must name the model file")))?;
+        let config = AlsConfig {
+            factors: count(TRAIN_ALS, exprs, 2, "factors", 64)?,
+            iterations: count(TRAIN_ALS, exprs, 3, "iterations", 15)?,
+            regularization: number(TRAIN_ALS, exprs, 4, "regularization", 0.01)? as f32,
+            alpha: number(TRAIN_ALS, exprs, 5, "alpha", 1.0)? as f32,
+            seed: number(TRAIN_ALS, exprs, 6, "seed", 42.0)? as u64,
+        };
+        if interactions.schema().fields().len() < 2 {
+            return plan_err!("{TRAIN_ALS}: the interactions table needs (user, item[, weight]) columns");
+        }
+        Ok(Arc::new(TrainTable {
+            interactions,
+            path: PathBuf::from(path),
+            config,
+        }))
+    }
+}
+
+fn report_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("model", DataType::Utf8, false),
+        Field::new("users", DataType::Int64, false),
+        Field::new("items", DataType::Int64, false),
+        Field::new("factors", DataType::Int64, false),
+        Field::new("iterations", DataType::Int64, false),
+        Field::new("loss", DataType::Float64, false),
+        Field::new("seconds", DataType::Float64, false),
+    ]))
+}
+
+#[derive(Debug)]
+struct TrainTable {
+    interactions: Arc<dyn TableProvider>,
+    path: PathBuf,
+    config: AlsConfig,
+}
+
+#[async_trait]
+impl TableProvider for TrainTable {
+    fn schema(&self) -> SchemaRef {
+        report_schema()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Temporary
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        _filters: &[Expr],
+        _limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let (config, path) = (self.config, self.path.clone());
+        let detail = format!(
+            "iALS, factors={}, iterations={}, path={}",
+            config.factors,
+            config.iterations,
+            path.display()
+        );
+        let compute: Computation = Arc::new(move |tables: &[RecordBatch]| train_als(&tables[0], &path, &config));
+        ComputeExec::scan(
+            "TrainExec",
+            detail,
+            &[Arc::clone(&self.interactions)],
+            state,
+            report_schema(),
+            projection,
+            compute,
+        )
+        .await
+    }
+}
+
+fn train_als(batch: &RecordBatch, path: &std::path::Path, config: &AlsConfig) -> Result<RecordBatch> {
+    let interactions = Interactions::from_batch(TRAIN_ALS, batch)?;
+    if interactions.users() == 0 || interactions.items() == 0 {
+        return exec_err!("{TRAIN_ALS}: the interactions table has no rows to train on");
+    }
+    let started = Instant::now();
+    let model = als::train(&interactions, config, |_| true);
+    let seconds = started.elapsed().as_secs_f64();
+    if !model.loss.is_finite() {
+        return exec_err!(
+            "{TRAIN_ALS}: the loss became {} — lower alpha or raise regularization",
+            model.loss
+        );
+    }
+    let f = config.factors;
+    let file = ModelFile {
+        kind: "als".to_string(),
+        config: json!({
+            "factors": f,
+            "iterations": config.iterations,
+            "regularization": config.regularization,
+            "alpha": config.alpha,
+            "seed": config.seed,
+            "loss": model.loss,
+        }),
+        matrices: HashMap::from([
+            ("users".to_string(), (model.user_factors, interactions.users(), f)),
+            ("items".to_string(), (model.item_factors, interactions.items(), f)),
+        ]),
+        ids: HashMap::from([
+            ("users".to_string(), Arc::clone(&interactions.user_ids)),
+            ("items".to_string(), Arc::clone(&interactions.item_ids)),
+        ]),
+    };
+    file.save(path)?;
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(StringArray::from(vec![path.display().to_string()])),
+        Arc::new(Int64Array::from(vec![interactions.users() as i64])),
+        Arc::new(Int64Array::from(vec![interactions.items() as i64])),
+        Arc::new(Int64Array::from(vec![f as i64])),
+        Arc::new(Int64Array::from(vec![config.iterations as i64])),
+        Arc::new(Float64Array::from(vec![f64::from(model.loss)])),
+        Arc::new(Float64Array::from(vec![seconds])),
+    ];
+    Ok(RecordBatch::try_new(report_schema(), columns)?)
+}
+
+/// The `model_vectors` table function.
+#[derive(Debug, Default)]
+pub struct ModelVectors;
+
+impl TableFunctionImpl for ModelVectors {
+    fn call_with_args(&self, args: TableFunctionArgs) -> Result<Arc<dyn TableProvider>> {
+        let exprs = args.exprs();
+        if exprs.len() != 2 {
+            return plan_err!("{MODEL_VECTORS}: expected {}", DOCS[1].1);
+        }
+        let path = text_argument(MODEL_VECTORS, exprs, 0, "path")?.unwrap_or_default();
+        let side = text_argument(MODEL_VECTORS, exprs, 1, "side")?.unwrap_or_default();
+        if side != "users" && side != "items" {
+            return plan_err!("{MODEL_VECTORS}: argument 2 must be 'users' or 'items', got '{side}'");
+        }
+        let file = ModelFile::load(std::path::Path::new(&path), "als").map_err(|e| match e {
+            DataFusionError::Execution(message) => DataFusionError::Plan(format!("{MODEL_VECTORS}: {message}")),
+            other => other,
+        })?;
+        let (values, dim, ids) = file.matrix(&side, &side)?;
+        let vectors = FixedSizeListArray::try_new(
+            Arc::new(Field::new_list_field(DataType::Float32, true)),
+            dim as i32,
+            Arc::new(Float32Array::from(values.to_vec())),
+            None,
+        )?;
+        let id_name = if side == "users" { "user_id" } else { "item_id" };
+        let schema = Arc::new(Schema::new(vec![
+            Field::new(id_name, ids.data_type().clone(), true),
+            Field::new("vector", vectors.data_type().clone(), false),
+        ]));
+        let batch = RecordBatch::try_new(Arc::clone(&schema), vec![Arc::clone(ids), Arc::new(vectors)])?;
+        Ok(Arc::new(MemTable::try_new(schema, vec![vec![batch]])?))
+    }
+}
