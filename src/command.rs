@@ -201,8 +201,11 @@ mod tests {
             all.iter()
                 .any(|(syntax, _, _)| syntax.starts_with("array_cosine_similarity"))
         );
-        let means = function_summaries(Some("MEAN"));
+        let means = function_summaries(Some("VECTOR_MEAN"));
         assert_eq!(means.len(), 1);
         assert_eq!(means[0].1, "aggregate");
+        let knn = function_summaries(Some("item_knn"));
+        assert_eq!(knn.len(), 1);
+        assert_eq!(knn[0].1, "table");
     }
 }

@@ -13,6 +13,7 @@ use datafusion::prelude::SessionContext;
 pub mod compute;
 pub mod evaluate;
 pub mod models;
+pub mod profile;
 pub mod recommend;
 pub mod vector;
 
@@ -28,6 +29,7 @@ pub fn aggregate_functions() -> Vec<Arc<AggregateUDF>> {
     let mut functions = vector::aggregate_functions();
     functions.push(Arc::new(AggregateUDF::new_from_impl(recommend::top_k_agg::TopK::new())));
     functions.extend(evaluate::aggregate_functions());
+    functions.extend(profile::aggregate_functions());
     functions
 }
 

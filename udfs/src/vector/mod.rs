@@ -22,7 +22,7 @@ pub use mean::VectorMean;
 pub use normalize::VectorNormalize;
 pub use similarity::{ArrayCosineSimilarity, ArrayInnerProduct};
 pub use text::{Vector, VectorToText};
-pub use vectors::{Vectors, check_vector_type, output_type, to_columnar, vector_array, vector_type};
+pub use vectors::{Vectors, check_vector_type, fixed_dimension, output_type, to_columnar, vector_array, vector_type};
 
 macro_rules! scalar_accessor {
     ($accessor:ident, $udf:ty) => {
