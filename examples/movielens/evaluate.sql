@@ -115,6 +115,37 @@ CREATE TABLE als_test_128_1_0_4_0 AS SELECT * FROM train_als('train_test', '/tmp
 CREATE TABLE als_test_128_1_0_4_0_users AS SELECT * FROM model_vectors('/tmp/recfusion-movielens-als_test_128_1_0_4_0.safetensors', 'users');
 CREATE TABLE als_test_128_1_0_4_0_items AS SELECT * FROM model_vectors('/tmp/recfusion-movielens-als_test_128_1_0_4_0.safetensors', 'items');
 INSERT INTO candidates SELECT 'test', 'iALS', 'factors=128 regularization=1.0 alpha=4.0', user_id, rank, item_id, score FROM recommend('als_test_128_1_0_4_0_users', 'als_test_128_1_0_4_0_items', 50, 'dot', 'train_test');
+-- Profiles pooled from the same item vectors (iALS, factors=128 regularization=1.0 alpha=2.0):
+-- the mean of the user's items against attention pooling with the mean as query and a
+-- recency bias (age 1 = the user's latest training item), its decay tuned on validation.
+INSERT INTO timings VALUES ('mean-pooled (iALS items)', now());
+CREATE TABLE history_valid AS SELECT user_id, item_id, from_end - 2 AS age FROM ordered WHERE from_end > 2;
+CREATE TABLE history_test AS SELECT user_id, item_id, from_end - 1 AS age FROM ordered WHERE from_end > 1;
+CREATE TABLE mean_valid AS SELECT h.user_id, vector_mean(i.vector) AS profile FROM history_valid h JOIN als_valid_128_1_0_2_0_items i USING (item_id) GROUP BY h.user_id;
+INSERT INTO candidates SELECT 'valid', 'mean-pooled (iALS items)', '', user_id, rank, item_id, score FROM recommend('mean_valid', 'als_valid_128_1_0_2_0_items', 50, 'dot', 'train_valid');
+CREATE TABLE mean_test AS SELECT h.user_id, vector_mean(i.vector) AS profile FROM history_test h JOIN als_test_128_1_0_2_0_items i USING (item_id) GROUP BY h.user_id;
+INSERT INTO candidates SELECT 'test', 'mean-pooled (iALS items)', '', user_id, rank, item_id, score FROM recommend('mean_test', 'als_test_128_1_0_2_0_items', 50, 'dot', 'train_test');
+INSERT INTO timings VALUES ('attention-pooled (iALS items)', now());
+CREATE TABLE attention_valid_0_02 AS SELECT h.user_id, attention_pool(i.vector, m.profile, -0.02 * h.age) AS profile FROM history_valid h JOIN als_valid_128_1_0_2_0_items i USING (item_id) JOIN mean_valid m USING (user_id) GROUP BY h.user_id;
+INSERT INTO candidates SELECT 'valid', 'attention-pooled (iALS items)', 'recency decay=0.02', user_id, rank, item_id, score FROM recommend('attention_valid_0_02', 'als_valid_128_1_0_2_0_items', 50, 'dot', 'train_valid');
+CREATE TABLE attention_valid_0_1 AS SELECT h.user_id, attention_pool(i.vector, m.profile, -0.1 * h.age) AS profile FROM history_valid h JOIN als_valid_128_1_0_2_0_items i USING (item_id) JOIN mean_valid m USING (user_id) GROUP BY h.user_id;
+INSERT INTO candidates SELECT 'valid', 'attention-pooled (iALS items)', 'recency decay=0.1', user_id, rank, item_id, score FROM recommend('attention_valid_0_1', 'als_valid_128_1_0_2_0_items', 50, 'dot', 'train_valid');
+CREATE TABLE attention_valid_0_5 AS SELECT h.user_id, attention_pool(i.vector, m.profile, -0.5 * h.age) AS profile FROM history_valid h JOIN als_valid_128_1_0_2_0_items i USING (item_id) JOIN mean_valid m USING (user_id) GROUP BY h.user_id;
+INSERT INTO candidates SELECT 'valid', 'attention-pooled (iALS items)', 'recency decay=0.5', user_id, rank, item_id, score FROM recommend('attention_valid_0_5', 'als_valid_128_1_0_2_0_items', 50, 'dot', 'train_valid');
+CREATE TABLE attention_valid_1_0 AS SELECT h.user_id, attention_pool(i.vector, m.profile, -1.0 * h.age) AS profile FROM history_valid h JOIN als_valid_128_1_0_2_0_items i USING (item_id) JOIN mean_valid m USING (user_id) GROUP BY h.user_id;
+INSERT INTO candidates SELECT 'valid', 'attention-pooled (iALS items)', 'recency decay=1.0', user_id, rank, item_id, score FROM recommend('attention_valid_1_0', 'als_valid_128_1_0_2_0_items', 50, 'dot', 'train_valid');
+CREATE TABLE attention_valid_2_0 AS SELECT h.user_id, attention_pool(i.vector, m.profile, -2.0 * h.age) AS profile FROM history_valid h JOIN als_valid_128_1_0_2_0_items i USING (item_id) JOIN mean_valid m USING (user_id) GROUP BY h.user_id;
+INSERT INTO candidates SELECT 'valid', 'attention-pooled (iALS items)', 'recency decay=2.0', user_id, rank, item_id, score FROM recommend('attention_valid_2_0', 'als_valid_128_1_0_2_0_items', 50, 'dot', 'train_valid');
+CREATE TABLE attention_test_0_02 AS SELECT h.user_id, attention_pool(i.vector, m.profile, -0.02 * h.age) AS profile FROM history_test h JOIN als_test_128_1_0_2_0_items i USING (item_id) JOIN mean_test m USING (user_id) GROUP BY h.user_id;
+INSERT INTO candidates SELECT 'test', 'attention-pooled (iALS items)', 'recency decay=0.02', user_id, rank, item_id, score FROM recommend('attention_test_0_02', 'als_test_128_1_0_2_0_items', 50, 'dot', 'train_test');
+CREATE TABLE attention_test_0_1 AS SELECT h.user_id, attention_pool(i.vector, m.profile, -0.1 * h.age) AS profile FROM history_test h JOIN als_test_128_1_0_2_0_items i USING (item_id) JOIN mean_test m USING (user_id) GROUP BY h.user_id;
+INSERT INTO candidates SELECT 'test', 'attention-pooled (iALS items)', 'recency decay=0.1', user_id, rank, item_id, score FROM recommend('attention_test_0_1', 'als_test_128_1_0_2_0_items', 50, 'dot', 'train_test');
+CREATE TABLE attention_test_0_5 AS SELECT h.user_id, attention_pool(i.vector, m.profile, -0.5 * h.age) AS profile FROM history_test h JOIN als_test_128_1_0_2_0_items i USING (item_id) JOIN mean_test m USING (user_id) GROUP BY h.user_id;
+INSERT INTO candidates SELECT 'test', 'attention-pooled (iALS items)', 'recency decay=0.5', user_id, rank, item_id, score FROM recommend('attention_test_0_5', 'als_test_128_1_0_2_0_items', 50, 'dot', 'train_test');
+CREATE TABLE attention_test_1_0 AS SELECT h.user_id, attention_pool(i.vector, m.profile, -1.0 * h.age) AS profile FROM history_test h JOIN als_test_128_1_0_2_0_items i USING (item_id) JOIN mean_test m USING (user_id) GROUP BY h.user_id;
+INSERT INTO candidates SELECT 'test', 'attention-pooled (iALS items)', 'recency decay=1.0', user_id, rank, item_id, score FROM recommend('attention_test_1_0', 'als_test_128_1_0_2_0_items', 50, 'dot', 'train_test');
+CREATE TABLE attention_test_2_0 AS SELECT h.user_id, attention_pool(i.vector, m.profile, -2.0 * h.age) AS profile FROM history_test h JOIN als_test_128_1_0_2_0_items i USING (item_id) JOIN mean_test m USING (user_id) GROUP BY h.user_id;
+INSERT INTO candidates SELECT 'test', 'attention-pooled (iALS items)', 'recency decay=2.0', user_id, rank, item_id, score FROM recommend('attention_test_2_0', 'als_test_128_1_0_2_0_items', 50, 'dot', 'train_test');
 INSERT INTO timings VALUES ('hybrid', now());
 
 -- Scores of every list: HR@10 and NDCG@10 against the held-out item.
@@ -137,24 +168,28 @@ SELECT method, config FROM (
   SELECT method, config, ROW_NUMBER() OVER (PARTITION BY method ORDER BY ndcg DESC, config) AS place
   FROM quality WHERE split = 'valid') WHERE place = 1;
 
--- Hybrid: weighted reciprocal-rank fusion of the chosen settings of item-CF, user-CF and iALS — an item scores
--- Σ_m w_m / (10 + rank_m), so the methods' different score scales do not matter — with
--- weights that sum to 1 (a grid in steps of 0.25), tuned on validation like everything else.
+-- Hybrid: weighted reciprocal-rank fusion of the chosen settings of item-CF, user-CF, iALS and
+-- the attention-pooled profile — an item scores Σ_m w_m / (10 + rank_m), so the methods'
+-- different score scales do not matter — with weights that sum to 1 (a grid in steps of 0.25),
+-- tuned on validation like everything else.
+CREATE TABLE steps (w DOUBLE);
+INSERT INTO steps VALUES (0.0), (0.25), (0.5), (0.75), (1.0);
 CREATE TABLE weights AS
-SELECT a.w AS w_item, b.w AS w_user, 1.0 - a.w - b.w AS w_als
-FROM (VALUES (0.0), (0.25), (0.5), (0.75), (1.0)) a(w), (VALUES (0.0), (0.25), (0.5), (0.75), (1.0)) b(w)
-WHERE a.w + b.w <= 1.0;
+SELECT a.w AS w_item, b.w AS w_user, c.w AS w_als, 1.0 - a.w - b.w - c.w AS w_attention
+FROM steps a, steps b, steps c WHERE a.w + b.w + c.w <= 1.0;
 
 CREATE TABLE blended AS
-SELECT c.split, w.w_item, w.w_user, w.w_als, c.user_id, c.item_id,
-       sum(CASE c.method WHEN 'item-CF' THEN w.w_item WHEN 'user-CF' THEN w.w_user ELSE w.w_als END / (10.0 + c.rank)) AS score
+SELECT c.split, w.w_item, w.w_user, w.w_als, w.w_attention, c.user_id, c.item_id,
+       sum(CASE c.method WHEN 'item-CF' THEN w.w_item WHEN 'user-CF' THEN w.w_user WHEN 'iALS' THEN w.w_als
+                         ELSE w.w_attention END / (10.0 + c.rank)) AS score
 FROM candidates c JOIN chosen USING (method, config) CROSS JOIN weights w
-WHERE c.method IN ('item-CF', 'user-CF', 'iALS')
-GROUP BY c.split, w.w_item, w.w_user, w.w_als, c.user_id, c.item_id;
+WHERE c.method IN ('item-CF', 'user-CF', 'iALS', 'attention-pooled (iALS items)')
+GROUP BY c.split, w.w_item, w.w_user, w.w_als, w.w_attention, c.user_id, c.item_id;
 
 INSERT INTO candidates
-SELECT split, 'hybrid', concat('item-CF=', w_item, ' user-CF=', w_user, ' iALS=', w_als), user_id, rank, item_id, score
-FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY split, w_item, w_user, w_als, user_id ORDER BY score DESC, item_id) AS rank
+SELECT split, 'hybrid', concat('item-CF=', w_item, ' user-CF=', w_user, ' iALS=', w_als, ' attention=', w_attention),
+       user_id, rank, item_id, score
+FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY split, w_item, w_user, w_als, w_attention, user_id ORDER BY score DESC, item_id) AS rank
       FROM blended) WHERE rank <= 10;
 INSERT INTO timings VALUES ('end', now());
 
@@ -199,4 +234,5 @@ JOIN (SELECT method, config, count(DISTINCT item_id) AS items FROM candidates
 LEFT JOIN seconds s ON s.method = q.method
 WHERE q.split = 'test'
 ORDER BY CASE q.method WHEN 'popularity' THEN 1 WHEN 'item-CF' THEN 2 WHEN 'user-CF' THEN 3
-                       WHEN 'content-based (genres)' THEN 4 WHEN 'iALS' THEN 5 ELSE 6 END;
+                       WHEN 'content-based (genres)' THEN 4 WHEN 'iALS' THEN 5 WHEN 'mean-pooled (iALS items)' THEN 6
+                       WHEN 'attention-pooled (iALS items)' THEN 7 ELSE 8 END;
