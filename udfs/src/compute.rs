@@ -1,17 +1,20 @@
-//! The execution plan of table functions that need their inputs whole (neighbourhood models,
-//! training): read every input table, run a computation on a blocking thread, and stream the
-//! result out in batches.
+//! Table functions that need their inputs whole (neighbourhood models, training): a table
+//! provider whose plan reads every input table, runs a computation on a blocking thread, and
+//! streams the result out in batches.
 
 use std::fmt;
 use std::sync::Arc;
 
+use async_trait::async_trait;
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::compute::concat_batches;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::common::{DataFusionError, Result, exec_err};
+use datafusion::datasource::TableType;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::logical_expr::Expr;
 use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
 use datafusion::physical_plan::stream::RecordBatchReceiverStream;
@@ -59,23 +62,52 @@ impl ComputeExec {
             compute,
         }
     }
+}
 
-    /// The plan for `tables` scanned whole, as a table provider's `scan` returns it.
-    pub async fn scan(
-        name: &'static str,
-        detail: String,
-        tables: &[Arc<dyn TableProvider>],
+/// A table function's result that is computed from whole input tables when scanned.
+pub struct ComputeTable {
+    pub name: &'static str,
+    pub detail: String,
+    pub inputs: Vec<Arc<dyn TableProvider>>,
+    pub schema: SchemaRef,
+    pub compute: Computation,
+}
+
+impl fmt::Debug for ComputeTable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.name, self.detail)
+    }
+}
+
+#[async_trait]
+impl TableProvider for ComputeTable {
+    fn schema(&self) -> SchemaRef {
+        Arc::clone(&self.schema)
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Temporary
+    }
+
+    async fn scan(
+        &self,
         state: &dyn Session,
-        schema: SchemaRef,
         projection: Option<&Vec<usize>>,
-        compute: Computation,
+        _filters: &[Expr],
+        _limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let mut inputs = Vec::new();
-        for table in tables {
+        for table in &self.inputs {
             inputs.push(table.scan(state, None, &[], None).await?);
         }
-        let exec = Arc::new(Self::new(name, detail, inputs, Arc::clone(&schema), compute));
-        crate::recommend::project(exec, &schema, projection)
+        let exec = Arc::new(ComputeExec::new(
+            self.name,
+            self.detail.clone(),
+            inputs,
+            Arc::clone(&self.schema),
+            Arc::clone(&self.compute),
+        ));
+        crate::recommend::project(exec, &self.schema, projection)
     }
 }
 

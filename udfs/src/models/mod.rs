@@ -16,19 +16,17 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-use async_trait::async_trait;
 use datafusion::arrow::array::{
     Array, ArrayRef, FixedSizeListArray, Float32Array, Float64Array, Int64Array, RecordBatch, StringArray,
 };
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-use datafusion::catalog::{Session, TableFunctionArgs, TableFunctionImpl, TableProvider};
+use datafusion::catalog::{TableFunctionArgs, TableFunctionImpl, TableProvider};
 use datafusion::common::{DataFusionError, Result, ScalarValue, exec_err, plan_err};
-use datafusion::datasource::{MemTable, TableType};
+use datafusion::datasource::MemTable;
 use datafusion::logical_expr::Expr;
-use datafusion::physical_plan::ExecutionPlan;
 use serde_json::json;
 
-use crate::compute::{Computation, ComputeExec};
+use crate::compute::{Computation, ComputeTable};
 use crate::recommend::interactions::Interactions;
 use crate::recommend::{literal, resolve, text_argument};
 use als::AlsConfig;
@@ -101,10 +99,18 @@ impl TableFunctionImpl for TrainAls {
         if interactions.schema().fields().len() < 2 {
             return plan_err!("{TRAIN_ALS}: the interactions table needs (user, item[, weight]) columns");
         }
-        Ok(Arc::new(TrainTable {
-            interactions,
-            path: PathBuf::from(path),
-            config,
+        let detail = format!(
+            "iALS, factors={}, iterations={}, path={path}",
+            config.factors, config.iterations
+        );
+        let path = PathBuf::from(path);
+        let compute: Computation = Arc::new(move |tables: &[RecordBatch]| train_als(&tables[0], &path, &config));
+        Ok(Arc::new(ComputeTable {
+            name: "TrainExec",
+            detail,
+            inputs: vec![interactions],
+            schema: report_schema(),
+            compute,
         }))
     }
 }
@@ -119,51 +125,6 @@ fn report_schema() -> SchemaRef {
         Field::new("loss", DataType::Float64, false),
         Field::new("seconds", DataType::Float64, false),
     ]))
-}
-
-#[derive(Debug)]
-struct TrainTable {
-    interactions: Arc<dyn TableProvider>,
-    path: PathBuf,
-    config: AlsConfig,
-}
-
-#[async_trait]
-impl TableProvider for TrainTable {
-    fn schema(&self) -> SchemaRef {
-        report_schema()
-    }
-
-    fn table_type(&self) -> TableType {
-        TableType::Temporary
-    }
-
-    async fn scan(
-        &self,
-        state: &dyn Session,
-        projection: Option<&Vec<usize>>,
-        _filters: &[Expr],
-        _limit: Option<usize>,
-    ) -> Result<Arc<dyn ExecutionPlan>> {
-        let (config, path) = (self.config, self.path.clone());
-        let detail = format!(
-            "iALS, factors={}, iterations={}, path={}",
-            config.factors,
-            config.iterations,
-            path.display()
-        );
-        let compute: Computation = Arc::new(move |tables: &[RecordBatch]| train_als(&tables[0], &path, &config));
-        ComputeExec::scan(
-            "TrainExec",
-            detail,
-            &[Arc::clone(&self.interactions)],
-            state,
-            report_schema(),
-            projection,
-            compute,
-        )
-        .await
-    }
 }
 
 fn train_als(batch: &RecordBatch, path: &std::path::Path, config: &AlsConfig) -> Result<RecordBatch> {

@@ -18,24 +18,20 @@
 
 use std::sync::Arc;
 
-use async_trait::async_trait;
 use datafusion::arrow::array::{
     Array, ArrayRef, Float32Array, ListArray, RecordBatch, StringArray, StructArray, UInt32Array, UInt64Array,
 };
 use datafusion::arrow::buffer::OffsetBuffer;
 use datafusion::arrow::compute::take;
 use datafusion::arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef};
-use datafusion::catalog::{Session, TableFunctionArgs, TableFunctionImpl, TableProvider};
+use datafusion::catalog::{TableFunctionArgs, TableFunctionImpl, TableProvider};
 use datafusion::common::{DataFusionError, Result, ScalarValue, exec_err, plan_err};
-use datafusion::datasource::TableType;
-use datafusion::logical_expr::Expr;
-use datafusion::physical_plan::ExecutionPlan;
 use rayon::prelude::*;
 
 use super::interactions::{Csr, IdIndex, Interactions};
 use super::topk::{ItemMatrix, Metric, Selection, select};
 use super::{literal, resolve, text_argument};
-use crate::compute::{Computation, ComputeExec};
+use crate::compute::{Computation, ComputeTable};
 use crate::vector::Vectors;
 
 /// How many history items `because` lists.
@@ -178,16 +174,21 @@ impl TableFunctionImpl for KnnFunction {
         let user_field = interaction_schema.field(0);
         let item_field = interaction_schema.field(1);
         let schema = output_schema(method, user_field, item_field);
-        Ok(Arc::new(KnnTable {
+        let parameters = Parameters {
+            method,
+            k,
+            neighbours,
+            shrinkage,
+        };
+        let detail = format!("{name}, k={k}, neighbours={neighbours}, shrinkage={shrinkage}");
+        let output = Arc::clone(&schema);
+        let compute: Computation = Arc::new(move |tables: &[RecordBatch]| run(&parameters, tables, has_users, &output));
+        Ok(Arc::new(ComputeTable {
+            name: "KnnExec",
+            detail,
             inputs,
-            has_users,
-            parameters: Parameters {
-                method,
-                k,
-                neighbours,
-                shrinkage,
-            },
             schema,
+            compute,
         }))
     }
 }
@@ -219,54 +220,6 @@ fn output_schema(method: Method, user: &Field, item: &Field) -> SchemaRef {
         fields.push(Field::new("because", because_type(item.data_type()), true));
     }
     Arc::new(Schema::new(fields))
-}
-
-#[derive(Debug)]
-struct KnnTable {
-    inputs: Vec<Arc<dyn TableProvider>>,
-    has_users: bool,
-    parameters: Parameters,
-    schema: SchemaRef,
-}
-
-#[async_trait]
-impl TableProvider for KnnTable {
-    fn schema(&self) -> SchemaRef {
-        Arc::clone(&self.schema)
-    }
-
-    fn table_type(&self) -> TableType {
-        TableType::Temporary
-    }
-
-    async fn scan(
-        &self,
-        state: &dyn Session,
-        projection: Option<&Vec<usize>>,
-        _filters: &[Expr],
-        _limit: Option<usize>,
-    ) -> Result<Arc<dyn ExecutionPlan>> {
-        let p = self.parameters.clone();
-        let detail = format!(
-            "{}, k={}, neighbours={}, shrinkage={}",
-            p.method.name(),
-            p.k,
-            p.neighbours,
-            p.shrinkage
-        );
-        let (has_users, schema) = (self.has_users, Arc::clone(&self.schema));
-        let compute: Computation = Arc::new(move |tables: &[RecordBatch]| run(&p, tables, has_users, &schema));
-        ComputeExec::scan(
-            "KnnExec",
-            detail,
-            &self.inputs,
-            state,
-            Arc::clone(&self.schema),
-            projection,
-            compute,
-        )
-        .await
-    }
 }
 
 /// One recommended item.
