@@ -1,6 +1,7 @@
 -- recfusion quickstart on the bundled demo data:
 --   cargo run -- -f examples/quickstart.sql
--- Loads behaviour logs, cleans them, builds user profile vectors and scores items.
+-- Loads behaviour logs, cleans them, builds user profile vectors and scores items, then trains
+-- a model, pools attention profiles, recommends with the top-k operator and writes SQLite.
 
 -- 1. Load: Parquet for events and items, CSV for users.
 CREATE EXTERNAL TABLE raw_events STORED AS PARQUET LOCATION 'examples/data/events.parquet';
@@ -54,3 +55,29 @@ SELECT user_id, rank, item_id, title, round(score, 3) AS score FROM (
     AND NOT EXISTS (SELECT 1 FROM events e WHERE e.user_id = p.user_id AND e.item_id = f.item_id)
 ) WHERE rank <= 3
 ORDER BY user_id, rank;
+
+-- 6. Model: item and user vectors learned from the weighted interactions (iALS), saved to a
+--    file that a later session can load by its path.
+CREATE VIEW interactions AS SELECT user_id, item_id, weight FROM events;
+SELECT users, items, factors, iterations, round(loss, 4) AS loss
+FROM train_als('interactions', '/tmp/recfusion-quickstart-als.safetensors', 16, 15, 0.1, 1.0, 7);
+CREATE TABLE item_vectors AS SELECT * FROM model_vectors('/tmp/recfusion-quickstart-als.safetensors', 'items');
+
+-- 7. Attention profile: pool the vectors of each user's items, recent events weighing more.
+CREATE TABLE recent AS
+SELECT user_id, item_id, ROW_NUMBER() OVER (PARTITION BY user_id ORDER BY ts DESC, event_id) AS age FROM events;
+CREATE TABLE model_profiles AS
+SELECT r.user_id, attention_pool(v.vector, NULL, -0.05 * r.age) AS profile
+FROM recent r JOIN item_vectors v USING (item_id) GROUP BY r.user_id;
+
+-- 8. Recommend with the top-k operator: the 3 best unseen items per user.
+CREATE VIEW seen AS SELECT user_id, item_id FROM events;
+SELECT r.user_id, r.rank, r.item_id, i.title, round(r.score, 3) AS score
+FROM recommend('model_profiles', 'item_vectors', 3, 'cosine', 'seen') r JOIN items i USING (item_id)
+WHERE r.user_id <= 3 ORDER BY r.user_id, r.rank;
+
+-- 9. Persist for BI tools: one SQLite table with a row per (user, rank), written atomically.
+ATTACH '/tmp/recfusion-quickstart.sqlite' AS out;
+CREATE OR REPLACE TABLE out.recommendations (PRIMARY KEY (user_id, rank)) AS
+SELECT user_id, rank, item_id, score FROM recommend('model_profiles', 'item_vectors', 10, 'cosine', 'seen');
+SELECT table_name, operation, rows_written FROM out.recfusion_tables;

@@ -165,3 +165,47 @@ fn shell_reads_statements_from_stdin_and_survives_errors() {
     assert!(out.contains("array_cosine_similarity(a, b)"), "{out}");
     assert!(out.contains("y\n2\n"), "{out}");
 }
+
+#[test]
+fn quickstart_runs_end_to_end_and_writes_sqlite() {
+    let output = recfusion(&["-q", "--format", "csv", "-f", "examples/quickstart.sql"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let out = stdout(&output);
+    assert!(
+        out.contains("raw_events,clean_events,users,items\n12013,12000,300,120\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("users,items,factors,iterations,loss\n300,120,16,15,"),
+        "{out}"
+    );
+    assert!(out.contains("recommendations,create or replace,3000\n"), "{out}");
+    // Writes report on stderr, so stdout holds only query results.
+    assert!(!out.contains("count"), "{out}");
+}
+
+#[test]
+fn update_profiles_re_encodes_only_changed_users() {
+    let first = recfusion(&[
+        "-q",
+        "--format",
+        "csv",
+        "-f",
+        "examples/update_profiles.sql",
+        "-D",
+        "since=0",
+    ]);
+    assert!(first.status.success(), "{}", stderr(&first));
+    assert!(stdout(&first).ends_with("300,300\n"), "{}", stdout(&first));
+    let later = recfusion(&[
+        "-q",
+        "--format",
+        "csv",
+        "-f",
+        "examples/update_profiles.sql",
+        "-D",
+        "since=1770821979",
+    ]);
+    assert!(later.status.success(), "{}", stderr(&later));
+    assert!(stdout(&later).ends_with("45,300\n"), "{}", stdout(&later));
+}
