@@ -27,6 +27,7 @@ use datafusion::logical_expr::{
 };
 use datafusion_macros::user_doc;
 
+use crate::vector::groups::GroupSums;
 use crate::vector::{Vectors, check_vector_type, output_type, vector_array};
 
 /// How the logits of a pooling aggregate are formed from its arguments.
@@ -222,62 +223,48 @@ fn pool_state_fields(name: &str) -> Result<Vec<FieldRef>> {
     ])
 }
 
-/// Online-softmax state of many groups: group g's weighted sum is `sums[g*dim..(g+1)*dim]`,
-/// scaled by `exp(-max[g])`.
+/// Online-softmax state of many groups: each group's running maximum logit, denominator and
+/// weighted sum, the last two scaled by `exp(-max)`.
 #[derive(Debug)]
 struct PoolGroups {
     logits: Logits,
     return_type: DataType,
-    dim: Option<usize>,
     max: Vec<f64>,
     denominator: Vec<f64>,
-    sums: Vec<f64>,
+    sums: GroupSums,
 }
 
 impl PoolGroups {
     fn new(logits: Logits, return_type: DataType) -> Self {
         Self {
             logits,
-            dim: crate::vector::fixed_dimension(&return_type),
+            sums: GroupSums::new(logits.name(), crate::vector::fixed_dimension(&return_type)),
             return_type,
             max: Vec::new(),
             denominator: Vec::new(),
-            sums: Vec::new(),
-        }
-    }
-
-    fn accept_dimension(&mut self, dim: Option<usize>) -> Result<()> {
-        match (self.dim, dim) {
-            (_, None) => Ok(()),
-            (None, Some(d)) => {
-                self.dim = Some(d);
-                self.sums = vec![0.0; self.max.len() * d];
-                Ok(())
-            }
-            (Some(a), Some(b)) if a != b => {
-                exec_err!("{}: vectors have different dimensions: {a} and {b}", self.logits.name())
-            }
-            _ => Ok(()),
         }
     }
 
     fn resize(&mut self, groups: usize) {
         self.max.resize(groups, f64::NEG_INFINITY);
         self.denominator.resize(groups, 0.0);
-        self.sums.resize(groups * self.dim.unwrap_or(0), 0.0);
+        self.sums.resize(groups);
     }
 
     /// Adds weight `exp(logit)` (relative to the group's running maximum) of a vector, or of a
     /// partial state whose denominator is `weight` and sum `vector`.
     fn add(&mut self, group: usize, logit: f64, weight: f64, vector: impl Iterator<Item = f64>) {
-        let dim = self.dim.unwrap_or(0);
         let old = self.max[group];
         let new = old.max(logit);
-        let (keep, scale) = ((old - new).exp(), (logit - new).exp());
-        let keep = if old == f64::NEG_INFINITY { 0.0 } else { keep };
+        let keep = if old == f64::NEG_INFINITY {
+            0.0
+        } else {
+            (old - new).exp()
+        };
+        let scale = (logit - new).exp();
         self.max[group] = new;
         self.denominator[group] = self.denominator[group] * keep + weight * scale;
-        for (s, x) in self.sums[group * dim..(group + 1) * dim].iter_mut().zip(vector) {
+        for (s, x) in self.sums.row_mut(group).iter_mut().zip(vector) {
             *s = *s * keep + x * scale;
         }
     }
@@ -285,19 +272,11 @@ impl PoolGroups {
     fn take(&mut self, emit_to: EmitTo) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
         let max = emit_to.take_needed(&mut self.max);
         let denominator = emit_to.take_needed(&mut self.denominator);
-        let dim = self.dim.unwrap_or(0);
-        let sums = match emit_to {
-            EmitTo::All => std::mem::take(&mut self.sums),
-            EmitTo::First(n) => {
-                let rest = self.sums.split_off(n * dim);
-                std::mem::replace(&mut self.sums, rest)
-            }
-        };
-        (max, denominator, sums)
+        (max, denominator, self.sums.take(emit_to))
     }
 
     fn profiles(&self, denominator: &[f64], sums: &[f64]) -> Result<ArrayRef> {
-        let dim = self.dim.unwrap_or(0);
+        let dim = self.sums.dim();
         let mut values = vec![0f32; denominator.len() * dim];
         for (g, d) in denominator.iter().enumerate().filter(|(_, d)| **d > 0.0) {
             for j in 0..dim {
@@ -310,17 +289,11 @@ impl PoolGroups {
     }
 
     fn state_arrays(&self, max: Vec<f64>, denominator: Vec<f64>, sums: Vec<f64>) -> Result<Vec<ArrayRef>> {
-        let dim = self.dim.unwrap_or(0);
-        let sums = ListArray::try_new(
-            Arc::new(Field::new_list_field(DataType::Float64, true)),
-            OffsetBuffer::from_repeated_length(dim, max.len()),
-            Arc::new(Float64Array::from(sums)),
-            None,
-        )?;
+        let groups = max.len();
         Ok(vec![
             Arc::new(Float64Array::from(max)),
             Arc::new(Float64Array::from(denominator)),
-            Arc::new(sums),
+            self.sums.state_array(sums, groups)?,
         ])
     }
 
@@ -331,7 +304,7 @@ impl PoolGroups {
         filter: Option<&BooleanArray>,
     ) -> Result<()> {
         let vectors = Vectors::try_new(self.logits.name(), 1, &values[0])?;
-        self.accept_dimension(vectors.dim())?;
+        self.sums.accept_dimension(vectors.dim())?;
         let logits = self.logits.compute(values, &vectors)?;
         for (row, logit) in logits.into_iter().enumerate() {
             let passes = filter.is_none_or(|f| f.is_valid(row) && f.value(row));
@@ -350,7 +323,7 @@ impl PoolGroups {
         let offsets = sums.value_offsets();
         for row in (0..max.len()).filter(|&row| denominator.value(row) > 0.0) {
             let (start, end) = (offsets[row] as usize, offsets[row + 1] as usize);
-            self.accept_dimension(Some(end - start))?;
+            self.sums.accept_dimension(Some(end - start))?;
             self.add(
                 group_of_row(row),
                 max.value(row),
@@ -391,7 +364,7 @@ impl GroupsAccumulator for PoolGroups {
 
     fn convert_to_state(&self, values: &[ArrayRef], opt_filter: Option<&BooleanArray>) -> Result<Vec<ArrayRef>> {
         let mut single = PoolGroups::new(self.logits, self.return_type.clone());
-        single.dim = self.dim;
+        single.sums.accept_dimension(self.sums.known_dim())?;
         single.resize(values[0].len());
         single.update(values, |row| row, opt_filter)?;
         let (max, denominator, sums) = single.take(EmitTo::All);
@@ -399,7 +372,7 @@ impl GroupsAccumulator for PoolGroups {
     }
 
     fn size(&self) -> usize {
-        (self.sums.capacity() + self.max.capacity() + self.denominator.capacity()) * size_of::<f64>()
+        self.sums.size() + (self.max.capacity() + self.denominator.capacity()) * size_of::<f64>()
     }
 }
 
@@ -420,17 +393,18 @@ impl Accumulator for PoolAccumulator {
 
     fn state(&mut self) -> Result<Vec<ScalarValue>> {
         self.0.resize(1);
-        let (max, denominator, sums) = self.0.take(EmitTo::All);
-        let arrays = self.0.state_arrays(max.clone(), denominator.clone(), sums.clone())?;
-        self.0.max = max;
-        self.0.denominator = denominator;
-        self.0.sums = sums;
+        let groups = &self.0;
+        let arrays = groups.state_arrays(
+            groups.max.clone(),
+            groups.denominator.clone(),
+            groups.sums.values().to_vec(),
+        )?;
         arrays.iter().map(|a| ScalarValue::try_from_array(a, 0)).collect()
     }
 
     fn evaluate(&mut self) -> Result<ScalarValue> {
         self.0.resize(1);
-        let profiles = self.0.profiles(&self.0.denominator, &self.0.sums)?;
+        let profiles = self.0.profiles(&self.0.denominator, self.0.sums.values())?;
         ScalarValue::try_from_array(&profiles, 0)
     }
 

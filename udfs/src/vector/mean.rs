@@ -7,17 +7,18 @@
 use std::mem::size_of;
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, Float64Array, ListArray, UInt64Array};
-use datafusion::arrow::buffer::{NullBuffer, OffsetBuffer};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, UInt64Array};
+use datafusion::arrow::buffer::NullBuffer;
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Float64Type, UInt64Type};
 use datafusion::common::utils::take_function_args;
-use datafusion::common::{Result, ScalarValue, exec_err};
+use datafusion::common::{Result, ScalarValue};
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::{
     Accumulator, AggregateUDFImpl, Documentation, EmitTo, GroupsAccumulator, Signature, Volatility,
 };
 use datafusion_macros::user_doc;
 
+use super::groups::GroupSums;
 use super::vectors::{Vectors, check_vector_type, fixed_dimension, output_type, vector_array};
 
 const NAME: &str = "vector_mean";
@@ -100,50 +101,30 @@ impl AggregateUDFImpl for VectorMean {
     }
 }
 
-/// Running sums and counts of many groups, flat: group g's sum is `sums[g*dim..(g+1)*dim]`.
+/// Running sums and counts of many groups.
 #[derive(Debug)]
 struct MeanGroups {
     return_type: DataType,
-    dim: Option<usize>,
-    sums: Vec<f64>,
+    sums: GroupSums,
     counts: Vec<u64>,
 }
 
 impl MeanGroups {
     fn new(return_type: DataType) -> Self {
-        let dim = fixed_dimension(&return_type);
         Self {
+            sums: GroupSums::new(NAME, fixed_dimension(&return_type)),
             return_type,
-            dim,
-            sums: Vec::new(),
             counts: Vec::new(),
-        }
-    }
-
-    /// Learns the dimension from the first vector seen and checks every later one against it.
-    fn accept_dimension(&mut self, dim: Option<usize>) -> Result<()> {
-        match (self.dim, dim) {
-            (_, None) => Ok(()),
-            (None, Some(d)) => {
-                self.dim = Some(d);
-                self.sums = vec![0.0; self.counts.len() * d];
-                Ok(())
-            }
-            (Some(a), Some(b)) if a != b => {
-                exec_err!("{NAME}: vectors have different dimensions: {a} and {b}")
-            }
-            _ => Ok(()),
         }
     }
 
     fn resize(&mut self, total_groups: usize) {
         self.counts.resize(total_groups, 0);
-        self.sums.resize(total_groups * self.dim.unwrap_or(0), 0.0);
+        self.sums.resize(total_groups);
     }
 
     fn add(&mut self, group: usize, vector: impl Iterator<Item = f64>, count: u64) {
-        let dim = self.dim.unwrap_or(0);
-        for (sum, x) in self.sums[group * dim..(group + 1) * dim].iter_mut().zip(vector) {
+        for (sum, x) in self.sums.row_mut(group).iter_mut().zip(vector) {
             *sum += x;
         }
         self.counts[group] += count;
@@ -151,20 +132,11 @@ impl MeanGroups {
 
     /// Removes the first groups (or all) named by `emit_to`, returning their sums and counts.
     fn take(&mut self, emit_to: EmitTo) -> (Vec<f64>, Vec<u64>) {
-        let counts = emit_to.take_needed(&mut self.counts);
-        let dim = self.dim.unwrap_or(0);
-        let sums = match emit_to {
-            EmitTo::All => std::mem::take(&mut self.sums),
-            EmitTo::First(n) => {
-                let rest = self.sums.split_off(n * dim);
-                std::mem::replace(&mut self.sums, rest)
-            }
-        };
-        (sums, counts)
+        (self.sums.take(emit_to), emit_to.take_needed(&mut self.counts))
     }
 
     fn means(&self, sums: &[f64], counts: &[u64]) -> Result<ArrayRef> {
-        let dim = self.dim.unwrap_or(0);
+        let dim = self.sums.dim();
         let mut values = vec![0f32; counts.len() * dim];
         for (group, count) in counts.iter().enumerate().filter(|(_, c)| **c > 0) {
             for j in 0..dim {
@@ -177,15 +149,8 @@ impl MeanGroups {
     }
 
     fn state_arrays(&self, sums: Vec<f64>, counts: Vec<u64>) -> Result<Vec<ArrayRef>> {
-        let dim = self.dim.unwrap_or(0);
-        let item = Arc::new(Field::new_list_field(DataType::Float64, true));
-        let sums = ListArray::try_new(
-            item,
-            OffsetBuffer::from_repeated_length(dim, counts.len()),
-            Arc::new(Float64Array::from(sums)),
-            None,
-        )?;
-        Ok(vec![Arc::new(sums), Arc::new(UInt64Array::from(counts))])
+        let sums = self.sums.state_array(sums, counts.len())?;
+        Ok(vec![sums, Arc::new(UInt64Array::from(counts))])
     }
 
     fn merge_states(&mut self, states: &[ArrayRef], group_of_row: impl Fn(usize) -> usize) -> Result<()> {
@@ -195,7 +160,7 @@ impl MeanGroups {
         let counts = states[1].as_primitive::<UInt64Type>();
         for row in (0..counts.len()).filter(|row| counts.value(*row) > 0) {
             let (start, end) = (offsets[row] as usize, offsets[row + 1] as usize);
-            self.accept_dimension(Some(end - start))?;
+            self.sums.accept_dimension(Some(end - start))?;
             self.add(
                 group_of_row(row),
                 sum_values[start..end].iter().copied(),
@@ -219,7 +184,7 @@ impl GroupsAccumulator for MeanGroups {
         total_num_groups: usize,
     ) -> Result<()> {
         let vectors = Vectors::try_new(NAME, 1, &values[0])?;
-        self.accept_dimension(vectors.dim())?;
+        self.sums.accept_dimension(vectors.dim())?;
         self.resize(total_num_groups);
         for (row, group) in group_indices.iter().enumerate() {
             if !row_passes(opt_filter, row) {
@@ -249,7 +214,7 @@ impl GroupsAccumulator for MeanGroups {
 
     fn convert_to_state(&self, values: &[ArrayRef], opt_filter: Option<&BooleanArray>) -> Result<Vec<ArrayRef>> {
         let vectors = Vectors::try_new(NAME, 1, &values[0])?;
-        let dim = vectors.dim().or(self.dim).unwrap_or(0);
+        let dim = vectors.dim().or(self.sums.known_dim()).unwrap_or(0);
         let mut sums = Vec::with_capacity(vectors.len() * dim);
         let counts = (0..vectors.len())
             .map(|row| match vectors.row(row).filter(|_| row_passes(opt_filter, row)) {
@@ -267,7 +232,7 @@ impl GroupsAccumulator for MeanGroups {
     }
 
     fn size(&self) -> usize {
-        self.sums.capacity() * size_of::<f64>() + self.counts.capacity() * size_of::<u64>()
+        self.sums.size() + self.counts.capacity() * size_of::<u64>()
     }
 }
 
@@ -290,14 +255,14 @@ impl Accumulator for VectorMeanAccumulator {
 
     fn state(&mut self) -> Result<Vec<ScalarValue>> {
         self.groups.resize(1);
-        let (sums, counts) = (self.groups.sums.clone(), self.groups.counts.clone());
+        let (sums, counts) = (self.groups.sums.values().to_vec(), self.groups.counts.clone());
         let arrays = self.groups.state_arrays(sums, counts)?;
         arrays.iter().map(|a| ScalarValue::try_from_array(a, 0)).collect()
     }
 
     fn evaluate(&mut self) -> Result<ScalarValue> {
         self.groups.resize(1);
-        let means = self.groups.means(&self.groups.sums, &self.groups.counts)?;
+        let means = self.groups.means(self.groups.sums.values(), &self.groups.counts)?;
         ScalarValue::try_from_array(&means, 0)
     }
 

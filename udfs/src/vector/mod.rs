@@ -11,6 +11,7 @@ use std::sync::{Arc, LazyLock};
 
 use datafusion::logical_expr::{AggregateUDF, ScalarUDF};
 
+pub mod groups;
 pub mod kernels;
 mod mean;
 mod normalize;
