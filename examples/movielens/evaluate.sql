@@ -146,6 +146,28 @@ CREATE TABLE attention_test_1_0 AS SELECT h.user_id, attention_pool(i.vector, m.
 INSERT INTO candidates SELECT 'test', 'attention-pooled (iALS items)', 'recency decay=1.0', user_id, rank, item_id, score FROM recommend('attention_test_1_0', 'als_test_128_1_0_2_0_items', 50, 'dot', 'train_test');
 CREATE TABLE attention_test_2_0 AS SELECT h.user_id, attention_pool(i.vector, m.profile, -2.0 * h.age) AS profile FROM history_test h JOIN als_test_128_1_0_2_0_items i USING (item_id) JOIN mean_test m USING (user_id) GROUP BY h.user_id;
 INSERT INTO candidates SELECT 'test', 'attention-pooled (iALS items)', 'recency decay=2.0', user_id, rank, item_id, score FROM recommend('attention_test_2_0', 'als_test_128_1_0_2_0_items', 50, 'dot', 'train_test');
+-- item2vec: skip-gram over each user's time-ordered training items; profiles pooled from its
+-- vectors (mean, and attention with the mean as query and a recency bias).
+INSERT INTO timings VALUES ('item2vec mean-pooled', now());
+CREATE TABLE sequence_valid AS SELECT o.user_id, o.item_id, r.ts FROM ordered o JOIN ratings r USING (user_id, item_id) WHERE o.from_end > 2;
+CREATE TABLE sequence_test AS SELECT o.user_id, o.item_id, r.ts FROM ordered o JOIN ratings r USING (user_id, item_id) WHERE o.from_end > 1;
+CREATE TABLE item2vec_valid AS SELECT * FROM train_item2vec('sequence_valid', '/tmp/recfusion-movielens-item2vec-valid.safetensors', 64, 5, 5, 5, 42);
+CREATE TABLE item2vec_valid_items AS SELECT * FROM model_vectors('/tmp/recfusion-movielens-item2vec-valid.safetensors', 'items');
+CREATE TABLE item2vec_mean_valid AS SELECT h.user_id, vector_mean(i.vector) AS profile FROM history_valid h JOIN item2vec_valid_items i USING (item_id) GROUP BY h.user_id;
+INSERT INTO candidates SELECT 'valid', 'item2vec mean-pooled', '', user_id, rank, item_id, score FROM recommend('item2vec_mean_valid', 'item2vec_valid_items', 50, 'cosine', 'train_valid');
+CREATE TABLE item2vec_test AS SELECT * FROM train_item2vec('sequence_test', '/tmp/recfusion-movielens-item2vec-test.safetensors', 64, 5, 5, 5, 42);
+CREATE TABLE item2vec_test_items AS SELECT * FROM model_vectors('/tmp/recfusion-movielens-item2vec-test.safetensors', 'items');
+CREATE TABLE item2vec_mean_test AS SELECT h.user_id, vector_mean(i.vector) AS profile FROM history_test h JOIN item2vec_test_items i USING (item_id) GROUP BY h.user_id;
+INSERT INTO candidates SELECT 'test', 'item2vec mean-pooled', '', user_id, rank, item_id, score FROM recommend('item2vec_mean_test', 'item2vec_test_items', 50, 'cosine', 'train_test');
+INSERT INTO timings VALUES ('item2vec attention-pooled', now());
+CREATE TABLE item2vec_attention_valid_0_5 AS SELECT h.user_id, attention_pool(i.vector, m.profile, -0.5 * h.age) AS profile FROM history_valid h JOIN item2vec_valid_items i USING (item_id) JOIN item2vec_mean_valid m USING (user_id) GROUP BY h.user_id;
+INSERT INTO candidates SELECT 'valid', 'item2vec attention-pooled', 'recency decay=0.5', user_id, rank, item_id, score FROM recommend('item2vec_attention_valid_0_5', 'item2vec_valid_items', 50, 'cosine', 'train_valid');
+CREATE TABLE item2vec_attention_valid_1_0 AS SELECT h.user_id, attention_pool(i.vector, m.profile, -1.0 * h.age) AS profile FROM history_valid h JOIN item2vec_valid_items i USING (item_id) JOIN item2vec_mean_valid m USING (user_id) GROUP BY h.user_id;
+INSERT INTO candidates SELECT 'valid', 'item2vec attention-pooled', 'recency decay=1.0', user_id, rank, item_id, score FROM recommend('item2vec_attention_valid_1_0', 'item2vec_valid_items', 50, 'cosine', 'train_valid');
+CREATE TABLE item2vec_attention_test_0_5 AS SELECT h.user_id, attention_pool(i.vector, m.profile, -0.5 * h.age) AS profile FROM history_test h JOIN item2vec_test_items i USING (item_id) JOIN item2vec_mean_test m USING (user_id) GROUP BY h.user_id;
+INSERT INTO candidates SELECT 'test', 'item2vec attention-pooled', 'recency decay=0.5', user_id, rank, item_id, score FROM recommend('item2vec_attention_test_0_5', 'item2vec_test_items', 50, 'cosine', 'train_test');
+CREATE TABLE item2vec_attention_test_1_0 AS SELECT h.user_id, attention_pool(i.vector, m.profile, -1.0 * h.age) AS profile FROM history_test h JOIN item2vec_test_items i USING (item_id) JOIN item2vec_mean_test m USING (user_id) GROUP BY h.user_id;
+INSERT INTO candidates SELECT 'test', 'item2vec attention-pooled', 'recency decay=1.0', user_id, rank, item_id, score FROM recommend('item2vec_attention_test_1_0', 'item2vec_test_items', 50, 'cosine', 'train_test');
 INSERT INTO timings VALUES ('hybrid', now());
 
 -- Scores of every list: HR@10 and NDCG@10 against the held-out item.
@@ -235,4 +257,5 @@ LEFT JOIN seconds s ON s.method = q.method
 WHERE q.split = 'test'
 ORDER BY CASE q.method WHEN 'popularity' THEN 1 WHEN 'item-CF' THEN 2 WHEN 'user-CF' THEN 3
                        WHEN 'content-based (genres)' THEN 4 WHEN 'iALS' THEN 5 WHEN 'mean-pooled (iALS items)' THEN 6
-                       WHEN 'attention-pooled (iALS items)' THEN 7 ELSE 8 END;
+                       WHEN 'attention-pooled (iALS items)' THEN 7 WHEN 'item2vec mean-pooled' THEN 8
+                       WHEN 'item2vec attention-pooled' THEN 9 ELSE 10 END;

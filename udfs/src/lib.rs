@@ -42,6 +42,7 @@ pub fn table_functions() -> Vec<(&'static str, Arc<dyn TableFunctionImpl>)> {
         ("user_knn", Arc::new(KnnFunction(Method::UserKnn))),
         ("content_knn", Arc::new(KnnFunction(Method::Content))),
         ("train_als", Arc::new(models::TrainAls)),
+        ("train_item2vec", Arc::new(models::TrainItem2Vec)),
         ("model_vectors", Arc::new(models::ModelVectors)),
     ]
 }

@@ -99,9 +99,9 @@ impl ModelFile {
         Ok(())
     }
 
-    /// Reads a model of `kind` from `path`; a missing, damaged or other kind of file is an
-    /// error that says which.
-    pub fn load(path: &Path, kind: &str) -> Result<Self> {
+    /// Reads a model from `path` (of `kind`, when given); a missing, damaged or other kind of
+    /// file is an error that says which.
+    pub fn load(path: &Path, kind: Option<&str>) -> Result<Self> {
         let shown = path.display();
         if !path.is_file() {
             return exec_err!("model '{shown}' does not exist");
@@ -118,7 +118,7 @@ impl ModelFile {
             );
         }
         let found = meta["kind"].as_str().unwrap_or_default().to_string();
-        if found != kind {
+        if let Some(kind) = kind.filter(|k| *k != found) {
             return exec_err!("model '{shown}' is a {found} model, not {kind}");
         }
         let tensors = candle_core::safetensors::load(path, &Device::Cpu)
@@ -151,7 +151,7 @@ impl ModelFile {
 
     /// The matrix `name` with one row per id of `ids_name`.
     pub fn matrix(&self, name: &str, ids_name: &str) -> Result<(&[f32], usize, &ArrayRef)> {
-        let missing = |what: &str| DataFusionError::Execution(format!("model file: {what} '{name}' is missing"));
+        let missing = |what: &str| DataFusionError::Execution(format!("the model has no {what} '{name}'"));
         let (values, rows, cols) = self.matrices.get(name).ok_or_else(|| missing("matrix"))?;
         let ids = self.ids.get(ids_name).ok_or_else(|| missing("id map for"))?;
         if ids.len() != *rows {

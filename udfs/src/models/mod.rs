@@ -3,6 +3,8 @@
 //! - `train_als(interactions, path, factors [, iterations [, regularization [, alpha [, seed]]]])`
 //!   trains iALS on (user, item[, weight]) rows, saves it at `path`, and returns a report row
 //!   (model, users, items, factors, iterations, loss, seconds);
+//! - `train_item2vec(interactions, path, dim [, epochs [, window [, negatives [, seed]]]])`
+//!   trains item2vec on each user's time-ordered items and saves it the same way;
 //! - `model_vectors(path, 'users' | 'items')` reads a saved model's vectors as (id, vector)
 //!   rows, ready for `recommend()`.
 //!
@@ -10,6 +12,7 @@
 
 pub mod als;
 pub mod file;
+pub mod item2vec;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -19,6 +22,8 @@ use std::time::Instant;
 use datafusion::arrow::array::{
     Array, ArrayRef, FixedSizeListArray, Float32Array, Float64Array, Int64Array, RecordBatch, StringArray,
 };
+use datafusion::arrow::array::{AsArray, UInt32Array};
+use datafusion::arrow::compute::{cast, take};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::catalog::{TableFunctionArgs, TableFunctionImpl, TableProvider};
 use datafusion::common::{DataFusionError, Result, ScalarValue, exec_err, plan_err};
@@ -27,21 +32,30 @@ use datafusion::logical_expr::Expr;
 use serde_json::json;
 
 use crate::compute::{Computation, ComputeTable};
-use crate::recommend::interactions::Interactions;
+use crate::recommend::interactions::{IdIndex, Interactions};
 use crate::recommend::{literal, resolve, text_argument};
 use als::AlsConfig;
 use file::ModelFile;
+use item2vec::Item2VecConfig;
 
 const TRAIN_ALS: &str = "train_als";
 const MODEL_VECTORS: &str = "model_vectors";
+const TRAIN_ITEM2VEC: &str = "train_item2vec";
 
 /// (name, syntax, description) of the model table functions, for `\df`.
-pub const DOCS: [(&str, &str, &str); 2] = [
+pub const DOCS: [(&str, &str, &str); 3] = [
     (
         TRAIN_ALS,
         "train_als(interactions, path, factors [, iterations [, regularization [, alpha [, seed]]]])",
         "Trains implicit-feedback matrix factorisation (iALS) on (user, item[, weight]) rows and saves it at path. \
          Defaults: 15 iterations, regularization 0.01, alpha 1, seed 42. Returns one report row.",
+    ),
+    (
+        TRAIN_ITEM2VEC,
+        "train_item2vec(interactions, path, dim [, epochs [, window [, negatives [, seed]]]])",
+        "Trains item2vec (skip-gram with negative sampling) on each user's items ordered by the third column \
+         (e.g. a timestamp; input order without one) and saves it at path. Defaults: 5 epochs, window 5, \
+         5 negatives, seed 42. Returns one report row.",
     ),
     (
         MODEL_VECTORS,
@@ -162,13 +176,149 @@ fn train_als(batch: &RecordBatch, path: &std::path::Path, config: &AlsConfig) ->
         ]),
     };
     file.save(path)?;
+    report(
+        path,
+        interactions.users(),
+        interactions.items(),
+        f,
+        config.iterations,
+        model.loss,
+        seconds,
+    )
+}
+
+/// The `train_item2vec` table function.
+#[derive(Debug, Default)]
+pub struct TrainItem2Vec;
+
+impl TableFunctionImpl for TrainItem2Vec {
+    fn call_with_args(&self, args: TableFunctionArgs) -> Result<Arc<dyn TableProvider>> {
+        let exprs = args.exprs();
+        if !(3..=7).contains(&exprs.len()) {
+            return plan_err!(
+                "{TRAIN_ITEM2VEC}: expected {}, got {} arguments",
+                DOCS[1].1,
+                exprs.len()
+            );
+        }
+        let table_name = text_argument(TRAIN_ITEM2VEC, exprs, 0, "interactions")?.unwrap_or_default();
+        let interactions = resolve(TRAIN_ITEM2VEC, args.session(), &table_name, "interactions")?;
+        let path = text_argument(TRAIN_ITEM2VEC, exprs, 1, "path")?
+            .filter(|p| !p.is_empty())
+            .ok_or_else(|| {
+                DataFusionError::Plan(format!("{TRAIN_ITEM2VEC}: argument 2 (path) must name the model file"))
+            })?;
+        let config = Item2VecConfig {
+            dim: count(TRAIN_ITEM2VEC, exprs, 2, "dim", 64)?,
+            epochs: count(TRAIN_ITEM2VEC, exprs, 3, "epochs", 5)?,
+            window: count(TRAIN_ITEM2VEC, exprs, 4, "window", 5)?,
+            negatives: count(TRAIN_ITEM2VEC, exprs, 5, "negatives", 5)?,
+            learning_rate: 0.025,
+            seed: number(TRAIN_ITEM2VEC, exprs, 6, "seed", 42.0)? as u64,
+        };
+        if interactions.schema().fields().len() < 2 {
+            return plan_err!("{TRAIN_ITEM2VEC}: the interactions table needs (user, item[, order]) columns");
+        }
+        let detail = format!("item2vec, dim={}, epochs={}, path={path}", config.dim, config.epochs);
+        let path = PathBuf::from(path);
+        let compute: Computation = Arc::new(move |tables: &[RecordBatch]| train_item2vec(&tables[0], &path, &config));
+        Ok(Arc::new(ComputeTable {
+            name: "TrainExec",
+            detail,
+            inputs: vec![interactions],
+            schema: report_schema(),
+            compute,
+        }))
+    }
+}
+
+/// Each user's items in the order of the third column (then item), as index sequences.
+fn sequences(batch: &RecordBatch) -> Result<(ArrayRef, usize, Vec<Vec<u32>>)> {
+    let (_, users, _) = IdIndex::build(batch.column(0))?;
+    let (_, items, item_rows) = IdIndex::build(batch.column(1))?;
+    let order: Option<ArrayRef> = match batch.columns().get(2) {
+        Some(column) => {
+            let as_int = if column.data_type().is_temporal() {
+                cast(column, &DataType::Int64)?
+            } else {
+                Arc::clone(column)
+            };
+            Some(cast(&as_int, &DataType::Float64)?)
+        }
+        None => None,
+    };
+    let mut rows: Vec<(u32, f64, u32)> = (0..batch.num_rows())
+        .filter_map(|row| {
+            let key = match &order {
+                Some(o) if o.is_null(row) => return None,
+                Some(o) => o.as_primitive::<datafusion::arrow::datatypes::Float64Type>().value(row),
+                None => row as f64,
+            };
+            Some((users[row]?, key, items[row]?))
+        })
+        .collect();
+    rows.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)).then(a.2.cmp(&b.2)));
+    let mut sequences: Vec<Vec<u32>> = Vec::new();
+    let mut current = None;
+    for (user, _, item) in rows {
+        if current != Some(user) {
+            sequences.push(Vec::new());
+            current = Some(user);
+        }
+        sequences.last_mut().expect("a sequence").push(item);
+    }
+    let item_ids = take(batch.column(1).as_ref(), &UInt32Array::from(item_rows.clone()), None)?;
+    Ok((item_ids, item_rows.len(), sequences))
+}
+
+fn train_item2vec(batch: &RecordBatch, path: &std::path::Path, config: &Item2VecConfig) -> Result<RecordBatch> {
+    let (item_ids, items, sequences) = sequences(batch)?;
+    if sequences.iter().all(|s| s.len() < 2) {
+        return exec_err!("{TRAIN_ITEM2VEC}: no user has two items in sequence, so there is nothing to learn from");
+    }
+    let started = Instant::now();
+    let model = item2vec::train(&sequences, items, config);
+    let seconds = started.elapsed().as_secs_f64();
+    if !model.loss.is_finite() {
+        return exec_err!("{TRAIN_ITEM2VEC}: the loss became {}; training stopped", model.loss);
+    }
+    let file = ModelFile {
+        kind: "item2vec".to_string(),
+        config: json!({
+            "dim": config.dim, "epochs": config.epochs, "window": config.window,
+            "negatives": config.negatives, "seed": config.seed, "loss": model.loss,
+        }),
+        matrices: HashMap::from([("items".to_string(), (model.vectors, items, config.dim))]),
+        ids: HashMap::from([("items".to_string(), item_ids)]),
+    };
+    file.save(path)?;
+    report(
+        path,
+        sequences.len(),
+        items,
+        config.dim,
+        config.epochs,
+        model.loss,
+        seconds,
+    )
+}
+
+fn report(
+    path: &std::path::Path,
+    users: usize,
+    items: usize,
+    factors: usize,
+    iterations: usize,
+    loss: f32,
+    seconds: f64,
+) -> Result<RecordBatch> {
     let columns: Vec<ArrayRef> = vec![
         Arc::new(StringArray::from(vec![path.display().to_string()])),
-        Arc::new(Int64Array::from(vec![interactions.users() as i64])),
-        Arc::new(Int64Array::from(vec![interactions.items() as i64])),
-        Arc::new(Int64Array::from(vec![f as i64])),
-        Arc::new(Int64Array::from(vec![config.iterations as i64])),
-        Arc::new(Float64Array::from(vec![f64::from(model.loss)])),
+        Arc::new(Int64Array::from(vec![users as i64])),
+        Arc::new(Int64Array::from(vec![items as i64])),
+        Arc::new(Int64Array::from(vec![factors as i64])),
+        Arc::new(Int64Array::from(vec![iterations as i64])),
+        Arc::new(Float64Array::from(vec![f64::from(loss)])),
         Arc::new(Float64Array::from(vec![seconds])),
     ];
     Ok(RecordBatch::try_new(report_schema(), columns)?)
@@ -182,18 +332,19 @@ impl TableFunctionImpl for ModelVectors {
     fn call_with_args(&self, args: TableFunctionArgs) -> Result<Arc<dyn TableProvider>> {
         let exprs = args.exprs();
         if exprs.len() != 2 {
-            return plan_err!("{MODEL_VECTORS}: expected {}", DOCS[1].1);
+            return plan_err!("{MODEL_VECTORS}: expected {}", DOCS[2].1);
         }
         let path = text_argument(MODEL_VECTORS, exprs, 0, "path")?.unwrap_or_default();
         let side = text_argument(MODEL_VECTORS, exprs, 1, "side")?.unwrap_or_default();
         if side != "users" && side != "items" {
             return plan_err!("{MODEL_VECTORS}: argument 2 must be 'users' or 'items', got '{side}'");
         }
-        let file = ModelFile::load(std::path::Path::new(&path), "als").map_err(|e| match e {
+        let named = |e: DataFusionError| match e {
             DataFusionError::Execution(message) => DataFusionError::Plan(format!("{MODEL_VECTORS}: {message}")),
             other => other,
-        })?;
-        let (values, dim, ids) = file.matrix(&side, &side)?;
+        };
+        let file = ModelFile::load(std::path::Path::new(&path), None).map_err(named)?;
+        let (values, dim, ids) = file.matrix(&side, &side).map_err(named)?;
         let vectors = FixedSizeListArray::try_new(
             Arc::new(Field::new_list_field(DataType::Float32, true)),
             dim as i32,
