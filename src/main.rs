@@ -2,14 +2,17 @@
 //! shell when neither is given.
 
 use std::collections::HashMap;
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::{CommandFactory, FromArgMatches, Parser};
 use recfusion::exec::{PrintOptions, Runner};
 use recfusion::print::PrintFormat;
 use recfusion::script::parse_definition;
 use recfusion::session::{SessionOptions, new_session, parse_memory_size};
+use recfusion::udfs::models::progress::{ProgressMode, TrainingProgress};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -117,6 +120,16 @@ async fn run(matches: &clap::ArgMatches, args: Args) -> ExitCode {
         Ok(ctx) => ctx,
         Err(error) => return fail(error.to_string()),
     };
+    // Training reports on stderr: a bar at a terminal, one line otherwise, nothing with -q.
+    let progress = match (args.quiet, std::io::stderr().is_terminal()) {
+        (true, _) => ProgressMode::Off,
+        (false, true) => ProgressMode::Bar,
+        (false, false) => ProgressMode::Line,
+    };
+    ctx.state_ref()
+        .write()
+        .config_mut()
+        .set_extension(Arc::new(TrainingProgress(progress)));
     for attachment in &args.attach {
         let (path, name) = match attachment.rsplit_once('=') {
             Some((path, name)) => (PathBuf::from(path), name.to_string()),

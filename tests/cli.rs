@@ -209,3 +209,38 @@ fn update_profiles_re_encodes_only_changed_users() {
     assert!(later.status.success(), "{}", stderr(&later));
     assert!(stdout(&later).ends_with("45,300\n"), "{}", stdout(&later));
 }
+
+#[test]
+fn training_reports_one_line_and_ctrl_c_leaves_no_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = "CREATE TABLE t AS SELECT value % 500 AS user_id, value % 97 AS item_id FROM generate_series(1, 20000) AS s(value)";
+    let model = dir.path().join("m.safetensors");
+    let train = format!("SELECT users FROM train_als('t', '{}', 8, 3)", model.display());
+    let output = recfusion(&["--format", "csv", "-c", data, "-c", &train]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    // stderr is not a terminal here: one summary line, no bar.
+    let summary = stderr(&output);
+    assert!(
+        summary.contains("train_als: 500 users × 97 items, 8 factors, 3 iterations, loss "),
+        "{summary}"
+    );
+    assert!(!summary.contains("epoch"), "{summary}");
+    let quiet = recfusion(&["-q", "--format", "csv", "-c", data, "-c", &train]);
+    assert!(!stderr(&quiet).contains("train_als"), "{}", stderr(&quiet));
+
+    std::fs::remove_file(&model).unwrap();
+    let long = format!("SELECT users FROM train_als('t', '{}', 64, 100000)", model.display());
+    let child = Command::new(env!("CARGO_BIN_EXE_recfusion"))
+        .args(["-c", data, "-c", &long])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let pid = child.id().to_string();
+    assert!(Command::new("kill").args(["-INT", &pid]).status().unwrap().success());
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stderr(&output).contains("cancelled"), "{}", stderr(&output));
+    assert!(!model.exists(), "a cancelled training wrote a model");
+}

@@ -20,8 +20,22 @@ use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
 use datafusion::physical_plan::stream::RecordBatchReceiverStream;
 use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties, collect};
 
-/// Turns the input tables, each as one batch, into the output batch.
-pub type Computation = Arc<dyn Fn(&[RecordBatch]) -> Result<RecordBatch> + Send + Sync>;
+/// Turns the input tables, each as one batch, into the output batch. Long computations ask
+/// [`Interrupt::cancelled`] now and then and stop when the statement was cancelled.
+pub type Computation = Arc<dyn Fn(&[RecordBatch], &Interrupt) -> Result<RecordBatch> + Send + Sync>;
+
+/// Tells a running computation whether anyone still wants its result (Ctrl-C drops the query).
+pub struct Interrupt(Box<dyn Fn() -> bool + Send + Sync>);
+
+impl Interrupt {
+    pub fn never() -> Self {
+        Self(Box::new(|| false))
+    }
+
+    pub fn cancelled(&self) -> bool {
+        (self.0)()
+    }
+}
 
 /// Reads its inputs whole, then runs a [`Computation`] off the async threads.
 pub struct ComputeExec {
@@ -164,7 +178,9 @@ impl ExecutionPlan for ComputeExec {
                 tables.push(concat_batches(&input_schema, &batches)?);
             }
             let batch_size = context.session_config().batch_size();
-            let output = tokio::task::spawn_blocking(move || compute(&tables))
+            let watcher = sender.clone();
+            let interrupt = Interrupt(Box::new(move || watcher.is_closed()));
+            let output = tokio::task::spawn_blocking(move || compute(&tables, &interrupt))
                 .await
                 .map_err(|e| DataFusionError::Execution(format!("{name}: {e}")))??;
             let mut start = 0;

@@ -170,8 +170,8 @@ fn loss(x: &[f32], y: &[f32], pairs: &Csr, config: &AlsConfig) -> f32 {
     ((total + item_regularization) / (confidence + unobserved)) as f32
 }
 
-/// Trains iALS on `interactions`. `on_iteration(done, loss)` is told after every sweep (the
-/// loss only when it is computed: the last sweep) and may stop training by returning false.
+/// Trains iALS on `interactions`. `on_iteration(done)` is told after every sweep and may stop
+/// training by returning false.
 pub fn train(interactions: &Interactions, config: &AlsConfig, mut on_iteration: impl FnMut(usize) -> bool) -> AlsModel {
     let f = config.factors;
     let mut random = SplitMix::new(config.seed);

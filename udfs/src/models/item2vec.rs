@@ -40,7 +40,13 @@ fn sigmoid(x: f32) -> f32 {
 }
 
 /// Trains on `sequences` (item indices in order, one list per user) over `items` items.
-pub fn train(sequences: &[Vec<u32>], items: usize, config: &Item2VecConfig) -> Item2VecModel {
+/// `on_epoch(done, loss)` is told after every epoch and may stop training by returning false.
+pub fn train(
+    sequences: &[Vec<u32>],
+    items: usize,
+    config: &Item2VecConfig,
+    mut on_epoch: impl FnMut(usize, f32) -> bool,
+) -> Item2VecModel {
     let d = config.dim;
     let mut random = SplitMix::new(config.seed);
     let mut input: Vec<f32> = (0..items * d).map(|_| (random.next_f32() - 0.5) / d as f32).collect();
@@ -56,7 +62,7 @@ pub fn train(sequences: &[Vec<u32>], items: usize, config: &Item2VecConfig) -> I
     let mut step = 0usize;
     let mut gradient = vec![0.0f32; d];
     let mut loss = 0.0f32;
-    for _ in 0..config.epochs {
+    for epoch in 0..config.epochs {
         let (mut epoch_loss, mut pairs) = (0.0f64, 0u64);
         for sequence in sequences {
             for (position, &center) in sequence.iter().enumerate() {
@@ -100,6 +106,9 @@ pub fn train(sequences: &[Vec<u32>], items: usize, config: &Item2VecConfig) -> I
             }
         }
         loss = (epoch_loss / pairs.max(1) as f64) as f32;
+        if !on_epoch(epoch + 1, loss) {
+            break;
+        }
     }
     Item2VecModel { vectors: input, loss }
 }

@@ -13,6 +13,7 @@
 pub mod als;
 pub mod file;
 pub mod item2vec;
+pub mod progress;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -31,12 +32,13 @@ use datafusion::datasource::MemTable;
 use datafusion::logical_expr::Expr;
 use serde_json::json;
 
-use crate::compute::{Computation, ComputeTable};
+use crate::compute::{Computation, ComputeTable, Interrupt};
 use crate::recommend::interactions::{IdIndex, Interactions};
 use crate::recommend::{literal, resolve, text_argument};
 use als::AlsConfig;
 use file::ModelFile;
 use item2vec::Item2VecConfig;
+use progress::{Progress, ProgressMode, TrainingProgress};
 
 const TRAIN_ALS: &str = "train_als";
 const MODEL_VECTORS: &str = "model_vectors";
@@ -118,7 +120,10 @@ impl TableFunctionImpl for TrainAls {
             config.factors, config.iterations
         );
         let path = PathBuf::from(path);
-        let compute: Computation = Arc::new(move |tables: &[RecordBatch]| train_als(&tables[0], &path, &config));
+        let mode = progress_mode(args.session());
+        let compute: Computation = Arc::new(move |tables: &[RecordBatch], interrupt: &Interrupt| {
+            train_als(&tables[0], &path, &config, mode, interrupt)
+        });
         Ok(Arc::new(ComputeTable {
             name: "TrainExec",
             detail,
@@ -141,14 +146,37 @@ fn report_schema() -> SchemaRef {
     ]))
 }
 
-fn train_als(batch: &RecordBatch, path: &std::path::Path, config: &AlsConfig) -> Result<RecordBatch> {
+/// The progress mode the session asks for (silent when it says nothing).
+fn progress_mode(session: &dyn datafusion::catalog::Session) -> ProgressMode {
+    session
+        .config()
+        .get_extension::<TrainingProgress>()
+        .map(|p| p.0)
+        .unwrap_or_default()
+}
+
+fn train_als(
+    batch: &RecordBatch,
+    path: &std::path::Path,
+    config: &AlsConfig,
+    mode: ProgressMode,
+    interrupt: &Interrupt,
+) -> Result<RecordBatch> {
     let interactions = Interactions::from_batch(TRAIN_ALS, batch)?;
     if interactions.users() == 0 || interactions.items() == 0 {
         return exec_err!("{TRAIN_ALS}: the interactions table has no rows to train on");
     }
     let started = Instant::now();
-    let model = als::train(&interactions, config, |_| true);
+    let mut progress = Progress::new(TRAIN_ALS, mode, config.iterations);
+    let model = als::train(&interactions, config, |done| {
+        progress.update(done, None);
+        !interrupt.cancelled()
+    });
     let seconds = started.elapsed().as_secs_f64();
+    if interrupt.cancelled() {
+        progress.finish("cancelled; no model written");
+        return exec_err!("{TRAIN_ALS}: cancelled; no model written");
+    }
     if !model.loss.is_finite() {
         return exec_err!(
             "{TRAIN_ALS}: the loss became {} — lower alpha or raise regularization",
@@ -176,6 +204,14 @@ fn train_als(batch: &RecordBatch, path: &std::path::Path, config: &AlsConfig) ->
         ]),
     };
     file.save(path)?;
+    progress.finish(&format!(
+        "{} users × {} items, {f} factors, {} iterations, loss {:.4}, {seconds:.2} s → {}",
+        interactions.users(),
+        interactions.items(),
+        config.iterations,
+        model.loss,
+        path.display()
+    ));
     report(
         path,
         interactions.users(),
@@ -221,7 +257,10 @@ impl TableFunctionImpl for TrainItem2Vec {
         }
         let detail = format!("item2vec, dim={}, epochs={}, path={path}", config.dim, config.epochs);
         let path = PathBuf::from(path);
-        let compute: Computation = Arc::new(move |tables: &[RecordBatch]| train_item2vec(&tables[0], &path, &config));
+        let mode = progress_mode(args.session());
+        let compute: Computation = Arc::new(move |tables: &[RecordBatch], interrupt: &Interrupt| {
+            train_item2vec(&tables[0], &path, &config, mode, interrupt)
+        });
         Ok(Arc::new(ComputeTable {
             name: "TrainExec",
             detail,
@@ -271,16 +310,33 @@ fn sequences(batch: &RecordBatch) -> Result<(ArrayRef, usize, Vec<Vec<u32>>)> {
     Ok((item_ids, item_rows.len(), sequences))
 }
 
-fn train_item2vec(batch: &RecordBatch, path: &std::path::Path, config: &Item2VecConfig) -> Result<RecordBatch> {
+fn train_item2vec(
+    batch: &RecordBatch,
+    path: &std::path::Path,
+    config: &Item2VecConfig,
+    mode: ProgressMode,
+    interrupt: &Interrupt,
+) -> Result<RecordBatch> {
     let (item_ids, items, sequences) = sequences(batch)?;
     if sequences.iter().all(|s| s.len() < 2) {
         return exec_err!("{TRAIN_ITEM2VEC}: no user has two items in sequence, so there is nothing to learn from");
     }
     let started = Instant::now();
-    let model = item2vec::train(&sequences, items, config);
+    let mut progress = Progress::new(TRAIN_ITEM2VEC, mode, config.epochs);
+    let model = item2vec::train(&sequences, items, config, |done, loss| {
+        progress.update(done, Some(loss));
+        loss.is_finite() && !interrupt.cancelled()
+    });
     let seconds = started.elapsed().as_secs_f64();
+    if interrupt.cancelled() {
+        progress.finish("cancelled; no model written");
+        return exec_err!("{TRAIN_ITEM2VEC}: cancelled; no model written");
+    }
     if !model.loss.is_finite() {
-        return exec_err!("{TRAIN_ITEM2VEC}: the loss became {}; training stopped", model.loss);
+        return exec_err!(
+            "{TRAIN_ITEM2VEC}: the loss became {} (NaN or infinite), so training stopped and no model was written",
+            model.loss
+        );
     }
     let file = ModelFile {
         kind: "item2vec".to_string(),
@@ -292,6 +348,14 @@ fn train_item2vec(batch: &RecordBatch, path: &std::path::Path, config: &Item2Vec
         ids: HashMap::from([("items".to_string(), item_ids)]),
     };
     file.save(path)?;
+    progress.finish(&format!(
+        "{} users, {items} items, dim {}, {} epochs, loss {:.4}, {seconds:.2} s → {}",
+        sequences.len(),
+        config.dim,
+        config.epochs,
+        model.loss,
+        path.display()
+    ));
     report(
         path,
         sequences.len(),

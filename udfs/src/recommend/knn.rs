@@ -31,7 +31,7 @@ use rayon::prelude::*;
 use super::interactions::{Csr, IdIndex, Interactions};
 use super::topk::{ItemMatrix, Metric, Selection, select};
 use super::{literal, resolve, text_argument};
-use crate::compute::{Computation, ComputeTable};
+use crate::compute::{Computation, ComputeTable, Interrupt};
 use crate::vector::Vectors;
 
 /// How many history items `because` lists.
@@ -182,7 +182,8 @@ impl TableFunctionImpl for KnnFunction {
         };
         let detail = format!("{name}, k={k}, neighbours={neighbours}, shrinkage={shrinkage}");
         let output = Arc::clone(&schema);
-        let compute: Computation = Arc::new(move |tables: &[RecordBatch]| run(&parameters, tables, has_users, &output));
+        let compute: Computation =
+            Arc::new(move |tables: &[RecordBatch], _: &Interrupt| run(&parameters, tables, has_users, &output));
         Ok(Arc::new(ComputeTable {
             name: "KnnExec",
             detail,

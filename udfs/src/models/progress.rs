@@ -1,0 +1,79 @@
+//! Training progress on stderr: a bar (epoch, loss, ETA) redrawn in place when stderr is a
+//! terminal, one summary line when it is not, nothing when the session says so. The CLI sets
+//! the mode on the session ([`TrainingProgress`]); sessions without it stay silent.
+
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+/// How training reports on stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ProgressMode {
+    #[default]
+    Off,
+    /// One summary line when training ends.
+    Line,
+    /// A bar redrawn in place, then the summary line.
+    Bar,
+}
+
+/// The session's progress mode, kept in its config extensions.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TrainingProgress(pub ProgressMode);
+
+/// The progress of one training run.
+pub struct Progress {
+    name: &'static str,
+    mode: ProgressMode,
+    total: usize,
+    started: Instant,
+    drawn: Option<Instant>,
+}
+
+impl Progress {
+    pub fn new(name: &'static str, mode: ProgressMode, total: usize) -> Self {
+        Self {
+            name,
+            mode,
+            total,
+            started: Instant::now(),
+            drawn: None,
+        }
+    }
+
+    /// Epoch `done` of `total` finished, with its loss when known.
+    pub fn update(&mut self, done: usize, loss: Option<f32>) {
+        if self.mode != ProgressMode::Bar || self.drawn.is_some_and(|t| t.elapsed() < Duration::from_millis(100)) {
+            return;
+        }
+        self.drawn = Some(Instant::now());
+        let width = 20;
+        let filled = width * done / self.total.max(1);
+        let elapsed = self.started.elapsed().as_secs_f64();
+        let eta = elapsed / done.max(1) as f64 * (self.total - done.min(self.total)) as f64;
+        let loss = loss.map(|l| format!(" loss {l:.4}")).unwrap_or_default();
+        let mut stderr = std::io::stderr().lock();
+        let _ = write!(
+            stderr,
+            "\r{} epoch {done}/{} [{}{}]{loss} ETA {eta:.1} s ",
+            self.name,
+            self.total,
+            "#".repeat(filled),
+            ".".repeat(width - filled)
+        );
+        let _ = stderr.flush();
+    }
+
+    /// Training ended: the summary line (after clearing the bar).
+    pub fn finish(&self, summary: &str) {
+        let mut stderr = std::io::stderr().lock();
+        match self.mode {
+            ProgressMode::Off => {}
+            ProgressMode::Line => {
+                let _ = writeln!(stderr, "{}: {summary}", self.name);
+            }
+            ProgressMode::Bar => {
+                let _ = writeln!(stderr, "\r\x1b[2K{}: {summary}", self.name);
+            }
+        }
+    }
+}
