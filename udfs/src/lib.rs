@@ -15,12 +15,14 @@ pub mod evaluate;
 pub mod models;
 pub mod profile;
 pub mod recommend;
+pub mod text;
 pub mod vector;
 
 /// Every scalar function of recfusion.
 pub fn scalar_functions() -> Vec<Arc<ScalarUDF>> {
     let mut functions = vector::scalar_functions();
     functions.extend(evaluate::scalar_functions());
+    functions.extend(text::scalar_functions());
     functions
 }
 
@@ -44,6 +46,7 @@ pub fn table_functions() -> Vec<(&'static str, Arc<dyn TableFunctionImpl>)> {
         ("train_als", Arc::new(models::TrainAls)),
         ("train_item2vec", Arc::new(models::TrainItem2Vec)),
         ("model_vectors", Arc::new(models::ModelVectors)),
+        ("embed_texts", Arc::new(text::EmbedTexts)),
     ]
 }
 
@@ -55,6 +58,7 @@ pub fn table_function_docs() -> Vec<(&'static str, &'static str, &'static str)> 
         docs.push((method.name(), method.syntax(), method.description()));
     }
     docs.extend(models::DOCS);
+    docs.push(text::DOC);
     docs
 }
 
