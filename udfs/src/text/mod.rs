@@ -1,9 +1,11 @@
 //! Text embeddings for item content. `embed_text(text [, dim])` embeds each text on its own
 //! (hashed n-grams, sublinear term frequency, L2-normalised); `embed_texts(table [, dim])`
 //! embeds a whole `(id, text)` table with TF-IDF weights learned from that table. Both need no
-//! model and are deterministic. A text without words (empty, NULL, only punctuation) has no
-//! embedding: NULL.
+//! model and are deterministic. `embed_text(text, 'model_dir')` instead runs a local
+//! sentence-transformer ([`bert`]). A text without words (empty, NULL, only punctuation) has
+//! no embedding: NULL.
 
+pub mod bert;
 pub mod hashed;
 
 use std::sync::{Arc, LazyLock};
@@ -54,8 +56,8 @@ fn vectors(rows: Vec<Option<Vec<f32>>>, dim: usize) -> Result<FixedSizeListArray
 
 #[user_doc(
     doc_section(label = "Text Functions"),
-    description = "A model-free embedding of a text: its words, word pairs and character 3–5-grams hashed into dim buckets (default 256), weighted 1 + ln(count), L2-normalised. Similar wording gives similar vectors; deterministic. NULL for a text without words. For TF-IDF weights over a whole table, use the table function embed_texts(table [, dim]).",
-    syntax_example = "embed_text(text [, dim])",
+    description = "A model-free embedding of a text: its words, word pairs and character 3–5-grams hashed into dim buckets (default 256), weighted 1 + ln(count), L2-normalised. Similar wording gives similar vectors; deterministic. With a directory instead of dim, the sentence-transformer there (config.json, tokenizer.json, model.safetensors; BERT family, e.g. all-MiniLM-L6-v2) embeds the text: mean pooling, L2-normalised. NULL for a text without words. For TF-IDF weights over a whole table, use the table function embed_texts(table [, dim]).",
+    syntax_example = "embed_text(text [, dim | model_dir])",
     sql_example = r#"```sql
 > SELECT item_id, embed_text(title || ' ' || description) AS text_vector FROM items;
 ```"#,
@@ -109,9 +111,18 @@ impl ScalarUDFImpl for EmbedText {
             return plan_err!("embed_text: argument 1 must be text, got {text}");
         }
         if args.arg_fields.len() == 2 && args.scalar_arguments[1].is_none() {
-            return plan_err!("embed_text: dim must be an integer literal");
+            return plan_err!("embed_text: argument 2 must be a literal: a dimension or a model directory");
         }
-        let dim = dimension("embed_text", args.scalar_arguments.get(1).copied().flatten())?;
+        let dim = match args.scalar_arguments.get(1).copied().flatten() {
+            Some(
+                ScalarValue::Utf8(Some(dir)) | ScalarValue::Utf8View(Some(dir)) | ScalarValue::LargeUtf8(Some(dir)),
+            ) => {
+                bert::config(std::path::Path::new(dir))
+                    .map_err(|e| datafusion::common::DataFusionError::Plan(e.message().to_string()))?
+                    .hidden_size
+            }
+            other => dimension("embed_text", other)?,
+        };
         Ok(Arc::new(Field::new(self.name(), vector_type(dim), true)))
     }
 
@@ -124,12 +135,32 @@ impl ScalarUDFImpl for EmbedText {
         let texts = ColumnarValue::values_to_arrays(&args.args[..1])?;
         let texts = cast(&texts[0], &DataType::Utf8)?;
         let texts = texts.as_string::<i32>();
-        let rows = (0..texts.len())
-            .map(|row| match texts.is_valid(row) {
-                true => hashed::embed(&hashed::features(texts.value(row)), dim, None),
-                false => None,
-            })
-            .collect();
+        let model_dir = match args.args.get(1) {
+            Some(ColumnarValue::Scalar(
+                ScalarValue::Utf8(Some(dir)) | ScalarValue::Utf8View(Some(dir)) | ScalarValue::LargeUtf8(Some(dir)),
+            )) => Some(dir.clone()),
+            _ => None,
+        };
+        let has_words = |row: usize| texts.is_valid(row) && texts.value(row).chars().any(char::is_alphanumeric);
+        let rows = match model_dir {
+            None => (0..texts.len())
+                .map(|row| match has_words(row) {
+                    true => hashed::embed(&hashed::features(texts.value(row)), dim, None),
+                    false => None,
+                })
+                .collect(),
+            Some(dir) => {
+                let model = bert::load(std::path::Path::new(&dir))?;
+                let wanted: Vec<usize> = (0..texts.len()).filter(|&row| has_words(row)).collect();
+                let inputs: Vec<&str> = wanted.iter().map(|&row| texts.value(row)).collect();
+                let mut embedded = model.embed(&inputs)?.into_iter();
+                let mut rows: Vec<Option<Vec<f32>>> = vec![None; texts.len()];
+                for row in wanted {
+                    rows[row] = embedded.next();
+                }
+                rows
+            }
+        };
         let result: ArrayRef = Arc::new(vectors(rows, dim)?);
         to_columnar(result, all_scalar)
     }
