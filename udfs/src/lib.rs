@@ -45,6 +45,8 @@ pub fn table_functions() -> Vec<(&'static str, Arc<dyn TableFunctionImpl>)> {
         ("content_knn", Arc::new(KnnFunction(Method::Content))),
         ("train_als", Arc::new(models::TrainAls)),
         ("train_item2vec", Arc::new(models::TrainItem2Vec)),
+        ("train_sasrec", Arc::new(models::transformer::TrainSasRec)),
+        ("sasrec_profiles", Arc::new(models::transformer::SasRecProfiles)),
         ("model_vectors", Arc::new(models::ModelVectors)),
         ("embed_texts", Arc::new(text::EmbedTexts)),
     ]
@@ -58,6 +60,7 @@ pub fn table_function_docs() -> Vec<(&'static str, &'static str, &'static str)> 
         docs.push((method.name(), method.syntax(), method.description()));
     }
     docs.extend(models::DOCS);
+    docs.extend(models::transformer::DOCS);
     docs.push(text::DOC);
     docs
 }

@@ -20,6 +20,8 @@ pub struct ModelFile {
     pub kind: String,
     pub config: Value,
     pub matrices: HashMap<String, (Vec<f32>, usize, usize)>,
+    /// Every tensor of the file (networks keep vectors and matrices here).
+    pub tensors: HashMap<String, Tensor>,
     pub ids: HashMap<String, ArrayRef>,
 }
 
@@ -70,7 +72,7 @@ impl ModelFile {
         {
             return Err(context(&format!("directory '{}' does not exist", parent.display())));
         }
-        let tensors = self
+        let mut tensors = self
             .matrices
             .iter()
             .map(|(name, (values, rows, cols))| {
@@ -78,6 +80,7 @@ impl ModelFile {
                 Ok((name.clone(), tensor))
             })
             .collect::<Result<HashMap<_, _>>>()?;
+        tensors.extend(self.tensors.iter().map(|(name, t)| (name.clone(), t.clone())));
         let mut ids = serde_json::Map::new();
         for (name, array) in &self.ids {
             ids.insert(name.clone(), ids_to_json(array)?);
@@ -119,21 +122,19 @@ impl ModelFile {
         }
         let found = meta["kind"].as_str().unwrap_or_default().to_string();
         if let Some(kind) = kind.filter(|k| *k != found) {
-            return exec_err!("model '{shown}' is a {found} model, not {kind}");
+            return exec_err!("model '{shown}' is of kind '{found}', not '{kind}'");
         }
         let tensors = candle_core::safetensors::load(path, &Device::Cpu)
             .map_err(|e| exec_datafusion_err!("model '{shown}': cannot read the weights: {e}"))?;
         let mut matrices = HashMap::new();
-        for (name, tensor) in tensors {
-            let (rows, cols) = tensor
-                .dims2()
-                .map_err(|e| exec_datafusion_err!("model '{shown}': tensor {name}: {e}"))?;
+        for (name, tensor) in &tensors {
+            let Ok((rows, cols)) = tensor.dims2() else { continue };
             let values = tensor
                 .flatten_all()
                 .and_then(|t| t.to_dtype(candle_core::DType::F32))
                 .and_then(|t| t.to_vec1::<f32>())
                 .map_err(|e| exec_datafusion_err!("model '{shown}': tensor {name}: {e}"))?;
-            matrices.insert(name, (values, rows, cols));
+            matrices.insert(name.clone(), (values, rows, cols));
         }
         let mut ids = HashMap::new();
         if let Some(maps) = meta["ids"].as_object() {
@@ -145,6 +146,7 @@ impl ModelFile {
             kind: found,
             config: meta["config"].clone(),
             matrices,
+            tensors,
             ids,
         })
     }

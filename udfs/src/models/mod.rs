@@ -14,6 +14,8 @@ pub mod als;
 pub mod file;
 pub mod item2vec;
 pub mod progress;
+pub mod sasrec;
+pub mod transformer;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -66,7 +68,7 @@ pub const DOCS: [(&str, &str, &str); 3] = [
     ),
 ];
 
-fn number(function: &str, exprs: &[Expr], index: usize, role: &str, default: f64) -> Result<f64> {
+pub(crate) fn number(function: &str, exprs: &[Expr], index: usize, role: &str, default: f64) -> Result<f64> {
     match literal(exprs, index) {
         None | Some(ScalarValue::Null) => Ok(default),
         Some(value) => match value.cast_to(&DataType::Float64) {
@@ -79,7 +81,7 @@ fn number(function: &str, exprs: &[Expr], index: usize, role: &str, default: f64
     }
 }
 
-fn count(function: &str, exprs: &[Expr], index: usize, role: &str, default: usize) -> Result<usize> {
+pub(crate) fn count(function: &str, exprs: &[Expr], index: usize, role: &str, default: usize) -> Result<usize> {
     match literal(exprs, index) {
         None | Some(ScalarValue::Null) => Ok(default),
         Some(ScalarValue::Int64(Some(n))) if n > 0 => Ok(n as usize),
@@ -147,7 +149,7 @@ fn report_schema() -> SchemaRef {
 }
 
 /// The progress mode the session asks for (silent when it says nothing).
-fn progress_mode(session: &dyn datafusion::catalog::Session) -> ProgressMode {
+pub(crate) fn progress_mode(session: &dyn datafusion::catalog::Session) -> ProgressMode {
     session
         .config()
         .get_extension::<TrainingProgress>()
@@ -194,6 +196,7 @@ fn train_als(
             "seed": config.seed,
             "loss": model.loss,
         }),
+        tensors: HashMap::new(),
         matrices: HashMap::from([
             ("users".to_string(), (model.user_factors, interactions.users(), f)),
             ("items".to_string(), (model.item_factors, interactions.items(), f)),
@@ -345,6 +348,7 @@ fn train_item2vec(
             "negatives": config.negatives, "seed": config.seed, "loss": model.loss,
         }),
         matrices: HashMap::from([("items".to_string(), (model.vectors, items, config.dim))]),
+        tensors: HashMap::new(),
         ids: HashMap::from([("items".to_string(), item_ids)]),
     };
     file.save(path)?;

@@ -1,0 +1,314 @@
+//! A SASRec-style transformer sequence encoder, trained with candle: item + position
+//! embeddings (`X'' = embedding(X)`), causal multi-head self-attention blocks with residuals
+//! (`U = MultiHeadAttention(X'') + X''`), layer norm and a feed-forward layer, trained by
+//! back-propagation on next-item prediction with a full softmax over the catalogue (item
+//! embeddings shared as the output layer). The profile of a user is the encoder's output at
+//! the last position of their history: a vector in the item space, so `profile · item` ranks
+//! the next item. Early stopping keeps the weights with the best validation NDCG@10 (each
+//! user's last training item held out).
+
+use candle_core::{D, DType, Device, Module, Result, Tensor};
+use candle_nn::{Embedding, LayerNorm, Linear, Optimizer, VarBuilder, VarMap};
+
+/// Settings of a model and its training.
+#[derive(Debug, Clone, Copy)]
+pub struct SasRecConfig {
+    pub items: usize,
+    pub dim: usize,
+    pub layers: usize,
+    pub heads: usize,
+    pub max_len: usize,
+    pub dropout: f32,
+    pub epochs: usize,
+    pub learning_rate: f64,
+    pub batch: usize,
+    pub seed: u64,
+}
+
+struct Block {
+    norm_attention: LayerNorm,
+    query: Linear,
+    key: Linear,
+    value: Linear,
+    output: Linear,
+    norm_feed_forward: LayerNorm,
+    up: Linear,
+    down: Linear,
+}
+
+/// The encoder. Item 0 is padding; catalogue items are 1..=items.
+pub struct SasRec {
+    config: SasRecConfig,
+    /// Dropout masks come from this seeded generator (candle's CPU generator cannot be seeded).
+    random: std::sync::Mutex<super::als::SplitMix>,
+    items: Embedding,
+    positions: Embedding,
+    blocks: Vec<Block>,
+    norm: LayerNorm,
+}
+
+impl SasRec {
+    pub fn new(config: SasRecConfig, vb: VarBuilder) -> Result<Self> {
+        let d = config.dim;
+        let norm = |vb: VarBuilder| candle_nn::layer_norm(d, 1e-6, vb);
+        let blocks = (0..config.layers)
+            .map(|i| {
+                let vb = vb.pp(format!("block{i}"));
+                Ok(Block {
+                    norm_attention: norm(vb.pp("norm_attention"))?,
+                    query: candle_nn::linear(d, d, vb.pp("query"))?,
+                    key: candle_nn::linear(d, d, vb.pp("key"))?,
+                    value: candle_nn::linear(d, d, vb.pp("value"))?,
+                    output: candle_nn::linear(d, d, vb.pp("output"))?,
+                    norm_feed_forward: norm(vb.pp("norm_feed_forward"))?,
+                    up: candle_nn::linear(d, d, vb.pp("up"))?,
+                    down: candle_nn::linear(d, d, vb.pp("down"))?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self {
+            items: candle_nn::embedding(config.items + 1, d, vb.pp("items"))?,
+            positions: candle_nn::embedding(config.max_len, d, vb.pp("positions"))?,
+            blocks,
+            norm: norm(vb.pp("norm"))?,
+            random: std::sync::Mutex::new(super::als::SplitMix::new(config.seed ^ 0x5EED)),
+            config,
+        })
+    }
+
+    fn dropout(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        let p = self.config.dropout;
+        if !train || p <= 0.0 {
+            return Ok(x.clone());
+        }
+        let mut random = self.random.lock().expect("dropout generator");
+        let scale = 1.0 / (1.0 - p);
+        let mask: Vec<f32> = (0..x.elem_count())
+            .map(|_| if random.next_f32() >= p { scale } else { 0.0 })
+            .collect();
+        x.mul(&Tensor::from_vec(mask, x.shape(), x.device())?)
+    }
+
+    /// Hidden states `(batch, max_len, dim)` of left-padded id sequences `(batch, max_len)`.
+    pub fn encode(&self, ids: &Tensor, train: bool) -> Result<Tensor> {
+        let (batch, length) = ids.dims2()?;
+        let d = self.config.dim;
+        let heads = self.config.heads;
+        let head = d / heads;
+        let device = ids.device();
+        let keep = ids.ne(0u32)?.to_dtype(DType::F32)?.unsqueeze(2)?;
+        let positions = Tensor::arange(0u32, length as u32, device)?;
+        let mut x =
+            (self.items.forward(ids)? * (d as f64).sqrt())?.broadcast_add(&self.positions.forward(&positions)?)?;
+        x = self.dropout(&x, train)?.broadcast_mul(&keep)?;
+        // Causal: position i attends to positions ≤ i.
+        let future = Tensor::triu2(length, DType::F32, device)?.sub(&Tensor::eye(length, DType::F32, device)?)?;
+        let mask = (future * -1e9)?;
+        for block in &self.blocks {
+            let h = block.norm_attention.forward(&x)?;
+            let split = |t: Tensor| t.reshape((batch, length, heads, head))?.transpose(1, 2)?.contiguous();
+            let q = split(block.query.forward(&h)?)?;
+            let k = split(block.key.forward(&h)?)?;
+            let v = split(block.value.forward(&h)?)?;
+            let scores = (q.matmul(&k.t()?)? / (head as f64).sqrt())?.broadcast_add(&mask)?;
+            let weights = self.dropout(&candle_nn::ops::softmax_last_dim(&scores)?, train)?;
+            let attended = weights.matmul(&v)?.transpose(1, 2)?.reshape((batch, length, d))?;
+            x = (x + self.dropout(&block.output.forward(&attended)?, train)?)?;
+            let h = block.norm_feed_forward.forward(&x)?;
+            let h = block.down.forward(&block.up.forward(&h)?.relu()?)?;
+            x = (x + self.dropout(&h, train)?)?.broadcast_mul(&keep)?;
+        }
+        self.norm.forward(&x)
+    }
+
+    /// Scores of every catalogue item (1..=items) for hidden states `(n, dim)`.
+    fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
+        hidden.matmul(&self.items.embeddings().t()?)
+    }
+
+    /// The item vectors (without the padding row), `items × dim`.
+    pub fn item_vectors(&self) -> Result<Vec<f32>> {
+        self.items
+            .embeddings()
+            .narrow(0, 1, self.config.items)?
+            .flatten_all()?
+            .to_vec1::<f32>()
+    }
+
+    /// One profile per sequence (item indices 1..=items, oldest first): the output at the
+    /// last position of its last `max_len` items.
+    pub fn profiles(&self, sequences: &[Vec<u32>]) -> Result<Vec<f32>> {
+        let mut out = Vec::with_capacity(sequences.len() * self.config.dim);
+        for chunk in sequences.chunks(256) {
+            let ids = self.padded(chunk.iter().map(|s| s.as_slice()))?;
+            let hidden = self.encode(&ids, false)?;
+            let last = hidden.narrow(1, self.config.max_len - 1, 1)?.squeeze(1)?;
+            out.extend(last.flatten_all()?.to_vec1::<f32>()?);
+        }
+        Ok(out)
+    }
+
+    /// Left-padded `(n, max_len)` ids of the last `max_len` items of each sequence.
+    fn padded<'a>(&self, sequences: impl Iterator<Item = &'a [u32]>) -> Result<Tensor> {
+        let l = self.config.max_len;
+        let mut ids = Vec::new();
+        let mut rows = 0;
+        for sequence in sequences {
+            let tail = &sequence[sequence.len().saturating_sub(l)..];
+            ids.extend(std::iter::repeat_n(0u32, l - tail.len()));
+            ids.extend_from_slice(tail);
+            rows += 1;
+        }
+        Tensor::from_vec(ids, (rows, l), &Device::Cpu)
+    }
+}
+
+/// NDCG@10 of predicting each sequence's last item from the rest, seen items excluded.
+fn validation_ndcg(model: &SasRec, sequences: &[&[u32]]) -> Result<f64> {
+    let histories: Vec<Vec<u32>> = sequences.iter().map(|s| s[..s.len() - 1].to_vec()).collect();
+    let profiles = model.profiles(&histories)?;
+    let d = model.config.dim;
+    let items = model.item_vectors()?;
+    let mut total = 0.0;
+    for (u, sequence) in sequences.iter().enumerate() {
+        let profile = &profiles[u * d..(u + 1) * d];
+        let target = *sequence.last().expect("two items") as usize - 1;
+        let score = |i: usize| crate::vector::kernels::dot(profile, &items[i * d..(i + 1) * d]);
+        let seen: std::collections::HashSet<u32> = histories[u].iter().copied().collect();
+        let target_score = score(target);
+        let better = (0..model.config.items)
+            .filter(|&i| i != target && !seen.contains(&(i as u32 + 1)) && score(i) > target_score)
+            .take(10)
+            .count();
+        if better < 10 {
+            total += 1.0 / ((better + 2) as f64).log2();
+        }
+    }
+    Ok(total / sequences.len().max(1) as f64)
+}
+
+/// What training did: epochs run, the last training loss, the best validation NDCG@10.
+pub struct TrainingReport {
+    pub epochs: usize,
+    pub loss: f32,
+    pub validation_ndcg: f64,
+}
+
+/// Trains on `sequences` (item indices 1..=items, oldest first). `on_epoch(done, loss, ndcg)`
+/// may stop training by returning false. Returns the variables of the best model.
+pub fn train(
+    sequences: &[Vec<u32>],
+    config: &SasRecConfig,
+    mut on_epoch: impl FnMut(usize, f32, Option<f64>) -> bool,
+) -> Result<(VarMap, TrainingReport)> {
+    let device = Device::Cpu;
+    let varmap = VarMap::new();
+    let model = SasRec::new(*config, VarBuilder::from_varmap(&varmap, DType::F32, &device))?;
+    // Seeded initial weights, so a seed fixes the model: uniform ±1/√fan_in (layer norms keep
+    // their ones and zeros).
+    let mut init = super::als::SplitMix::new(config.seed);
+    {
+        let data = varmap.data().lock().expect("variables");
+        let mut names: Vec<&String> = data.keys().collect();
+        names.sort();
+        for name in names.into_iter().filter(|n| !n.contains("norm")) {
+            let var = &data[name];
+            let dims = var.as_tensor().dims().to_vec();
+            let bound = 1.0 / (*dims.last().unwrap_or(&1) as f32).sqrt();
+            let values: Vec<f32> = (0..var.as_tensor().elem_count())
+                .map(|_| (init.next_f32() * 2.0 - 1.0) * bound)
+                .collect();
+            var.set(&Tensor::from_vec(values, dims, &device)?)?;
+        }
+    }
+    let mut optimizer = candle_nn::AdamW::new(
+        varmap.all_vars(),
+        candle_nn::ParamsAdamW {
+            lr: config.learning_rate,
+            weight_decay: 0.0,
+            ..Default::default()
+        },
+    )?;
+    // Validation holds out each user's last item; training sees the items before it.
+    let usable: Vec<&[u32]> = sequences
+        .iter()
+        .filter(|s| s.len() >= 3)
+        .map(|s| s.as_slice())
+        .collect();
+    let training: Vec<&[u32]> = usable.iter().map(|s| &s[..s.len() - 1]).collect();
+    let mut order: Vec<usize> = (0..training.len()).collect();
+    let mut random = super::als::SplitMix::new(config.seed);
+    let mut best: Option<(f64, Vec<(String, Tensor)>)> = None;
+    let mut report = TrainingReport {
+        epochs: 0,
+        loss: f32::NAN,
+        validation_ndcg: 0.0,
+    };
+    let mut worse = 0;
+    for epoch in 1..=config.epochs {
+        for i in (1..order.len()).rev() {
+            order.swap(i, (random.next_f32() * (i + 1) as f32) as usize % (i + 1));
+        }
+        let (mut loss_sum, mut batches) = (0.0f32, 0);
+        for chunk in order.chunks(config.batch) {
+            let inputs = model.padded(chunk.iter().map(|&u| &training[u][..training[u].len() - 1]))?;
+            let targets = model.padded(chunk.iter().map(|&u| &training[u][1..]))?;
+            let hidden = model.encode(&inputs, true)?;
+            let (b, l, d) = hidden.dims3()?;
+            let logits = model.logits(&hidden.reshape((b * l, d))?)?;
+            let targets = targets.flatten_all()?;
+            let log_probs = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
+            let picked = log_probs.gather(&targets.unsqueeze(1)?, 1)?.squeeze(1)?;
+            let real = targets.ne(0u32)?.to_dtype(DType::F32)?;
+            let count = real.sum_all()?.to_scalar::<f32>()?.max(1.0);
+            let loss = ((picked * real)?.sum_all()? * (-1.0 / f64::from(count)))?;
+            optimizer.backward_step(&loss)?;
+            loss_sum += loss.to_scalar::<f32>()?;
+            batches += 1;
+        }
+        report.epochs = epoch;
+        report.loss = loss_sum / batches.max(1) as f32;
+        if !report.loss.is_finite() {
+            on_epoch(epoch, report.loss, None);
+            break;
+        }
+        let ndcg = if epoch % 5 == 0 || epoch == config.epochs {
+            let ndcg = validation_ndcg(&model, &usable)?;
+            if best.as_ref().is_none_or(|(b, _)| ndcg > *b) {
+                let snapshot = varmap
+                    .data()
+                    .lock()
+                    .expect("variables")
+                    .iter()
+                    .map(|(name, var)| Ok((name.clone(), var.as_tensor().copy()?)))
+                    .collect::<Result<Vec<_>>>()?;
+                best = Some((ndcg, snapshot));
+                worse = 0;
+            } else {
+                worse += 1;
+            }
+            Some(ndcg)
+        } else {
+            None
+        };
+        if !on_epoch(epoch, report.loss, ndcg) || worse >= 3 {
+            break;
+        }
+    }
+    if let Some((ndcg, snapshot)) = best {
+        report.validation_ndcg = ndcg;
+        let data = varmap.data().lock().expect("variables");
+        for (name, tensor) in snapshot {
+            if let Some(var) = data.get(&name) {
+                var.set(&tensor)?;
+            }
+        }
+    }
+    Ok((varmap, report))
+}
+
+/// Loads a saved model's variables.
+pub fn load(config: SasRecConfig, tensors: std::collections::HashMap<String, Tensor>) -> Result<SasRec> {
+    let vb = VarBuilder::from_tensors(tensors, DType::F32, &Device::Cpu);
+    SasRec::new(config, vb)
+}
