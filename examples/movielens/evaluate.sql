@@ -168,6 +168,18 @@ CREATE TABLE item2vec_attention_test_0_5 AS SELECT h.user_id, attention_pool(i.v
 INSERT INTO candidates SELECT 'test', 'item2vec attention-pooled', 'recency decay=0.5', user_id, rank, item_id, score FROM recommend('item2vec_attention_test_0_5', 'item2vec_test_items', 50, 'cosine', 'train_test');
 CREATE TABLE item2vec_attention_test_1_0 AS SELECT h.user_id, attention_pool(i.vector, m.profile, -1.0 * h.age) AS profile FROM history_test h JOIN item2vec_test_items i USING (item_id) JOIN item2vec_mean_test m USING (user_id) GROUP BY h.user_id;
 INSERT INTO candidates SELECT 'test', 'item2vec attention-pooled', 'recency decay=1.0', user_id, rank, item_id, score FROM recommend('item2vec_attention_test_1_0', 'item2vec_test_items', 50, 'cosine', 'train_test');
+-- SASRec: a transformer over each user's time-ordered items (64 dims, 2 blocks, the last 50
+-- items, 60 epochs, early stopping on the last training item); the profile is its output at
+-- the user's latest item.
+INSERT INTO timings VALUES ('SASRec transformer', now());
+CREATE TABLE sasrec_valid AS SELECT * FROM train_sasrec('sequence_valid', '/tmp/recfusion-movielens-sasrec-valid.safetensors', 64, 60, 50, 2, 1, 0.2, 42);
+CREATE TABLE sasrec_valid_users AS SELECT * FROM sasrec_profiles('/tmp/recfusion-movielens-sasrec-valid.safetensors', 'sequence_valid');
+CREATE TABLE sasrec_valid_items AS SELECT * FROM model_vectors('/tmp/recfusion-movielens-sasrec-valid.safetensors', 'items');
+INSERT INTO candidates SELECT 'valid', 'SASRec transformer', 'dim=64 blocks=2 max_len=50', user_id, rank, item_id, score FROM recommend('sasrec_valid_users', 'sasrec_valid_items', 50, 'dot', 'train_valid');
+CREATE TABLE sasrec_test AS SELECT * FROM train_sasrec('sequence_test', '/tmp/recfusion-movielens-sasrec-test.safetensors', 64, 60, 50, 2, 1, 0.2, 42);
+CREATE TABLE sasrec_test_users AS SELECT * FROM sasrec_profiles('/tmp/recfusion-movielens-sasrec-test.safetensors', 'sequence_test');
+CREATE TABLE sasrec_test_items AS SELECT * FROM model_vectors('/tmp/recfusion-movielens-sasrec-test.safetensors', 'items');
+INSERT INTO candidates SELECT 'test', 'SASRec transformer', 'dim=64 blocks=2 max_len=50', user_id, rank, item_id, score FROM recommend('sasrec_test_users', 'sasrec_test_items', 50, 'dot', 'train_test');
 INSERT INTO timings VALUES ('hybrid', now());
 
 -- Scores of every list: HR@10 and NDCG@10 against the held-out item.
@@ -190,28 +202,28 @@ SELECT method, config FROM (
   SELECT method, config, ROW_NUMBER() OVER (PARTITION BY method ORDER BY ndcg DESC, config) AS place
   FROM quality WHERE split = 'valid') WHERE place = 1;
 
--- Hybrid: weighted reciprocal-rank fusion of the chosen settings of item-CF, user-CF, iALS and
--- the attention-pooled profile — an item scores Σ_m w_m / (10 + rank_m), so the methods'
+-- Hybrid: weighted reciprocal-rank fusion of the chosen settings of item-CF, iALS, the
+-- attention-pooled profile and SASRec — an item scores Σ_m w_m / (10 + rank_m), so the methods'
 -- different score scales do not matter — with weights that sum to 1 (a grid in steps of 0.25),
 -- tuned on validation like everything else.
 CREATE TABLE steps (w DOUBLE);
 INSERT INTO steps VALUES (0.0), (0.25), (0.5), (0.75), (1.0);
 CREATE TABLE weights AS
-SELECT a.w AS w_item, b.w AS w_user, c.w AS w_als, 1.0 - a.w - b.w - c.w AS w_attention
+SELECT a.w AS w_item, b.w AS w_sasrec, c.w AS w_als, 1.0 - a.w - b.w - c.w AS w_attention
 FROM steps a, steps b, steps c WHERE a.w + b.w + c.w <= 1.0;
 
 CREATE TABLE blended AS
-SELECT c.split, w.w_item, w.w_user, w.w_als, w.w_attention, c.user_id, c.item_id,
-       sum(CASE c.method WHEN 'item-CF' THEN w.w_item WHEN 'user-CF' THEN w.w_user WHEN 'iALS' THEN w.w_als
+SELECT c.split, w.w_item, w.w_sasrec, w.w_als, w.w_attention, c.user_id, c.item_id,
+       sum(CASE c.method WHEN 'item-CF' THEN w.w_item WHEN 'SASRec transformer' THEN w.w_sasrec WHEN 'iALS' THEN w.w_als
                          ELSE w.w_attention END / (10.0 + c.rank)) AS score
 FROM candidates c JOIN chosen USING (method, config) CROSS JOIN weights w
-WHERE c.method IN ('item-CF', 'user-CF', 'iALS', 'attention-pooled (iALS items)')
-GROUP BY c.split, w.w_item, w.w_user, w.w_als, w.w_attention, c.user_id, c.item_id;
+WHERE c.method IN ('item-CF', 'SASRec transformer', 'iALS', 'attention-pooled (iALS items)')
+GROUP BY c.split, w.w_item, w.w_sasrec, w.w_als, w.w_attention, c.user_id, c.item_id;
 
 INSERT INTO candidates
-SELECT split, 'hybrid', concat('item-CF=', w_item, ' user-CF=', w_user, ' iALS=', w_als, ' attention=', w_attention),
+SELECT split, 'hybrid', concat('item-CF=', w_item, ' iALS=', w_als, ' attention=', w_attention, ' SASRec=', w_sasrec),
        user_id, rank, item_id, score
-FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY split, w_item, w_user, w_als, w_attention, user_id ORDER BY score DESC, item_id) AS rank
+FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY split, w_item, w_sasrec, w_als, w_attention, user_id ORDER BY score DESC, item_id) AS rank
       FROM blended) WHERE rank <= 10;
 INSERT INTO timings VALUES ('end', now());
 
@@ -258,4 +270,4 @@ WHERE q.split = 'test'
 ORDER BY CASE q.method WHEN 'popularity' THEN 1 WHEN 'item-CF' THEN 2 WHEN 'user-CF' THEN 3
                        WHEN 'content-based (genres)' THEN 4 WHEN 'iALS' THEN 5 WHEN 'mean-pooled (iALS items)' THEN 6
                        WHEN 'attention-pooled (iALS items)' THEN 7 WHEN 'item2vec mean-pooled' THEN 8
-                       WHEN 'item2vec attention-pooled' THEN 9 ELSE 10 END;
+                       WHEN 'item2vec attention-pooled' THEN 9 WHEN 'SASRec transformer' THEN 10 ELSE 11 END;
