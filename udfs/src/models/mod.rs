@@ -92,21 +92,62 @@ pub(crate) fn count(function: &str, exprs: &[Expr], index: usize, role: &str, de
     }
 }
 
+/// What every training function starts from: the interactions table (argument 1, with at
+/// least `columns` columns) and the model path (argument 2).
+pub(crate) struct TrainingCall {
+    pub interactions: Arc<dyn TableProvider>,
+    pub path: String,
+    pub mode: ProgressMode,
+}
+
+impl TrainingCall {
+    pub(crate) fn parse(
+        function: &str,
+        args: &TableFunctionArgs,
+        syntax: &str,
+        arity: std::ops::RangeInclusive<usize>,
+        columns: &str,
+    ) -> Result<Self> {
+        let exprs = args.exprs();
+        if !arity.contains(&exprs.len()) {
+            return plan_err!("{function}: expected {syntax}, got {} arguments", exprs.len());
+        }
+        let table_name = text_argument(function, exprs, 0, "interactions")?.unwrap_or_default();
+        let interactions = resolve(function, args.session(), &table_name, "interactions")?;
+        let path = text_argument(function, exprs, 1, "path")?
+            .filter(|p| !p.is_empty())
+            .ok_or_else(|| DataFusionError::Plan(format!("{function}: argument 2 (path) must name the model file")))?;
+        let needed = columns.split(',').count();
+        if interactions.schema().fields().len() < needed {
+            return plan_err!("{function}: the interactions table needs ({columns}) columns");
+        }
+        Ok(Self {
+            interactions,
+            path,
+            mode: progress_mode(args.session()),
+        })
+    }
+
+    /// The training run as a table: computed from the interactions when scanned.
+    pub(crate) fn table(self, detail: String, schema: SchemaRef, compute: Computation) -> Arc<dyn TableProvider> {
+        Arc::new(ComputeTable {
+            name: "TrainExec",
+            detail,
+            inputs: vec![self.interactions],
+            schema,
+            compute,
+        })
+    }
+}
+
 /// The `train_als` table function.
 #[derive(Debug, Default)]
 pub struct TrainAls;
 
 impl TableFunctionImpl for TrainAls {
     fn call_with_args(&self, args: TableFunctionArgs) -> Result<Arc<dyn TableProvider>> {
+        let call = TrainingCall::parse(TRAIN_ALS, &args, DOCS[0].1, 3..=7, "user, item[, weight]")?;
         let exprs = args.exprs();
-        if !(3..=7).contains(&exprs.len()) {
-            return plan_err!("{TRAIN_ALS}: expected {}, got {} arguments", DOCS[0].1, exprs.len());
-        }
-        let table_name = text_argument(TRAIN_ALS, exprs, 0, "interactions")?.unwrap_or_default();
-        let interactions = resolve(TRAIN_ALS, args.session(), &table_name, "interactions")?;
-        let path = text_argument(TRAIN_ALS, exprs, 1, "path")?
-            .filter(|p| !p.is_empty())
-            .ok_or_else(|| DataFusionError::Plan(format!("{TRAIN_ALS}: argument 2 (path) must name the model file")))?;
         let config = AlsConfig {
             factors: count(TRAIN_ALS, exprs, 2, "factors", 64)?,
             iterations: count(TRAIN_ALS, exprs, 3, "iterations", 15)?,
@@ -114,25 +155,15 @@ impl TableFunctionImpl for TrainAls {
             alpha: number(TRAIN_ALS, exprs, 5, "alpha", 1.0)? as f32,
             seed: number(TRAIN_ALS, exprs, 6, "seed", 42.0)? as u64,
         };
-        if interactions.schema().fields().len() < 2 {
-            return plan_err!("{TRAIN_ALS}: the interactions table needs (user, item[, weight]) columns");
-        }
         let detail = format!(
-            "iALS, factors={}, iterations={}, path={path}",
-            config.factors, config.iterations
+            "iALS, factors={}, iterations={}, path={}",
+            config.factors, config.iterations, call.path
         );
-        let path = PathBuf::from(path);
-        let mode = progress_mode(args.session());
+        let (path, mode) = (PathBuf::from(&call.path), call.mode);
         let compute: Computation = Arc::new(move |tables: &[RecordBatch], interrupt: &Interrupt| {
             train_als(&tables[0], &path, &config, mode, interrupt)
         });
-        Ok(Arc::new(ComputeTable {
-            name: "TrainExec",
-            detail,
-            inputs: vec![interactions],
-            schema: report_schema(),
-            compute,
-        }))
+        Ok(call.table(detail, report_schema(), compute))
     }
 }
 
@@ -232,21 +263,8 @@ pub struct TrainItem2Vec;
 
 impl TableFunctionImpl for TrainItem2Vec {
     fn call_with_args(&self, args: TableFunctionArgs) -> Result<Arc<dyn TableProvider>> {
+        let call = TrainingCall::parse(TRAIN_ITEM2VEC, &args, DOCS[1].1, 3..=7, "user, item[, order]")?;
         let exprs = args.exprs();
-        if !(3..=7).contains(&exprs.len()) {
-            return plan_err!(
-                "{TRAIN_ITEM2VEC}: expected {}, got {} arguments",
-                DOCS[1].1,
-                exprs.len()
-            );
-        }
-        let table_name = text_argument(TRAIN_ITEM2VEC, exprs, 0, "interactions")?.unwrap_or_default();
-        let interactions = resolve(TRAIN_ITEM2VEC, args.session(), &table_name, "interactions")?;
-        let path = text_argument(TRAIN_ITEM2VEC, exprs, 1, "path")?
-            .filter(|p| !p.is_empty())
-            .ok_or_else(|| {
-                DataFusionError::Plan(format!("{TRAIN_ITEM2VEC}: argument 2 (path) must name the model file"))
-            })?;
         let config = Item2VecConfig {
             dim: count(TRAIN_ITEM2VEC, exprs, 2, "dim", 64)?,
             epochs: count(TRAIN_ITEM2VEC, exprs, 3, "epochs", 5)?,
@@ -255,22 +273,15 @@ impl TableFunctionImpl for TrainItem2Vec {
             learning_rate: 0.025,
             seed: number(TRAIN_ITEM2VEC, exprs, 6, "seed", 42.0)? as u64,
         };
-        if interactions.schema().fields().len() < 2 {
-            return plan_err!("{TRAIN_ITEM2VEC}: the interactions table needs (user, item[, order]) columns");
-        }
-        let detail = format!("item2vec, dim={}, epochs={}, path={path}", config.dim, config.epochs);
-        let path = PathBuf::from(path);
-        let mode = progress_mode(args.session());
+        let detail = format!(
+            "item2vec, dim={}, epochs={}, path={}",
+            config.dim, config.epochs, call.path
+        );
+        let (path, mode) = (PathBuf::from(&call.path), call.mode);
         let compute: Computation = Arc::new(move |tables: &[RecordBatch], interrupt: &Interrupt| {
             train_item2vec(&tables[0], &path, &config, mode, interrupt)
         });
-        Ok(Arc::new(ComputeTable {
-            name: "TrainExec",
-            detail,
-            inputs: vec![interactions],
-            schema: report_schema(),
-            compute,
-        }))
+        Ok(call.table(detail, report_schema(), compute))
     }
 }
 

@@ -26,7 +26,7 @@ use serde_json::json;
 use super::file::ModelFile;
 use super::progress::{Progress, ProgressMode};
 use super::sasrec::{self, SasRecConfig};
-use super::{count, number, progress_mode};
+use super::{TrainingCall, count, number};
 use crate::compute::{Computation, ComputeTable, Interrupt};
 use crate::recommend::interactions::IdIndex;
 use crate::recommend::{resolve, text_argument};
@@ -83,15 +83,8 @@ pub struct TrainSasRec;
 
 impl TableFunctionImpl for TrainSasRec {
     fn call_with_args(&self, args: TableFunctionArgs) -> Result<Arc<dyn TableProvider>> {
+        let call = TrainingCall::parse(TRAIN, &args, DOCS[0].1, 2..=9, "user, item, order")?;
         let exprs = args.exprs();
-        if !(2..=9).contains(&exprs.len()) {
-            return plan_err!("{TRAIN}: expected {}, got {} arguments", DOCS[0].1, exprs.len());
-        }
-        let table_name = text_argument(TRAIN, exprs, 0, "interactions")?.unwrap_or_default();
-        let interactions = resolve(TRAIN, args.session(), &table_name, "interactions")?;
-        let path = text_argument(TRAIN, exprs, 1, "path")?
-            .filter(|p| !p.is_empty())
-            .ok_or_else(|| DataFusionError::Plan(format!("{TRAIN}: argument 2 (path) must name the model file")))?;
         let config = SasRecConfig {
             items: 0,
             dim: count(TRAIN, exprs, 2, "dim", 64)?,
@@ -114,22 +107,15 @@ impl TableFunctionImpl for TrainSasRec {
         if config.dropout >= 1.0 {
             return plan_err!("{TRAIN}: dropout must be below 1, got {}", config.dropout);
         }
-        if interactions.schema().fields().len() < 3 {
-            return plan_err!("{TRAIN}: the interactions table needs (user, item, order) columns");
-        }
-        let mode = progress_mode(args.session());
-        let detail = format!("SASRec, dim={}, epochs={}, path={path}", config.dim, config.epochs);
-        let path = PathBuf::from(path);
+        let detail = format!(
+            "SASRec, dim={}, epochs={}, path={}",
+            config.dim, config.epochs, call.path
+        );
+        let (path, mode) = (PathBuf::from(&call.path), call.mode);
         let compute: Computation = Arc::new(move |tables: &[RecordBatch], interrupt: &Interrupt| {
             train(&tables[0], &path, config, mode, interrupt)
         });
-        Ok(Arc::new(ComputeTable {
-            name: "TrainExec",
-            detail,
-            inputs: vec![interactions],
-            schema: report_schema(),
-            compute,
-        }))
+        Ok(call.table(detail, report_schema(), compute))
     }
 }
 
