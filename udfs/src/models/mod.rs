@@ -117,7 +117,9 @@ impl TrainingCall {
         let path = text_argument(function, exprs, 1, "path")?
             .filter(|p| !p.is_empty())
             .ok_or_else(|| DataFusionError::Plan(format!("{function}: argument 2 (path) must name the model file")))?;
-        let needed = columns.split(',').count();
+        // The columns before the optional part, e.g. 2 for "user, item[, weight]".
+        let required = columns.split('[').next().unwrap_or_default();
+        let needed = required.split(',').filter(|c| !c.trim().is_empty()).count();
         if interactions.schema().fields().len() < needed {
             return plan_err!("{function}: the interactions table needs ({columns}) columns");
         }
