@@ -3,8 +3,9 @@
 --   recfusion -f examples/movielens/evaluate.sql --define data=DIR
 --
 -- DIR holds MovieLens 100K's files (or any data set laid out the same way): u.data
--- (user TAB item TAB rating TAB timestamp) and u.item ('|'-separated, Latin-1: id, title,
--- dates, URL, then one 0/1 flag per genre). Every rating counts as an interaction.
+-- (user TAB item TAB rating TAB timestamp), u.item ('|'-separated, Latin-1: id, title, dates,
+-- URL, then one 0/1 flag per genre) and u.user ('|'-separated: id, age, gender, occupation,
+-- zip code). Every rating counts as an interaction.
 --
 -- Protocol: each user's rows ordered by (timestamp, item); the last row is the test item, the
 -- one before it the validation item. Every method is trained on the rows before the item it is
@@ -171,6 +172,20 @@ INSERT INTO candidates SELECT 'test', 'item2vec attention-pooled', 'recency deca
 -- SASRec: a transformer over each user's time-ordered items (64 dims, 2 blocks, the last 50
 -- items, 60 epochs, early stopping on the last training item); the profile is its output at
 -- the user's latest item.
+-- Two-tower: a user tower over age, gender and occupation (u.user) trained with item vectors;
+-- the profile needs only the user's features, so it also serves users without history.
+INSERT INTO timings VALUES ('two-tower (user features)', now());
+CREATE TABLE user_features AS
+SELECT column_1 AS user_id, column_2 AS age, column_3 AS gender, column_4 AS occupation
+FROM read_csv('${data}/u.user', '|', 'latin-1', false);
+CREATE TABLE two_tower_valid AS SELECT * FROM train_two_tower('train_valid', '/tmp/recfusion-movielens-two-tower-valid.safetensors', 'user_features', 32, 20, 42);
+CREATE TABLE two_tower_valid_users AS SELECT * FROM two_tower_profiles('/tmp/recfusion-movielens-two-tower-valid.safetensors', 'user_features');
+CREATE TABLE two_tower_valid_items AS SELECT * FROM model_vectors('/tmp/recfusion-movielens-two-tower-valid.safetensors', 'items');
+INSERT INTO candidates SELECT 'valid', 'two-tower (user features)', 'dim=32', user_id, rank, item_id, score FROM recommend('two_tower_valid_users', 'two_tower_valid_items', 50, 'dot', 'train_valid');
+CREATE TABLE two_tower_test AS SELECT * FROM train_two_tower('train_test', '/tmp/recfusion-movielens-two-tower-test.safetensors', 'user_features', 32, 20, 42);
+CREATE TABLE two_tower_test_users AS SELECT * FROM two_tower_profiles('/tmp/recfusion-movielens-two-tower-test.safetensors', 'user_features');
+CREATE TABLE two_tower_test_items AS SELECT * FROM model_vectors('/tmp/recfusion-movielens-two-tower-test.safetensors', 'items');
+INSERT INTO candidates SELECT 'test', 'two-tower (user features)', 'dim=32', user_id, rank, item_id, score FROM recommend('two_tower_test_users', 'two_tower_test_items', 50, 'dot', 'train_test');
 INSERT INTO timings VALUES ('SASRec transformer', now());
 CREATE TABLE sasrec_valid AS SELECT * FROM train_sasrec('sequence_valid', '/tmp/recfusion-movielens-sasrec-valid.safetensors', 64, 60, 50, 2, 1, 0.2, 42);
 CREATE TABLE sasrec_valid_users AS SELECT * FROM sasrec_profiles('/tmp/recfusion-movielens-sasrec-valid.safetensors', 'sequence_valid');
@@ -270,4 +285,5 @@ WHERE q.split = 'test'
 ORDER BY CASE q.method WHEN 'popularity' THEN 1 WHEN 'item-CF' THEN 2 WHEN 'user-CF' THEN 3
                        WHEN 'content-based (genres)' THEN 4 WHEN 'iALS' THEN 5 WHEN 'mean-pooled (iALS items)' THEN 6
                        WHEN 'attention-pooled (iALS items)' THEN 7 WHEN 'item2vec mean-pooled' THEN 8
-                       WHEN 'item2vec attention-pooled' THEN 9 WHEN 'SASRec transformer' THEN 10 ELSE 11 END;
+                       WHEN 'item2vec attention-pooled' THEN 9 WHEN 'two-tower (user features)' THEN 10
+                       WHEN 'SASRec transformer' THEN 11 ELSE 12 END;

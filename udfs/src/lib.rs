@@ -47,6 +47,8 @@ pub fn table_functions() -> Vec<(&'static str, Arc<dyn TableFunctionImpl>)> {
         ("train_item2vec", Arc::new(models::TrainItem2Vec)),
         ("train_sasrec", Arc::new(models::transformer::TrainSasRec)),
         ("sasrec_profiles", Arc::new(models::transformer::SasRecProfiles)),
+        ("train_two_tower", Arc::new(models::features::TrainTwoTower)),
+        ("two_tower_profiles", Arc::new(models::features::TwoTowerProfiles)),
         ("model_vectors", Arc::new(models::ModelVectors)),
         ("embed_texts", Arc::new(text::EmbedTexts)),
     ]
@@ -61,6 +63,7 @@ pub fn table_function_docs() -> Vec<(&'static str, &'static str, &'static str)> 
     }
     docs.extend(models::DOCS);
     docs.extend(models::transformer::DOCS);
+    docs.extend(models::features::DOCS);
     docs.push(text::DOC);
     docs
 }

@@ -11,11 +11,13 @@
 //! Model files live in [`file`]; training algorithms in one file each.
 
 pub mod als;
+pub mod features;
 pub mod file;
 pub mod item2vec;
 pub mod progress;
 pub mod sasrec;
 pub mod transformer;
+pub mod two_tower;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -169,7 +171,7 @@ impl TableFunctionImpl for TrainAls {
     }
 }
 
-fn report_schema() -> SchemaRef {
+pub(crate) fn report_schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
         Field::new("model", DataType::Utf8, false),
         Field::new("users", DataType::Int64, false),
@@ -384,7 +386,7 @@ fn train_item2vec(
     )
 }
 
-fn report(
+pub(crate) fn report(
     path: &std::path::Path,
     users: usize,
     items: usize,

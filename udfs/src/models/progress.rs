@@ -27,6 +27,7 @@ pub struct Progress {
     total: usize,
     started: Instant,
     drawn: Option<Instant>,
+    validation: Option<f64>,
 }
 
 impl Progress {
@@ -37,11 +38,20 @@ impl Progress {
             total,
             started: Instant::now(),
             drawn: None,
+            validation: None,
         }
     }
 
     /// Epoch `done` of `total` finished, with its loss when known.
     pub fn update(&mut self, done: usize, loss: Option<f32>) {
+        self.update_with_validation(done, loss, None);
+    }
+
+    /// Like [`Progress::update`], with the latest validation metric when there is one.
+    pub fn update_with_validation(&mut self, done: usize, loss: Option<f32>, validation: Option<f64>) {
+        if let Some(v) = validation {
+            self.validation = Some(v);
+        }
         if self.mode != ProgressMode::Bar || self.drawn.is_some_and(|t| t.elapsed() < Duration::from_millis(100)) {
             return;
         }
@@ -51,10 +61,14 @@ impl Progress {
         let elapsed = self.started.elapsed().as_secs_f64();
         let eta = elapsed / done.max(1) as f64 * (self.total - done.min(self.total)) as f64;
         let loss = loss.map(|l| format!(" loss {l:.4}")).unwrap_or_default();
+        let validation = self
+            .validation
+            .map(|v| format!(" val NDCG@10 {v:.4}"))
+            .unwrap_or_default();
         let mut stderr = std::io::stderr().lock();
         let _ = write!(
             stderr,
-            "\r{} epoch {done}/{} [{}{}]{loss} ETA {eta:.1} s ",
+            "\r{} epoch {done}/{} [{}{}]{loss}{validation} ETA {eta:.1} s ",
             self.name,
             self.total,
             "#".repeat(filled),

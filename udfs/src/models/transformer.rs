@@ -64,13 +64,20 @@ fn histories(batch: &RecordBatch) -> Result<(ArrayRef, Vec<Vec<usize>>)> {
     };
     let order = cast(&order, &DataType::Float64)?;
     let order = order.as_primitive::<datafusion::arrow::datatypes::Float64Type>();
-    let mut rows: Vec<(u32, f64, usize)> = (0..batch.num_rows())
-        .filter(|&row| order.is_valid(row) && batch.column(1).is_valid(row))
-        .filter_map(|row| Some((users[row]?, order.value(row), row)))
+    // Equal order keys are broken by item id, so histories do not depend on row order.
+    let (_, items, _) = IdIndex::build(batch.column(1))?;
+    let mut rows: Vec<(u32, f64, u32, usize)> = (0..batch.num_rows())
+        .filter(|&row| order.is_valid(row))
+        .filter_map(|row| Some((users[row]?, order.value(row), items[row]?, row)))
         .collect();
-    rows.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)).then(a.2.cmp(&b.2)));
+    rows.sort_by(|a, b| {
+        a.0.cmp(&b.0)
+            .then(a.1.total_cmp(&b.1))
+            .then(a.2.cmp(&b.2))
+            .then(a.3.cmp(&b.3))
+    });
     let mut histories = vec![Vec::new(); first_rows.len()];
-    for (user, _, row) in rows {
+    for (user, _, _, row) in rows {
         histories[user as usize].push(row);
     }
     let user_ids = take(batch.column(0).as_ref(), &UInt32Array::from(first_rows), None)?;
@@ -151,8 +158,8 @@ fn train(
     let started = Instant::now();
     let mut progress = Progress::new(TRAIN, mode, config.epochs);
     let failed = |e: candle_core::Error| exec_datafusion_err!("{TRAIN}: {e}");
-    let (varmap, report) = sasrec::train(&sequences, &config, |done, loss, _| {
-        progress.update(done, Some(loss));
+    let (varmap, report) = sasrec::train(&sequences, &config, |done, loss, validation| {
+        progress.update_with_validation(done, Some(loss), validation);
         !interrupt.cancelled()
     })
     .map_err(failed)?;
