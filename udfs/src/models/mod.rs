@@ -16,6 +16,7 @@ pub mod file;
 pub mod item2vec;
 pub mod progress;
 pub mod sasrec;
+pub(crate) mod training;
 pub mod transformer;
 pub mod two_tower;
 

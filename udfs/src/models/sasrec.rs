@@ -204,31 +204,8 @@ pub fn train(
     let device = Device::Cpu;
     let varmap = VarMap::new();
     let model = SasRec::new(*config, VarBuilder::from_varmap(&varmap, DType::F32, &device))?;
-    // Seeded initial weights, so a seed fixes the model: uniform ±1/√fan_in (layer norms keep
-    // their ones and zeros).
-    let mut init = super::als::SplitMix::new(config.seed);
-    {
-        let data = varmap.data().lock().expect("variables");
-        let mut names: Vec<&String> = data.keys().collect();
-        names.sort();
-        for name in names.into_iter().filter(|n| !n.contains("norm")) {
-            let var = &data[name];
-            let dims = var.as_tensor().dims().to_vec();
-            let bound = 1.0 / (*dims.last().unwrap_or(&1) as f32).sqrt();
-            let values: Vec<f32> = (0..var.as_tensor().elem_count())
-                .map(|_| (init.next_f32() * 2.0 - 1.0) * bound)
-                .collect();
-            var.set(&Tensor::from_vec(values, dims, &device)?)?;
-        }
-    }
-    let mut optimizer = candle_nn::AdamW::new(
-        varmap.all_vars(),
-        candle_nn::ParamsAdamW {
-            lr: config.learning_rate,
-            weight_decay: 0.0,
-            ..Default::default()
-        },
-    )?;
+    super::training::seeded_init(&varmap, &mut super::als::SplitMix::new(config.seed))?;
+    let mut optimizer = super::training::optimizer(&varmap, config.learning_rate)?;
     // Validation holds out each user's last item; training sees the items before it.
     let usable: Vec<&[u32]> = sequences
         .iter()
@@ -246,9 +223,7 @@ pub fn train(
     };
     let mut worse = 0;
     for epoch in 1..=config.epochs {
-        for i in (1..order.len()).rev() {
-            order.swap(i, (random.next_f32() * (i + 1) as f32) as usize % (i + 1));
-        }
+        super::training::shuffle(&mut order, &mut random);
         let (mut loss_sum, mut batches) = (0.0f32, 0);
         for chunk in order.chunks(config.batch) {
             let inputs = model.padded(chunk.iter().map(|&u| &training[u][..training[u].len() - 1]))?;

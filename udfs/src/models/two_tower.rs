@@ -87,36 +87,14 @@ pub fn train(
     let varmap = VarMap::new();
     let model = TwoTower::new(config, VarBuilder::from_varmap(&varmap, DType::F32, &device))?;
     let mut random = super::als::SplitMix::new(config.seed);
-    {
-        let data = varmap.data().lock().expect("variables");
-        let mut names: Vec<&String> = data.keys().collect();
-        names.sort();
-        for name in names {
-            let var = &data[name];
-            let dims = var.as_tensor().dims().to_vec();
-            let bound = 1.0 / (*dims.last().unwrap_or(&1) as f32).sqrt();
-            let values: Vec<f32> = (0..var.as_tensor().elem_count())
-                .map(|_| (random.next_f32() * 2.0 - 1.0) * bound)
-                .collect();
-            var.set(&Tensor::from_vec(values, dims, &device)?)?;
-        }
-    }
+    super::training::seeded_init(&varmap, &mut random)?;
     let users = features.len() / config.inputs.max(1);
     let features = Tensor::from_vec(features.to_vec(), (users, config.inputs), &device)?;
-    let mut optimizer = candle_nn::AdamW::new(
-        varmap.all_vars(),
-        candle_nn::ParamsAdamW {
-            lr: config.learning_rate,
-            weight_decay: 0.0,
-            ..Default::default()
-        },
-    )?;
+    let mut optimizer = super::training::optimizer(&varmap, config.learning_rate)?;
     let mut order: Vec<usize> = (0..positives.len()).collect();
     let mut loss = f32::NAN;
     for epoch in 1..=config.epochs {
-        for i in (1..order.len()).rev() {
-            order.swap(i, (random.next_f32() * (i + 1) as f32) as usize % (i + 1));
-        }
+        super::training::shuffle(&mut order, &mut random);
         let (mut total, mut batches) = (0.0f32, 0);
         for chunk in order.chunks(1024) {
             let user_rows: Vec<u32> = chunk.iter().map(|&p| positives[p].0).collect();
