@@ -174,6 +174,15 @@ INSERT INTO candidates SELECT 'test', 'item2vec attention-pooled', 'recency deca
 -- the user's latest item.
 -- Two-tower: a user tower over age, gender and occupation (u.user) trained with item vectors;
 -- the profile needs only the user's features, so it also serves users without history.
+-- A learned attention query: the query vector and recency slope trained so that pooled
+-- profiles rank each user's next training item first (the same iALS item vectors).
+INSERT INTO timings VALUES ('attention-pooled, learned query (iALS items)', now());
+CREATE TABLE learned_query_valid AS SELECT * FROM train_attention_query('sequence_valid', '/tmp/recfusion-movielens-query-valid.safetensors', 'als_valid_128_1_0_2_0_items', 100, 42);
+CREATE TABLE learned_attention_valid AS SELECT h.user_id, attention_pool(i.vector, l.query, -l.slope * h.age) AS profile FROM history_valid h JOIN als_valid_128_1_0_2_0_items i USING (item_id) CROSS JOIN learned_query_valid l GROUP BY h.user_id;
+INSERT INTO candidates SELECT 'valid', 'attention-pooled, learned query (iALS items)', '', user_id, rank, item_id, score FROM recommend('learned_attention_valid', 'als_valid_128_1_0_2_0_items', 50, 'dot', 'train_valid');
+CREATE TABLE learned_query_test AS SELECT * FROM train_attention_query('sequence_test', '/tmp/recfusion-movielens-query-test.safetensors', 'als_test_128_1_0_2_0_items', 100, 42);
+CREATE TABLE learned_attention_test AS SELECT h.user_id, attention_pool(i.vector, l.query, -l.slope * h.age) AS profile FROM history_test h JOIN als_test_128_1_0_2_0_items i USING (item_id) CROSS JOIN learned_query_test l GROUP BY h.user_id;
+INSERT INTO candidates SELECT 'test', 'attention-pooled, learned query (iALS items)', '', user_id, rank, item_id, score FROM recommend('learned_attention_test', 'als_test_128_1_0_2_0_items', 50, 'dot', 'train_test');
 INSERT INTO timings VALUES ('two-tower (user features)', now());
 CREATE TABLE user_features AS
 SELECT column_1 AS user_id, column_2 AS age, column_3 AS gender, column_4 AS occupation
@@ -285,5 +294,6 @@ WHERE q.split = 'test'
 ORDER BY CASE q.method WHEN 'popularity' THEN 1 WHEN 'item-CF' THEN 2 WHEN 'user-CF' THEN 3
                        WHEN 'content-based (genres)' THEN 4 WHEN 'iALS' THEN 5 WHEN 'mean-pooled (iALS items)' THEN 6
                        WHEN 'attention-pooled (iALS items)' THEN 7 WHEN 'item2vec mean-pooled' THEN 8
-                       WHEN 'item2vec attention-pooled' THEN 9 WHEN 'two-tower (user features)' THEN 10
-                       WHEN 'SASRec transformer' THEN 11 ELSE 12 END;
+                       WHEN 'item2vec attention-pooled' THEN 9 WHEN 'attention-pooled, learned query (iALS items)' THEN 10
+                       WHEN 'two-tower (user features)' THEN 11
+                       WHEN 'SASRec transformer' THEN 12 ELSE 13 END;

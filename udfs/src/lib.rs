@@ -48,6 +48,10 @@ pub fn table_functions() -> Vec<(&'static str, Arc<dyn TableFunctionImpl>)> {
         ("train_sasrec", Arc::new(models::transformer::TrainSasRec)),
         ("sasrec_profiles", Arc::new(models::transformer::SasRecProfiles)),
         ("train_two_tower", Arc::new(models::features::TrainTwoTower)),
+        (
+            "train_attention_query",
+            Arc::new(models::attention_query::TrainAttentionQuery),
+        ),
         ("two_tower_profiles", Arc::new(models::features::TwoTowerProfiles)),
         ("model_vectors", Arc::new(models::ModelVectors)),
         ("embed_texts", Arc::new(text::EmbedTexts)),
@@ -64,6 +68,7 @@ pub fn table_function_docs() -> Vec<(&'static str, &'static str, &'static str)> 
     docs.extend(models::DOCS);
     docs.extend(models::transformer::DOCS);
     docs.extend(models::features::DOCS);
+    docs.push(models::attention_query::DOC);
     docs.push(text::DOC);
     docs
 }

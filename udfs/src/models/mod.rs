@@ -11,6 +11,7 @@
 //! Model files live in [`file`]; training algorithms in one file each.
 
 pub mod als;
+pub mod attention_query;
 pub mod features;
 pub mod file;
 pub mod item2vec;

@@ -111,7 +111,7 @@ impl SasRec {
             let k = split(block.key.forward(&h)?)?;
             let v = split(block.value.forward(&h)?)?;
             let scores = (q.matmul(&k.t()?)? / (head as f64).sqrt())?.broadcast_add(&mask)?;
-            let weights = self.dropout(&candle_nn::ops::softmax_last_dim(&scores)?, train)?;
+            let weights = self.dropout(&candle_nn::ops::softmax(&scores, D::Minus1)?, train)?;
             let attended = weights.matmul(&v)?.transpose(1, 2)?.reshape((batch, length, d))?;
             x = (x + self.dropout(&block.output.forward(&attended)?, train)?)?;
             let h = block.norm_feed_forward.forward(&x)?;

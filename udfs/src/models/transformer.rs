@@ -51,7 +51,7 @@ pub const DOCS: [(&str, &str, &str); 2] = [
 ];
 
 /// Each user's rows, ordered by the third column (then item), as row indices.
-fn histories(batch: &RecordBatch) -> Result<(ArrayRef, Vec<Vec<usize>>)> {
+pub(crate) fn histories(batch: &RecordBatch) -> Result<(ArrayRef, Vec<Vec<usize>>)> {
     if batch.num_columns() < 3 {
         return plan_err!("{TRAIN}: the interactions table needs (user, item, order) columns");
     }
