@@ -269,13 +269,10 @@ impl TableFunctionImpl for TwoTowerProfiles {
         let path = text_argument(PROFILES, exprs, 0, "path")?.unwrap_or_default();
         let features_name = text_argument(PROFILES, exprs, 1, "user_features")?.unwrap_or_default();
         let features = resolve(PROFILES, args.session(), &features_name, "user_features")?;
-        let named = |e: DataFusionError| match e {
-            DataFusionError::Execution(message) => DataFusionError::Plan(format!("{PROFILES}: {message}")),
-            other => other,
-        };
-        let file = ModelFile::load(Path::new(&path), Some("two_tower")).map_err(named)?;
+        let named = super::planning_error(PROFILES);
+        let file = ModelFile::load(Path::new(&path), Some("two_tower")).map_err(&named)?;
         let damaged = || DataFusionError::Plan(format!("{PROFILES}: model '{path}' has a damaged configuration"));
-        let value = |key: &str| file.config[key].as_u64().map(|v| v as usize).ok_or_else(damaged);
+        let value = |key: &str| file.setting(key).map_err(&named);
         let config = TwoTowerConfig {
             inputs: value("inputs")?,
             items: value("items")?,
@@ -286,12 +283,7 @@ impl TableFunctionImpl for TwoTowerProfiles {
             seed: 0,
         };
         let spec = spec_from_json(&file.config["features"]).ok_or_else(damaged)?;
-        let network: HashMap<String, candle_core::Tensor> = file
-            .tensors
-            .iter()
-            .filter_map(|(name, t)| name.strip_prefix("network.").map(|n| (n.to_string(), t.clone())))
-            .collect();
-        let model = Arc::new(two_tower::load(&config, network).map_err(|e| {
+        let model = Arc::new(two_tower::load(&config, file.network()).map_err(|e| {
             DataFusionError::Plan(format!(
                 "{PROFILES}: model '{path}' does not match its configuration: {e}"
             ))
@@ -304,7 +296,7 @@ impl TableFunctionImpl for TwoTowerProfiles {
         let out = Arc::clone(&output);
         let compute: Computation = Arc::new(move |tables: &[RecordBatch], _: &Interrupt| {
             let batch = &tables[0];
-            let encoded = encode(batch, &spec).map_err(named)?;
+            let encoded = encode(batch, &spec).map_err(super::planning_error(PROFILES))?;
             let rows = batch.num_rows();
             let profiles = candle_core::Tensor::from_vec(encoded, (rows, config.inputs), &candle_core::Device::Cpu)
                 .and_then(|x| model.users(&x))

@@ -151,6 +151,22 @@ impl ModelFile {
         })
     }
 
+    /// The network's tensors, saved under the `network.` prefix, by their own names.
+    pub fn network(&self) -> HashMap<String, Tensor> {
+        self.tensors
+            .iter()
+            .filter_map(|(name, t)| name.strip_prefix("network.").map(|n| (n.to_string(), t.clone())))
+            .collect()
+    }
+
+    /// A whole-number setting of the model's configuration.
+    pub fn setting(&self, key: &str) -> Result<usize> {
+        match self.config[key].as_u64() {
+            Some(value) => Ok(value as usize),
+            None => exec_err!("the model's configuration has no whole number '{key}'; the file is damaged"),
+        }
+    }
+
     /// The matrix `name` with one row per id of `ids_name`.
     pub fn matrix(&self, name: &str, ids_name: &str) -> Result<(&[f32], usize, &ArrayRef)> {
         let missing = |what: &str| DataFusionError::Execution(format!("the model has no {what} '{name}'"));

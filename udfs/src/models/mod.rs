@@ -185,6 +185,14 @@ pub(crate) fn report_schema() -> SchemaRef {
     ]))
 }
 
+/// An error found while planning a call of `function`, as a planning error that names it.
+pub(crate) fn planning_error(function: &str) -> impl Fn(DataFusionError) -> DataFusionError + '_ {
+    move |e| match e {
+        DataFusionError::Execution(message) => DataFusionError::Plan(format!("{function}: {message}")),
+        other => other,
+    }
+}
+
 /// The progress mode the session asks for (silent when it says nothing).
 pub(crate) fn progress_mode(session: &dyn datafusion::catalog::Session) -> ProgressMode {
     session
@@ -424,12 +432,9 @@ impl TableFunctionImpl for ModelVectors {
         if side != "users" && side != "items" {
             return plan_err!("{MODEL_VECTORS}: argument 2 must be 'users' or 'items', got '{side}'");
         }
-        let named = |e: DataFusionError| match e {
-            DataFusionError::Execution(message) => DataFusionError::Plan(format!("{MODEL_VECTORS}: {message}")),
-            other => other,
-        };
-        let file = ModelFile::load(std::path::Path::new(&path), None).map_err(named)?;
-        let (values, dim, ids) = file.matrix(&side, &side).map_err(named)?;
+        let named = planning_error(MODEL_VECTORS);
+        let file = ModelFile::load(std::path::Path::new(&path), None).map_err(&named)?;
+        let (values, dim, ids) = file.matrix(&side, &side).map_err(&named)?;
         let vectors = FixedSizeListArray::try_new(
             Arc::new(Field::new_list_field(DataType::Float32, true)),
             dim as i32,

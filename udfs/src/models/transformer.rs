@@ -241,18 +241,15 @@ impl TableFunctionImpl for SasRecProfiles {
         let path = text_argument(PROFILES, exprs, 0, "path")?.unwrap_or_default();
         let table_name = text_argument(PROFILES, exprs, 1, "interactions")?.unwrap_or_default();
         let interactions = resolve(PROFILES, args.session(), &table_name, "interactions")?;
-        let file = ModelFile::load(Path::new(&path), Some("sasrec")).map_err(|e| match e {
-            DataFusionError::Execution(message) => DataFusionError::Plan(format!("{PROFILES}: {message}")),
-            other => other,
-        })?;
-        let value = |key: &str| file.config[key].as_u64().map(|v| v as usize);
-        let damaged = || DataFusionError::Plan(format!("{PROFILES}: model '{path}' has a damaged configuration"));
+        let named = super::planning_error(PROFILES);
+        let file = ModelFile::load(Path::new(&path), Some("sasrec")).map_err(&named)?;
+        let value = |key: &str| file.setting(key).map_err(&named);
         let config = SasRecConfig {
-            items: value("items").ok_or_else(damaged)?,
-            dim: value("dim").ok_or_else(damaged)?,
-            layers: value("layers").ok_or_else(damaged)?,
-            heads: value("heads").ok_or_else(damaged)?,
-            max_len: value("max_len").ok_or_else(damaged)?,
+            items: value("items")?,
+            dim: value("dim")?,
+            layers: value("layers")?,
+            heads: value("heads")?,
+            max_len: value("max_len")?,
             dropout: 0.0,
             epochs: 0,
             learning_rate: 0.0,
@@ -267,17 +264,12 @@ impl TableFunctionImpl for SasRecProfiles {
             Field::new(schema.field(0).name(), schema.field(0).data_type().clone(), true),
             Field::new("vector", crate::vector::vector_type(config.dim), false),
         ]));
-        let network: HashMap<String, candle_core::Tensor> = file
-            .tensors
-            .iter()
-            .filter_map(|(name, t)| name.strip_prefix("network.").map(|n| (n.to_string(), t.clone())))
-            .collect();
-        let model = Arc::new(sasrec::load(config, network).map_err(|e| {
+        let model = Arc::new(sasrec::load(config, file.network()).map_err(|e| {
             DataFusionError::Plan(format!(
                 "{PROFILES}: model '{path}' does not match its configuration: {e}"
             ))
         })?);
-        let known = file.ids.get("items").cloned().ok_or_else(damaged)?;
+        let known = Arc::clone(file.matrix("items", "items").map_err(&named)?.2);
         let schema_out = Arc::clone(&output);
         let compute: Computation = Arc::new(move |tables: &[RecordBatch], _: &Interrupt| {
             let batch = &tables[0];
