@@ -70,7 +70,6 @@ pub struct TableInfo {
     /// The name as SQLite spells it (lookups ignore case, as SQLite does).
     pub name: String,
     pub columns: Vec<ColumnInfo>,
-    pub primary_key: Vec<String>,
     /// Whether some PRIMARY KEY or UNIQUE index can identify a row, which upserts need.
     pub has_unique_key: bool,
 }
@@ -192,7 +191,7 @@ impl SqliteDatabase {
         let Some(name) = name else { return Ok(None) };
         let recorded = recorded_types(conn, &name)?;
         let mut columns = Vec::new();
-        let mut keyed: Vec<(i64, String)> = Vec::new();
+        let mut has_primary_key = false;
         let mut statement = conn.prepare("SELECT name, type, pk FROM pragma_table_info(?1)")?;
         let mut rows = statement.query([&name])?;
         while let Some(row) = rows.next()? {
@@ -200,7 +199,7 @@ impl SqliteDatabase {
             let declared: String = row.get(1)?;
             let key_position: i64 = row.get(2)?;
             if key_position > 0 {
-                keyed.push((key_position, column.clone()));
+                has_primary_key = true;
             }
             let (declared_storage, declared_type) = Storage::from_declared(&declared);
             let (storage, data_type) = recorded
@@ -216,7 +215,6 @@ impl SqliteDatabase {
                 data_type,
             });
         }
-        keyed.sort();
         let has_unique_index: bool = conn.query_row(
             "SELECT count(*) > 0 FROM pragma_index_list(?1) WHERE \"unique\" = 1",
             [&name],
@@ -225,8 +223,7 @@ impl SqliteDatabase {
         Ok(Some(TableInfo {
             name,
             columns,
-            has_unique_key: has_unique_index || !keyed.is_empty(),
-            primary_key: keyed.into_iter().map(|(_, c)| c).collect(),
+            has_unique_key: has_unique_index || has_primary_key,
         }))
     }
 }

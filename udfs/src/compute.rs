@@ -28,10 +28,6 @@ pub type Computation = Arc<dyn Fn(&[RecordBatch], &Interrupt) -> Result<RecordBa
 pub struct Interrupt(Box<dyn Fn() -> bool + Send + Sync>);
 
 impl Interrupt {
-    pub fn never() -> Self {
-        Self(Box::new(|| false))
-    }
-
     pub fn cancelled(&self) -> bool {
         (self.0)()
     }

@@ -22,7 +22,7 @@ use serde_json::{Value, json};
 use super::file::ModelFile;
 use super::progress::{Progress, ProgressMode};
 use super::two_tower::{self, BUCKETS, Feature, TwoTowerConfig};
-use super::{TrainingCall, count, number, report, report_schema};
+use super::{ProfileCall, TrainingCall, count, number, report, report_schema};
 use crate::compute::{Computation, ComputeTable, Interrupt};
 use crate::recommend::interactions::IdIndex;
 use crate::recommend::{resolve, text_argument};
@@ -262,15 +262,12 @@ pub struct TwoTowerProfiles;
 
 impl TableFunctionImpl for TwoTowerProfiles {
     fn call_with_args(&self, args: TableFunctionArgs) -> Result<Arc<dyn TableProvider>> {
-        let exprs = args.exprs();
-        if exprs.len() != 2 {
-            return plan_err!("{PROFILES}: expected {}", DOCS[1].1);
-        }
-        let path = text_argument(PROFILES, exprs, 0, "path")?.unwrap_or_default();
-        let features_name = text_argument(PROFILES, exprs, 1, "user_features")?.unwrap_or_default();
-        let features = resolve(PROFILES, args.session(), &features_name, "user_features")?;
+        let ProfileCall {
+            path,
+            table: features,
+            file,
+        } = ProfileCall::parse(PROFILES, &args, DOCS[1].1, "two_tower", "user_features")?;
         let named = super::planning_error(PROFILES);
-        let file = ModelFile::load(Path::new(&path), Some("two_tower")).map_err(&named)?;
         let damaged = || DataFusionError::Plan(format!("{PROFILES}: model '{path}' has a damaged configuration"));
         let value = |key: &str| file.setting(key).map_err(&named);
         let config = TwoTowerConfig {

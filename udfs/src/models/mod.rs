@@ -185,6 +185,34 @@ pub(crate) fn report_schema() -> SchemaRef {
     ]))
 }
 
+/// What every profile function starts from: a saved model of `kind` (argument 1) and the table
+/// it encodes (argument 2, in the `role` named in errors).
+pub(crate) struct ProfileCall {
+    pub path: String,
+    pub table: Arc<dyn TableProvider>,
+    pub file: ModelFile,
+}
+
+impl ProfileCall {
+    pub(crate) fn parse(
+        function: &str,
+        args: &TableFunctionArgs,
+        syntax: &str,
+        kind: &str,
+        role: &str,
+    ) -> Result<Self> {
+        let exprs = args.exprs();
+        if exprs.len() != 2 {
+            return plan_err!("{function}: expected {syntax}");
+        }
+        let path = text_argument(function, exprs, 0, "path")?.unwrap_or_default();
+        let table_name = text_argument(function, exprs, 1, role)?.unwrap_or_default();
+        let table = resolve(function, args.session(), &table_name, role)?;
+        let file = ModelFile::load(std::path::Path::new(&path), Some(kind)).map_err(planning_error(function))?;
+        Ok(Self { path, table, file })
+    }
+}
+
 /// An error found while planning a call of `function`, as a planning error that names it.
 pub(crate) fn planning_error(function: &str) -> impl Fn(DataFusionError) -> DataFusionError + '_ {
     move |e| match e {

@@ -26,10 +26,9 @@ use serde_json::json;
 use super::file::ModelFile;
 use super::progress::{Progress, ProgressMode};
 use super::sasrec::{self, SasRecConfig};
-use super::{TrainingCall, count, number};
+use super::{ProfileCall, TrainingCall, count, number};
 use crate::compute::{Computation, ComputeTable, Interrupt};
 use crate::recommend::interactions::IdIndex;
-use crate::recommend::{resolve, text_argument};
 
 const TRAIN: &str = "train_sasrec";
 const PROFILES: &str = "sasrec_profiles";
@@ -234,15 +233,12 @@ pub struct SasRecProfiles;
 
 impl TableFunctionImpl for SasRecProfiles {
     fn call_with_args(&self, args: TableFunctionArgs) -> Result<Arc<dyn TableProvider>> {
-        let exprs = args.exprs();
-        if exprs.len() != 2 {
-            return plan_err!("{PROFILES}: expected {}", DOCS[1].1);
-        }
-        let path = text_argument(PROFILES, exprs, 0, "path")?.unwrap_or_default();
-        let table_name = text_argument(PROFILES, exprs, 1, "interactions")?.unwrap_or_default();
-        let interactions = resolve(PROFILES, args.session(), &table_name, "interactions")?;
+        let ProfileCall {
+            path,
+            table: interactions,
+            file,
+        } = ProfileCall::parse(PROFILES, &args, DOCS[1].1, "sasrec", "interactions")?;
         let named = super::planning_error(PROFILES);
-        let file = ModelFile::load(Path::new(&path), Some("sasrec")).map_err(&named)?;
         let value = |key: &str| file.setting(key).map_err(&named);
         let config = SasRecConfig {
             items: value("items")?,

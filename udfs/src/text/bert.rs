@@ -21,7 +21,6 @@ const BATCH: usize = 32;
 pub struct SentenceModel {
     model: BertModel,
     tokenizer: Tokenizer,
-    dim: usize,
 }
 
 fn model_error(dir: &Path, what: &str, error: impl std::fmt::Display) -> DataFusionError {
@@ -60,20 +59,12 @@ pub fn load(dir: &Path) -> Result<Arc<SentenceModel>> {
     let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[weights], DType::F32, &Device::Cpu) }
         .map_err(|e| model_error(dir, "model.safetensors", e))?;
     let model = BertModel::load(vb, &config).map_err(|e| model_error(dir, "model.safetensors", e))?;
-    let loaded = Arc::new(SentenceModel {
-        model,
-        tokenizer,
-        dim: config.hidden_size,
-    });
+    let loaded = Arc::new(SentenceModel { model, tokenizer });
     MODELS.lock().expect("model cache").insert(key, Arc::clone(&loaded));
     Ok(loaded)
 }
 
 impl SentenceModel {
-    pub fn dim(&self) -> usize {
-        self.dim
-    }
-
     /// One unit vector per text.
     pub fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
         let failed = |e: &dyn std::fmt::Display| DataFusionError::Execution(format!("embed_text: {e}"));
