@@ -120,32 +120,16 @@ impl MetaCommand {
 /// sentence of their description.
 pub fn function_summaries(pattern: Option<&str>) -> Vec<(String, String, String)> {
     let pattern = pattern.map(|p| p.trim_matches('*').to_lowercase());
-    let summary = |name: &str, kind: &str, doc: Option<&datafusion::logical_expr::Documentation>| {
-        let syntax = doc.map_or_else(|| name.to_string(), |d| d.syntax_example.clone());
-        let description = doc.map(|d| first_sentence(&d.description)).unwrap_or_default();
-        (name.to_string(), syntax, kind.to_string(), description)
-    };
-    let scalars = recfusion_udfs::scalar_functions()
+    let mut rows: Vec<_> = recfusion_udfs::function_docs()
         .into_iter()
-        .map(|f| summary(f.name(), "scalar", f.documentation()));
-    let aggregates = recfusion_udfs::aggregate_functions()
-        .into_iter()
-        .map(|f| summary(f.name(), "aggregate", f.documentation()));
-    let tables = recfusion_udfs::table_function_docs()
-        .into_iter()
-        .map(|(name, syntax, description)| {
+        .filter(|f| pattern.as_ref().is_none_or(|p| f.name.to_lowercase().contains(p)))
+        .map(|f| {
             (
-                name.to_string(),
-                syntax.to_string(),
-                "table".to_string(),
-                first_sentence(description),
+                f.documentation.syntax_example,
+                f.kind.name().to_string(),
+                first_sentence(&f.documentation.description),
             )
-        });
-    let mut rows: Vec<_> = scalars
-        .chain(aggregates)
-        .chain(tables)
-        .filter(|(name, ..)| pattern.as_ref().is_none_or(|p| name.to_lowercase().contains(p)))
-        .map(|(_, syntax, kind, description)| (syntax, kind, description))
+        })
         .collect();
     rows.sort();
     rows

@@ -10,7 +10,6 @@
 pub mod command;
 pub mod exec;
 pub mod print;
-pub mod read_csv;
 pub mod repl;
 pub mod script;
 pub mod session;

@@ -1,6 +1,6 @@
 //! Session setup: a DataFusion `SessionContext` with every recfusion function registered,
 //! `information_schema` on (so `SHOW FUNCTIONS` and `\d` work), file paths usable as tables,
-//! `read_csv` for files in other encodings, and an optional memory limit.
+//! and an optional memory limit.
 
 use std::sync::Arc;
 
@@ -30,7 +30,6 @@ pub fn new_session(options: &SessionOptions) -> Result<SessionContext> {
         .build();
     let ctx = SessionContext::new_with_state(state).enable_url_table();
     recfusion_udfs::register_all(&ctx)?;
-    ctx.register_udtf("read_csv", Arc::new(crate::read_csv::ReadCsv));
     Ok(ctx)
 }
 

@@ -10,32 +10,72 @@ use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use datafusion::common::DataFusionError;
 use datafusion::prelude::SessionContext;
 use recfusion::{SessionOptions, new_session};
-use sqllogictest::{DBOutput, DefaultColumnType};
+use sqllogictest::{ColumnType, DBOutput};
 
 struct Recfusion {
     ctx: SessionContext,
 }
 
+/// A result column's type as a `query` line spells it: `I` integers, `R` floats and decimals,
+/// `B` booleans, `T` everything else (text, lists and vectors, dates and times).
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Column {
+    Text,
+    Integer,
+    Float,
+    Boolean,
+}
+
+impl ColumnType for Column {
+    fn from_char(value: char) -> Option<Self> {
+        match value {
+            'T' => Some(Self::Text),
+            'I' => Some(Self::Integer),
+            'R' => Some(Self::Float),
+            'B' => Some(Self::Boolean),
+            _ => None,
+        }
+    }
+
+    fn to_char(&self) -> char {
+        match self {
+            Self::Text => 'T',
+            Self::Integer => 'I',
+            Self::Float => 'R',
+            Self::Boolean => 'B',
+        }
+    }
+}
+
+impl Column {
+    fn of(data_type: &DataType) -> Self {
+        match data_type {
+            t if t.is_integer() => Self::Integer,
+            t if t.is_floating() || matches!(t, DataType::Decimal128(..) | DataType::Decimal256(..)) => Self::Float,
+            DataType::Boolean => Self::Boolean,
+            _ => Self::Text,
+        }
+    }
+}
+
 #[async_trait]
 impl sqllogictest::AsyncDB for Recfusion {
     type Error = DataFusionError;
-    type ColumnType = DefaultColumnType;
+    type ColumnType = Column;
 
-    async fn run(&mut self, sql: &str) -> Result<DBOutput<DefaultColumnType>, DataFusionError> {
+    async fn run(&mut self, sql: &str) -> Result<DBOutput<Column>, DataFusionError> {
         let df = recfusion::execute_sql(&self.ctx, sql).await?;
-        let columns = df.schema().fields().len();
+        let types: Vec<Column> = df.schema().fields().iter().map(|f| Column::of(f.data_type())).collect();
+        let columns = types.len();
         let batches = df.collect().await?;
         if columns == 0 || (batches.is_empty() && is_statement(sql)) {
             return Ok(DBOutput::StatementComplete(0));
         }
         let mut rows = Vec::new();
         for batch in &batches {
-            rows.extend(format_batch(batch)?);
+            rows.extend(format_batch(batch)?.into_iter().flat_map(split_lines));
         }
-        Ok(DBOutput::Rows {
-            types: vec![DefaultColumnType::Any; columns],
-            rows,
-        })
+        Ok(DBOutput::Rows { types, rows })
     }
 
     async fn shutdown(&mut self) {}
@@ -51,6 +91,19 @@ fn is_statement(sql: &str) -> bool {
         first.as_str(),
         "SELECT" | "WITH" | "VALUES" | "SHOW" | "DESCRIBE" | "EXPLAIN"
     )
+}
+
+/// A row whose cells hold several lines (EXPLAIN's plans) as one row of first lines, then one
+/// row per further line, so a .slt file shows a plan as it prints.
+fn split_lines(row: Vec<String>) -> Vec<Vec<String>> {
+    let mut first = Vec::with_capacity(row.len());
+    let mut more = Vec::new();
+    for cell in row {
+        let mut lines = cell.trim_end_matches('\n').lines().map(str::to_string);
+        first.push(lines.next().unwrap_or_default());
+        more.extend(lines.map(|line| vec![line]));
+    }
+    std::iter::once(first).chain(more).collect()
 }
 
 fn format_batch(batch: &RecordBatch) -> Result<Vec<Vec<String>>, DataFusionError> {
@@ -123,7 +176,7 @@ async fn main() {
                 ctx: new_session(&SessionOptions::default())?,
             })
         });
-        runner.with_column_validator(|_, _| true);
+        runner.with_column_validator(sqllogictest::strict_column_validator);
         match runner.run_file_async(&file).await {
             Ok(()) => {
                 println!("ok      {}", file.display());

@@ -6,10 +6,10 @@
 
 use rayon::prelude::*;
 
-use crate::recommend::interactions::{Csr, Interactions};
+use crate::table_function::interactions::{Csr, Interactions};
 
 /// Training settings.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
 pub struct AlsConfig {
     pub factors: usize,
     pub iterations: usize,

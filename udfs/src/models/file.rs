@@ -178,3 +178,11 @@ impl ModelFile {
         Ok((values, *cols, ids))
     }
 }
+
+/// An error about a model file met by `function`, naming it.
+pub fn named_error(function: &str) -> impl Fn(DataFusionError) -> DataFusionError + '_ {
+    move |error| match error {
+        DataFusionError::Execution(message) => DataFusionError::Plan(format!("{function}: {message}")),
+        other => other,
+    }
+}

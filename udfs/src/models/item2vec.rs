@@ -5,7 +5,7 @@
 use super::als::SplitMix;
 
 /// Training settings.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
 pub struct Item2VecConfig {
     pub dim: usize,
     pub epochs: usize,

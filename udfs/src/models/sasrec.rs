@@ -11,7 +11,7 @@ use candle_core::{D, DType, Device, Module, Result, Tensor};
 use candle_nn::{Embedding, LayerNorm, Linear, Optimizer, VarBuilder, VarMap};
 
 /// Settings of a model and its training.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
 pub struct SasRecConfig {
     pub items: usize,
     pub dim: usize,

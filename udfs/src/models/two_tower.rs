@@ -2,13 +2,22 @@
 //! feature group — numbers z-scored, text categories hashed into buckets — summed, then a ReLU
 //! and a projection) trained jointly with item vectors so that `U · item` ranks what the user
 //! interacts with (BPR loss, one sampled negative per positive). Because the profile comes from
-//! features alone, it serves users with little or no history.
+//! features alone, it serves users with little or no history. The encoding of a features table
+//! ([`feature_spec`], [`encode`]) is saved with the model, so profiles encode new rows the same way.
 
 use candle_core::{DType, Device, Module, Result, Tensor};
 use candle_nn::{Embedding, Linear, Optimizer, VarBuilder, VarMap};
+use datafusion::arrow::array::{Array, AsArray, RecordBatch};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{DataType, Float64Type};
+use datafusion::common::{Result as DfResult, exec_datafusion_err};
+use serde_json::{Value, json};
 
 /// Buckets a text feature is hashed into.
 pub const BUCKETS: usize = 32;
+
+/// The encoding of every feature column, by column name, in column order.
+pub type FeatureSpec = Vec<(String, Feature)>;
 
 /// How one feature column is encoded.
 #[derive(Debug, Clone)]
@@ -125,4 +134,91 @@ pub fn train(
 /// Loads a saved model's variables.
 pub fn load(config: &TwoTowerConfig, tensors: std::collections::HashMap<String, Tensor>) -> Result<TwoTower> {
     TwoTower::new(config, VarBuilder::from_tensors(tensors, DType::F32, &Device::Cpu))
+}
+
+/// The encoding of each feature column (columns 1.. of the features table).
+pub fn feature_spec(batch: &RecordBatch) -> DfResult<FeatureSpec> {
+    let schema = batch.schema();
+    (1..batch.num_columns())
+        .map(|c| {
+            let name = schema.field(c).name().clone();
+            let column = batch.column(c);
+            if column.data_type().is_numeric() {
+                let values = cast(column, &DataType::Float64)?;
+                let values: Vec<f64> = values.as_primitive::<Float64Type>().iter().flatten().collect();
+                let n = values.len().max(1) as f64;
+                let mean = values.iter().sum::<f64>() / n;
+                let variance = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n;
+                let deviation = if variance > 0.0 { variance.sqrt() } else { 1.0 };
+                Ok((name, Feature::Number { mean, deviation }))
+            } else {
+                Ok((name, Feature::Category))
+            }
+        })
+        .collect()
+}
+
+/// Each row's features as `inputs` floats, row-major.
+pub fn encode(batch: &RecordBatch, spec: &[(String, Feature)]) -> DfResult<Vec<f32>> {
+    let width: usize = spec.iter().map(|(_, f)| f.width()).sum();
+    let mut out = vec![0.0f32; batch.num_rows() * width];
+    let mut offset = 0;
+    for (name, feature) in spec {
+        let column = batch.column_by_name(name).ok_or_else(|| {
+            exec_datafusion_err!("the features table has no column '{name}', which the model was trained on")
+        })?;
+        match feature {
+            Feature::Number { mean, deviation } => {
+                let values = cast(column, &DataType::Float64)?;
+                let values = values.as_primitive::<Float64Type>();
+                for row in 0..batch.num_rows() {
+                    if values.is_valid(row) {
+                        out[row * width + offset] = ((values.value(row) - mean) / deviation) as f32;
+                    }
+                }
+            }
+            Feature::Category => {
+                let values = cast(column, &DataType::Utf8)?;
+                let values = values.as_string::<i32>();
+                for row in 0..batch.num_rows() {
+                    if values.is_valid(row) {
+                        out[row * width + offset + bucket(values.value(row))] = 1.0;
+                    }
+                }
+            }
+        }
+        offset += feature.width();
+    }
+    Ok(out)
+}
+
+pub fn spec_json(spec: &[(String, Feature)]) -> Value {
+    Value::Array(
+        spec.iter()
+            .map(|(name, feature)| match feature {
+                Feature::Number { mean, deviation } => {
+                    json!({"name": name, "kind": "number", "mean": mean, "deviation": deviation})
+                }
+                Feature::Category => json!({"name": name, "kind": "category", "buckets": BUCKETS}),
+            })
+            .collect(),
+    )
+}
+
+pub fn spec_from_json(value: &Value) -> Option<FeatureSpec> {
+    value
+        .as_array()?
+        .iter()
+        .map(|f| {
+            let name = f["name"].as_str()?.to_string();
+            let feature = match f["kind"].as_str()? {
+                "number" => Feature::Number {
+                    mean: f["mean"].as_f64()?,
+                    deviation: f["deviation"].as_f64()?,
+                },
+                _ => Feature::Category,
+            };
+            Some((name, feature))
+        })
+        .collect()
 }

@@ -13,16 +13,20 @@ use datafusion::logical_expr::{AggregateUDF, ScalarUDF};
 
 pub mod groups;
 pub mod kernels;
-mod mean;
-mod normalize;
 mod similarity;
-mod text;
+// The `vector` function's file is named after it, like every function's.
+#[allow(clippy::module_inception)]
+mod vector;
+mod vector_mean;
+mod vector_normalize;
+mod vector_to_text;
 mod vectors;
 
-pub use mean::VectorMean;
-pub use normalize::VectorNormalize;
 pub use similarity::{ArrayCosineSimilarity, ArrayInnerProduct};
-pub use text::{Vector, VectorToText};
+pub use vector::Vector;
+pub use vector_mean::VectorMean;
+pub use vector_normalize::VectorNormalize;
+pub use vector_to_text::VectorToText;
 pub use vectors::{Vectors, check_vector_type, fixed_dimension, output_type, to_columnar, vector_array, vector_type};
 
 macro_rules! scalar_accessor {

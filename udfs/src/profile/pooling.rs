@@ -1,34 +1,20 @@
-//! Attention pooling of a user's event vectors into one profile, `U = Σ a_i·Z_i` with
-//! `a = softmax(logit)`:
-//!
-//! - `attention_pool(vector, query [, bias])`: `logit_i = q_i·z_i / √d + bias_i`. The query is a
-//!   column (the user's feature profile, or the mean of the user's vectors joined in; NULL means
-//!   no query term); `bias` carries recency and event weights (e.g. `-0.1 * position` or
-//!   `ln(rating)`).
-//! - `decayed_mean(vector, age, half_life)`: time-decayed mean pooling, weights `0.5^(age /
-//!   half_life)` — attention whose logits are `-ln 2 · age / half_life`.
-//! - `attention_weights(id, vector, query [, bias])`: the weights themselves as a list of
-//!   `{id, weight}`, largest first, to explain a profile by the events that drove it.
-//!
-//! The pooling aggregates are streaming (an online softmax: running maximum, denominator and
-//! weighted sum per group), with a `GroupsAccumulator` for `GROUP BY user` over many events.
+//! The machinery `attention_pool` and `decayed_mean` share, `U = Σ a_i·Z_i` with
+//! `a = softmax(logit)`: how each forms its logits ([`Logits`]), and a streaming online softmax
+//! (running maximum, denominator and weighted sum per group) with a `GroupsAccumulator` for
+//! `GROUP BY user` over many events.
 
 use std::mem::size_of;
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, Float64Array, ListArray, StructArray};
-use datafusion::arrow::buffer::{NullBuffer, OffsetBuffer};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, Float64Array};
+use datafusion::arrow::buffer::NullBuffer;
 use datafusion::arrow::compute::cast;
-use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Fields, Float64Type};
-use datafusion::common::{Result, ScalarValue, exec_err, plan_err};
-use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
-use datafusion::logical_expr::{
-    Accumulator, AggregateUDFImpl, Documentation, EmitTo, GroupsAccumulator, Signature, Volatility,
-};
-use datafusion_macros::user_doc;
+use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Float64Type};
+use datafusion::common::{Result, ScalarValue, exec_err};
+use datafusion::logical_expr::{Accumulator, EmitTo, GroupsAccumulator};
 
 use crate::vector::groups::GroupSums;
-use crate::vector::{Vectors, check_vector_type, output_type, vector_array};
+use crate::vector::{Vectors, vector_array};
 
 /// How the logits of a pooling aggregate are formed from its arguments.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -40,7 +26,7 @@ pub enum Logits {
 }
 
 impl Logits {
-    fn name(self) -> &'static str {
+    pub fn name(self) -> &'static str {
         match self {
             Logits::Attention => "attention_pool",
             Logits::Decay => "decayed_mean",
@@ -48,7 +34,7 @@ impl Logits {
     }
 
     /// The logit of every row (None: the row is skipped).
-    fn compute(self, values: &[ArrayRef], vectors: &Vectors) -> Result<Vec<Option<f64>>> {
+    pub fn compute(self, values: &[ArrayRef], vectors: &Vectors) -> Result<Vec<Option<f64>>> {
         let name = self.name();
         let column = |i: usize| -> Result<Option<ArrayRef>> {
             match values.get(i) {
@@ -110,42 +96,7 @@ impl Logits {
     }
 }
 
-#[user_doc(
-    doc_section(label = "Profile Functions"),
-    description = "Attention pooling of a group's vectors into one profile: Σ a_i·z_i with a = softmax(q_i·z_i/√d + bias_i). The query q is a column (the user's feature profile, or the mean of the user's vectors joined in; NULL leaves only the bias); bias carries recency and event weights, e.g. -0.1 * position or ln(rating).",
-    syntax_example = "attention_pool(vector, query [, bias])",
-    sql_example = r#"```sql
-> SELECT e.user_id, attention_pool(i.embedding, m.profile, -0.05 * e.position)
-  FROM events e JOIN items i USING (item_id) JOIN means m USING (user_id) GROUP BY e.user_id;
-```"#,
-    argument(name = "vector", description = "The event's vector, e.g. the item's embedding."),
-    argument(name = "query", description = "The query vector, same dimension; NULL for none."),
-    argument(name = "bias", description = "A number added to the event's logit (optional).")
-)]
-#[derive(Debug, PartialEq, Eq, Hash)]
-pub struct AttentionPool {
-    signature: Signature,
-}
-
-#[user_doc(
-    doc_section(label = "Profile Functions"),
-    description = "Time-decayed mean of a group's vectors: weights 0.5^(age / half_life), so an event half_life old counts half as much as one happening now.",
-    syntax_example = "decayed_mean(vector, age, half_life)",
-    sql_example = r#"```sql
-> SELECT user_id, decayed_mean(embedding, now_ts - ts, 86400 * 30) FROM events GROUP BY user_id;
-```"#,
-    argument(name = "vector", description = "The event's vector."),
-    argument(name = "age", description = "How old the event is, in any unit."),
-    argument(
-        name = "half_life",
-        description = "The age at which an event's weight halves, same unit; positive."
-    )
-)]
-#[derive(Debug, PartialEq, Eq, Hash)]
-pub struct DecayedMean {
-    signature: Signature,
-}
-
+/// The `AggregateUDFImpl` of a pooling aggregate whose logits are formed as `$logits` says.
 macro_rules! pooling_udaf {
     ($udaf:ty, $logits:expr, $arities:expr) => {
         impl Default for $udaf {
@@ -157,61 +108,74 @@ macro_rules! pooling_udaf {
         impl $udaf {
             pub fn new() -> Self {
                 Self {
-                    signature: Signature::one_of(
+                    signature: datafusion::logical_expr::Signature::one_of(
                         $arities
                             .iter()
                             .map(|&n| datafusion::logical_expr::TypeSignature::Any(n))
                             .collect(),
-                        Volatility::Immutable,
+                        datafusion::logical_expr::Volatility::Immutable,
                     ),
                 }
             }
         }
 
-        impl AggregateUDFImpl for $udaf {
+        impl datafusion::logical_expr::AggregateUDFImpl for $udaf {
             fn name(&self) -> &str {
                 $logits.name()
             }
 
-            fn signature(&self) -> &Signature {
+            fn signature(&self) -> &datafusion::logical_expr::Signature {
                 &self.signature
             }
 
-            fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
-                check_vector_type($logits.name(), 1, &arg_types[0])?;
-                Ok(output_type(&arg_types[0]))
+            fn return_type(
+                &self,
+                arg_types: &[datafusion::arrow::datatypes::DataType],
+            ) -> datafusion::common::Result<datafusion::arrow::datatypes::DataType> {
+                $crate::vector::check_vector_type($logits.name(), 1, &arg_types[0])?;
+                Ok($crate::vector::output_type(&arg_types[0]))
             }
 
-            fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<FieldRef>> {
-                pool_state_fields(args.name)
+            fn state_fields(
+                &self,
+                args: datafusion::logical_expr::function::StateFieldsArgs,
+            ) -> datafusion::common::Result<Vec<datafusion::arrow::datatypes::FieldRef>> {
+                $crate::profile::pooling::pool_state_fields(args.name)
             }
 
-            fn accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
-                Ok(Box::new(PoolAccumulator(PoolGroups::new(
-                    $logits,
-                    args.return_type().clone(),
-                ))))
+            fn accumulator(
+                &self,
+                args: datafusion::logical_expr::function::AccumulatorArgs,
+            ) -> datafusion::common::Result<Box<dyn datafusion::logical_expr::Accumulator>> {
+                Ok(Box::new($crate::profile::pooling::PoolAccumulator(
+                    $crate::profile::pooling::PoolGroups::new($logits, args.return_type().clone()),
+                )))
             }
 
-            fn groups_accumulator_supported(&self, _args: AccumulatorArgs) -> bool {
+            fn groups_accumulator_supported(&self, _args: datafusion::logical_expr::function::AccumulatorArgs) -> bool {
                 true
             }
 
-            fn create_groups_accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn GroupsAccumulator>> {
-                Ok(Box::new(PoolGroups::new($logits, args.return_type().clone())))
+            fn create_groups_accumulator(
+                &self,
+                args: datafusion::logical_expr::function::AccumulatorArgs,
+            ) -> datafusion::common::Result<Box<dyn datafusion::logical_expr::GroupsAccumulator>> {
+                Ok(Box::new($crate::profile::pooling::PoolGroups::new(
+                    $logits,
+                    args.return_type().clone(),
+                )))
             }
 
-            fn documentation(&self) -> Option<&Documentation> {
+            fn documentation(&self) -> Option<&datafusion::logical_expr::Documentation> {
                 self.doc()
             }
         }
     };
 }
 
-pooling_udaf!(AttentionPool, Logits::Attention, [2usize, 3]);
-pooling_udaf!(DecayedMean, Logits::Decay, [3usize]);
+pub(crate) use pooling_udaf;
 
-fn pool_state_fields(name: &str) -> Result<Vec<FieldRef>> {
+pub fn pool_state_fields(name: &str) -> Result<Vec<FieldRef>> {
     Ok(vec![
         Arc::new(Field::new(format!("{name}[max]"), DataType::Float64, true)),
         Arc::new(Field::new(format!("{name}[denominator]"), DataType::Float64, true)),
@@ -226,7 +190,7 @@ fn pool_state_fields(name: &str) -> Result<Vec<FieldRef>> {
 /// Online-softmax state of many groups: each group's running maximum logit, denominator and
 /// weighted sum, the last two scaled by `exp(-max)`.
 #[derive(Debug)]
-struct PoolGroups {
+pub struct PoolGroups {
     logits: Logits,
     return_type: DataType,
     max: Vec<f64>,
@@ -235,7 +199,7 @@ struct PoolGroups {
 }
 
 impl PoolGroups {
-    fn new(logits: Logits, return_type: DataType) -> Self {
+    pub fn new(logits: Logits, return_type: DataType) -> Self {
         Self {
             logits,
             sums: GroupSums::new(logits.name(), crate::vector::fixed_dimension(&return_type)),
@@ -378,7 +342,7 @@ impl GroupsAccumulator for PoolGroups {
 
 /// One group: a `PoolGroups` with a single group.
 #[derive(Debug)]
-struct PoolAccumulator(PoolGroups);
+pub struct PoolAccumulator(pub PoolGroups);
 
 impl Accumulator for PoolAccumulator {
     fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
@@ -410,164 +374,5 @@ impl Accumulator for PoolAccumulator {
 
     fn size(&self) -> usize {
         size_of_val(self) + self.0.size()
-    }
-}
-
-#[user_doc(
-    doc_section(label = "Profile Functions"),
-    description = "The attention weights attention_pool would give a group's events, as a list of {id, weight} with the largest first: which events drove the profile.",
-    syntax_example = "attention_weights(id, vector, query [, bias])",
-    argument(name = "id", description = "The event's id (e.g. the item), of any type."),
-    argument(name = "vector", description = "The event's vector."),
-    argument(name = "query", description = "The query vector; NULL for none."),
-    argument(name = "bias", description = "A number added to the event's logit (optional).")
-)]
-#[derive(Debug, PartialEq, Eq, Hash)]
-pub struct AttentionWeights {
-    signature: Signature,
-}
-
-impl Default for AttentionWeights {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl AttentionWeights {
-    pub fn new() -> Self {
-        Self {
-            signature: Signature::one_of(
-                vec![
-                    datafusion::logical_expr::TypeSignature::Any(3),
-                    datafusion::logical_expr::TypeSignature::Any(4),
-                ],
-                Volatility::Immutable,
-            ),
-        }
-    }
-}
-
-fn weight_fields(id: &DataType) -> Fields {
-    Fields::from(vec![
-        Field::new("id", id.clone(), true),
-        Field::new("weight", DataType::Float64, true),
-    ])
-}
-
-impl AggregateUDFImpl for AttentionWeights {
-    fn name(&self) -> &str {
-        "attention_weights"
-    }
-
-    fn signature(&self) -> &Signature {
-        &self.signature
-    }
-
-    fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
-        check_vector_type("attention_weights", 2, &arg_types[1])?;
-        Ok(DataType::List(Arc::new(Field::new_list_field(
-            DataType::Struct(weight_fields(&arg_types[0])),
-            true,
-        ))))
-    }
-
-    fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<FieldRef>> {
-        Ok(vec![Arc::new(Field::new(
-            format!("{}[logits]", args.name),
-            args.return_type().clone(),
-            true,
-        ))])
-    }
-
-    fn accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
-        let DataType::List(field) = args.return_type() else {
-            return plan_err!("attention_weights: unexpected return type {}", args.return_type());
-        };
-        let DataType::Struct(fields) = field.data_type() else {
-            return plan_err!("attention_weights: unexpected return type {}", args.return_type());
-        };
-        Ok(Box::new(WeightsAccumulator {
-            fields: fields.clone(),
-            logits: Vec::new(),
-        }))
-    }
-
-    fn documentation(&self) -> Option<&Documentation> {
-        self.doc()
-    }
-}
-
-#[derive(Debug)]
-struct WeightsAccumulator {
-    fields: Fields,
-    /// (id, logit) of every event; the state carries logits, evaluation normalises them.
-    logits: Vec<(ScalarValue, f64)>,
-}
-
-impl WeightsAccumulator {
-    fn list(&self, entries: &[(ScalarValue, f64)]) -> Result<ScalarValue> {
-        let ids = if entries.is_empty() {
-            datafusion::arrow::array::new_empty_array(self.fields[0].data_type())
-        } else {
-            ScalarValue::iter_to_array(entries.iter().map(|(id, _)| id.clone()))?
-        };
-        let weights: ArrayRef = Arc::new(Float64Array::from(entries.iter().map(|(_, w)| *w).collect::<Vec<_>>()));
-        let structs = StructArray::try_new(self.fields.clone(), vec![ids, weights], None)?;
-        Ok(ScalarValue::List(Arc::new(ListArray::new(
-            Arc::new(Field::new_list_field(DataType::Struct(self.fields.clone()), true)),
-            OffsetBuffer::from_lengths([structs.len()]),
-            Arc::new(structs),
-            None,
-        ))))
-    }
-}
-
-impl Accumulator for WeightsAccumulator {
-    fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
-        let vectors = Vectors::try_new("attention_weights", 2, &values[1])?;
-        let logits = Logits::Attention.compute(&values[1..], &vectors)?;
-        for (row, logit) in logits.into_iter().enumerate() {
-            if let Some(logit) = logit {
-                self.logits.push((ScalarValue::try_from_array(&values[0], row)?, logit));
-            }
-        }
-        Ok(())
-    }
-
-    fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
-        let lists = states[0].as_list::<i32>();
-        for row in (0..lists.len()).filter(|&row| lists.is_valid(row)) {
-            let entries = lists.value(row);
-            let entries = entries.as_struct();
-            let logits = entries.column(1).as_primitive::<Float64Type>();
-            for i in 0..entries.len() {
-                self.logits
-                    .push((ScalarValue::try_from_array(entries.column(0), i)?, logits.value(i)));
-            }
-        }
-        Ok(())
-    }
-
-    fn state(&mut self) -> Result<Vec<ScalarValue>> {
-        Ok(vec![self.list(&self.logits)?])
-    }
-
-    fn evaluate(&mut self) -> Result<ScalarValue> {
-        let max = self.logits.iter().map(|(_, l)| *l).fold(f64::NEG_INFINITY, f64::max);
-        let total: f64 = self.logits.iter().map(|(_, l)| (l - max).exp()).sum();
-        let mut weights: Vec<(ScalarValue, f64)> = self
-            .logits
-            .iter()
-            .map(|(id, l)| (id.clone(), (l - max).exp() / total))
-            .collect();
-        weights.sort_by(|a, b| {
-            b.1.total_cmp(&a.1)
-                .then_with(|| a.0.partial_cmp(&b.0).unwrap_or(std::cmp::Ordering::Equal))
-        });
-        self.list(&weights)
-    }
-
-    fn size(&self) -> usize {
-        size_of_val(self) + self.logits.iter().map(|(id, _)| id.size() + 8).sum::<usize>()
     }
 }

@@ -7,110 +7,105 @@
 //! `items` view, so they apply before the top-k and a user gets k items whenever k candidates
 //! remain. It runs as its own operator ([`RecommendExec`]): the items become one flat f32
 //! matrix, users stream through in blocks scored with one matrix multiply each, and each user
-//! keeps a bounded list of its best items ([`topk`]), in parallel on every core.
-
-pub mod interactions;
-pub mod knn;
-pub mod top_k_agg;
-pub mod topk;
+//! keeps a bounded list of its best items ([`selection`]), in parallel on every core.
 
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
-use async_trait::async_trait;
 use datafusion::arrow::array::{ArrayRef, Float32Array, RecordBatch, UInt32Array, UInt64Array};
 use datafusion::arrow::compute::{cast, concat_batches, sort_to_indices, take, take_record_batch};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-use datafusion::catalog::{Session, TableFunctionArgs, TableFunctionImpl, TableProvider};
 use datafusion::common::tree_node::TreeNodeRecursion;
-use datafusion::common::{DataFusionError, Result, ScalarValue, TableReference, exec_err, plan_err};
-use datafusion::datasource::TableType;
+use datafusion::common::{DataFusionError, Result, ScalarValue, exec_err, plan_err};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
-use datafusion::logical_expr::Expr;
-use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
+use datafusion::logical_expr::Documentation;
+use datafusion::physical_expr::{Distribution, EquivalenceProperties, PhysicalExpr};
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
 use datafusion::physical_plan::stream::RecordBatchReceiverStream;
 use datafusion::physical_plan::{
-    DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties, collect, execute_stream,
+    DisplayAs, DisplayFormatType, ExecutionPlan, InputDistributionRequirements, Partitioning, PlanProperties, collect,
+    execute_stream,
 };
+use datafusion_macros::user_doc;
 use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+use tokio::sync::OnceCell;
 
+use super::selection::{self, ItemMatrix, Metric, Selection};
+use crate::table_function::{Arguments, Input, NamedTable, Planned, Run, TableCall, TableFunction};
 use crate::vector::Vectors;
-use topk::{ItemMatrix, Metric, Selection};
 
 const NAME: &str = "recommend";
 
-/// How `\df` shows the function.
-pub const SYNTAX: &str = "recommend(users, items, k [, metric [, exclude [, threshold]]])";
-pub const DESCRIPTION: &str = "The k best items for every user by dot, cosine or l2 between user and item vectors \
-    (tables or views of (id, vector)), skipping the (user, item) pairs of the exclude table. Rows: \
-    (user, rank, item, score).";
-
-/// The `recommend` table function.
+#[user_doc(
+    doc_section(label = "Recommendation Functions"),
+    description = "The k best items for every user by dot, cosine or l2 between user and item vectors (tables or views of (id, vector)), skipping the (user, item) pairs of the exclude table and, with a threshold, scores not above it (l2: distances not below it). Equal scores are ordered by item id. Rows: (user, rank, item, score).",
+    syntax_example = "recommend(users, items, k [, metric [, exclude [, threshold]]])",
+    sql_example = r#"```sql
+> SELECT * FROM recommend('user_vectors', 'item_vectors', 10, 'dot', 'events');
+```"#,
+    argument(name = "users", description = "A table or view of (user id, vector) rows."),
+    argument(
+        name = "items",
+        description = "A table or view of (item id, vector) rows: the candidates."
+    ),
+    argument(name = "k", description = "How many items per user: a positive integer."),
+    argument(
+        name = "metric",
+        description = "'dot' (default), 'cosine' or 'l2' (score = distance, smaller first)."
+    ),
+    argument(
+        name = "exclude",
+        description = "A table or view of (user, item) pairs never recommended, e.g. what each user has seen."
+    ),
+    argument(
+        name = "threshold",
+        description = "Keep only scores above it (l2: distances below it)."
+    )
+)]
 #[derive(Debug, Default)]
 pub struct Recommend;
 
 /// Options of one call.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct Options {
     k: usize,
     metric: Metric,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     threshold: Option<f32>,
 }
 
-impl TableFunctionImpl for Recommend {
-    fn call_with_args(&self, args: TableFunctionArgs) -> Result<Arc<dyn TableProvider>> {
-        let exprs = args.exprs();
-        if !(3..=6).contains(&exprs.len()) {
-            return plan_err!(
-                "{NAME}: expected recommend(users, items, k [, metric [, exclude [, threshold]]]), got {} arguments",
-                exprs.len()
-            );
-        }
-        let session = args.session();
-        let users = resolve(
-            NAME,
-            session,
-            &text_argument(NAME, exprs, 0, "users")?.unwrap_or_default(),
-            "users",
-        )?;
-        let items = resolve(
-            NAME,
-            session,
-            &text_argument(NAME, exprs, 1, "items")?.unwrap_or_default(),
-            "items",
-        )?;
-        let k = match literal(exprs, 2) {
-            Some(ScalarValue::Int64(Some(k))) if k > 0 => k as usize,
-            other => return plan_err!("{NAME}: argument 3 (k) must be a positive integer, got {}", show(other)),
-        };
-        let metric = match text_argument(NAME, exprs, 3, "metric")? {
+impl TableFunction for Recommend {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn documentation(&self) -> &Documentation {
+        self.doc().expect("documented")
+    }
+
+    fn plan(&self, args: &Arguments) -> Result<Planned> {
+        args.expect_count(3..=6)?;
+        let users = args.required_table(0, "users")?;
+        let items = args.required_table(1, "items")?;
+        let k = args.positive_integer(2, "k", None)?;
+        let metric = match args.text(3, "metric")? {
             None => Metric::Dot,
-            Some(name) => Metric::parse(&name).ok_or_else(|| {
-                DataFusionError::Plan(format!(
-                    "{NAME}: argument 4 (metric) must be 'dot', 'cosine' or 'l2', got '{name}'"
-                ))
-            })?,
+            Some(name) => Metric::parse(&name)
+                .ok_or_else(|| args.invalid(3, "metric", "'dot', 'cosine' or 'l2'", format!("'{name}'")))?,
         };
-        let exclude = match text_argument(NAME, exprs, 4, "exclude")? {
-            Some(name) if !name.is_empty() => Some(resolve(NAME, session, &name, "exclude")?),
-            _ => None,
-        };
-        let threshold = match literal(exprs, 5) {
-            None | Some(ScalarValue::Null) => None,
-            Some(value) => match value.cast_to(&DataType::Float32) {
-                Ok(ScalarValue::Float32(Some(t))) if t.is_finite() => Some(t),
-                _ => return plan_err!("{NAME}: argument 6 (threshold) must be a number, got {value}"),
-            },
-        };
-        check_columns(&users.schema(), "users", true)?;
-        check_columns(&items.schema(), "items", true)?;
+        let exclude = args.table(4, "exclude")?;
+        let threshold = args
+            .optional_number(5, "threshold", f64::NEG_INFINITY..=f64::INFINITY)?
+            .map(|t| t as f32);
+        check_columns(&users, "users", true)?;
+        check_columns(&items, "items", true)?;
         if let Some(exclude) = &exclude {
-            check_columns(&exclude.schema(), "exclude", false)?;
+            check_columns(exclude, "exclude", false)?;
         }
-        let user_field = users.schema().field(0).clone();
-        let item_field = items.schema().field(0).clone();
+        let user_field = users.provider.schema().field(0).clone();
+        let item_field = items.provider.schema().field(0).clone();
         let item_name = if item_field.name() == user_field.name() {
             format!("item_{}", item_field.name())
         } else {
@@ -122,64 +117,49 @@ impl TableFunctionImpl for Recommend {
             Field::new(item_name, item_field.data_type().clone(), true),
             Field::new("score", DataType::Float32, false),
         ]));
-        Ok(Arc::new(RecommendTable {
-            users,
-            items,
-            exclude,
-            options: Options { k, metric, threshold },
-            schema,
-        }))
+        let mut inputs = vec![
+            Input {
+                role: "users",
+                table: users,
+                columns: Some(2),
+            },
+            Input {
+                role: "items",
+                table: items,
+                columns: Some(2),
+            },
+        ];
+        inputs.extend(exclude.map(|table| Input {
+            role: "exclude",
+            table,
+            columns: Some(2),
+        }));
+        Planned::new(inputs, &Options { k, metric, threshold }, schema)
     }
-}
 
-/// Argument `index` as a literal; an expression reads as text naming it, so errors show it.
-pub(crate) fn literal(exprs: &[Expr], index: usize) -> Option<ScalarValue> {
-    match exprs.get(index)? {
-        Expr::Literal(value, _) => Some(value.clone()),
-        Expr::Negative(inner) => match inner.as_ref() {
-            Expr::Literal(value, _) => value.arithmetic_negate().ok(),
-            other => Some(ScalarValue::Utf8(Some(format!("-{other}")))),
-        },
-        other => Some(ScalarValue::Utf8(Some(other.to_string()))),
+    fn compute(&self, _inputs: &[RecordBatch], _run: &Run) -> Result<RecordBatch> {
+        crate::table_function::computed_by_own_operator(NAME)
     }
-}
 
-fn show(value: Option<ScalarValue>) -> String {
-    value.map(|v| v.to_string()).unwrap_or_else(|| "nothing".to_string())
-}
-
-/// A string argument (`None` when absent or NULL).
-pub(crate) fn text_argument(function: &str, exprs: &[Expr], index: usize, role: &str) -> Result<Option<String>> {
-    match literal(exprs, index) {
-        None | Some(ScalarValue::Null) => Ok(None),
-        Some(ScalarValue::Utf8(Some(s)) | ScalarValue::LargeUtf8(Some(s)) | ScalarValue::Utf8View(Some(s))) => {
-            Ok(Some(s))
-        }
-        Some(other) => plan_err!(
-            "{function}: argument {} ({role}) must be a string (a table or view name), got {other}",
-            index + 1
-        ),
+    fn own_operator(
+        &self,
+        call: &TableCall,
+        inputs: &[Arc<dyn ExecutionPlan>],
+        schema: &SchemaRef,
+    ) -> Result<Option<Arc<dyn ExecutionPlan>>> {
+        let options: Options = call.options()?;
+        Ok(Some(Arc::new(RecommendExec::new(
+            call.clone(),
+            options,
+            inputs.to_vec(),
+            Arc::clone(schema),
+        )?)))
     }
-}
-
-/// The table or view `name`, as the session resolves it.
-pub(crate) fn resolve(function: &str, session: &dyn Session, name: &str, role: &str) -> Result<Arc<dyn TableProvider>> {
-    let defaults = &session.config_options().catalog;
-    let reference = TableReference::from(name).resolve(&defaults.default_catalog, &defaults.default_schema);
-    let schema = session
-        .catalog_list()
-        .catalog(&reference.catalog)
-        .and_then(|catalog| catalog.schema(&reference.schema));
-    let table = match schema {
-        // Catalog lookups are async for remote catalogs; ours answer at once.
-        Some(schema) => futures::executor::block_on(schema.table(&reference.table))?,
-        None => None,
-    };
-    table.ok_or_else(|| DataFusionError::Plan(format!("{function}: {role} table '{name}' not found")))
 }
 
 /// The first columns hold an id and, for users and items, a vector.
-fn check_columns(schema: &SchemaRef, role: &str, vectors: bool) -> Result<()> {
+fn check_columns(table: &NamedTable, role: &str, vectors: bool) -> Result<()> {
+    let schema = table.provider.schema();
     if schema.fields().len() < 2 {
         let expected = if vectors { "(id, vector)" } else { "(user, item)" };
         return plan_err!("{NAME}: the {role} table needs its first two columns to be {expected}");
@@ -195,121 +175,59 @@ fn check_columns(schema: &SchemaRef, role: &str, vectors: bool) -> Result<()> {
     Ok(())
 }
 
-#[derive(Debug)]
-struct RecommendTable {
-    users: Arc<dyn TableProvider>,
-    items: Arc<dyn TableProvider>,
-    exclude: Option<Arc<dyn TableProvider>>,
-    options: Options,
-    schema: SchemaRef,
-}
-
-#[async_trait]
-impl TableProvider for RecommendTable {
-    fn schema(&self) -> SchemaRef {
-        Arc::clone(&self.schema)
-    }
-
-    fn table_type(&self) -> TableType {
-        TableType::Temporary
-    }
-
-    async fn scan(
-        &self,
-        state: &dyn Session,
-        projection: Option<&Vec<usize>>,
-        _filters: &[Expr],
-        _limit: Option<usize>,
-    ) -> Result<Arc<dyn ExecutionPlan>> {
-        let first_two = vec![0, 1];
-        let users = self.users.scan(state, Some(&first_two), &[], None).await?;
-        let items = self.items.scan(state, Some(&first_two), &[], None).await?;
-        let exclude = match &self.exclude {
-            Some(table) => Some(table.scan(state, Some(&first_two), &[], None).await?),
-            None => None,
-        };
-        let exec: Arc<dyn ExecutionPlan> = Arc::new(RecommendExec::new(
-            users,
-            items,
-            exclude,
-            self.options.clone(),
-            Arc::clone(&self.schema),
-        ));
-        project(exec, &self.schema, projection)
-    }
-}
-
-/// `exec` with only the `projection` columns of its `schema`.
-pub(crate) fn project(
-    exec: Arc<dyn ExecutionPlan>,
-    schema: &SchemaRef,
-    projection: Option<&Vec<usize>>,
-) -> Result<Arc<dyn ExecutionPlan>> {
-    match projection {
-        Some(columns) if *columns != (0..schema.fields().len()).collect::<Vec<_>>() => {
-            let exprs = columns
-                .iter()
-                .map(|&i| {
-                    let field = schema.field(i);
-                    let column: Arc<dyn PhysicalExpr> =
-                        Arc::new(datafusion::physical_expr::expressions::Column::new(field.name(), i));
-                    (column, field.name().clone())
-                })
-                .collect::<Vec<_>>();
-            Ok(Arc::new(
-                datafusion::physical_plan::projection::ProjectionExec::try_new(exprs, exec)?,
-            ))
-        }
-        _ => Ok(exec),
-    }
-}
-
-/// The top-k operator: items and exclusions are read whole, users stream through.
+/// The top-k operator: items and exclusions are read whole (once, shared by every partition),
+/// users stream through, one output partition per partition of the users input.
 #[derive(Debug)]
 pub struct RecommendExec {
+    call: TableCall,
+    options: Options,
     users: Arc<dyn ExecutionPlan>,
     items: Arc<dyn ExecutionPlan>,
     exclude: Option<Arc<dyn ExecutionPlan>>,
-    options: Options,
     schema: SchemaRef,
     properties: Arc<PlanProperties>,
+    catalog: Arc<OnceCell<Arc<Catalog>>>,
 }
 
 impl RecommendExec {
     fn new(
-        users: Arc<dyn ExecutionPlan>,
-        items: Arc<dyn ExecutionPlan>,
-        exclude: Option<Arc<dyn ExecutionPlan>>,
+        call: TableCall,
         options: Options,
+        mut inputs: Vec<Arc<dyn ExecutionPlan>>,
         schema: SchemaRef,
-    ) -> Self {
+    ) -> Result<Self> {
+        if !(2..=3).contains(&inputs.len()) {
+            return exec_err!(
+                "{NAME}: expected users, items and optionally exclude inputs, got {}",
+                inputs.len()
+            );
+        }
+        let exclude = (inputs.len() == 3).then(|| inputs.remove(2));
+        let items = inputs.remove(1);
+        let users = inputs.remove(0);
+        let partitions = users.properties().output_partitioning().partition_count();
         let properties = Arc::new(PlanProperties::new(
             EquivalenceProperties::new(Arc::clone(&schema)),
-            Partitioning::UnknownPartitioning(1),
+            Partitioning::UnknownPartitioning(partitions),
             EmissionType::Incremental,
             Boundedness::Bounded,
         ));
-        Self {
+        Ok(Self {
+            call,
+            options,
             users,
             items,
             exclude,
-            options,
             schema,
             properties,
-        }
+            catalog: Arc::new(OnceCell::new()),
+        })
     }
 }
 
 impl DisplayAs for RecommendExec {
     fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
-        write!(
-            f,
-            "RecommendExec: k={}, metric={:?}, threshold={:?}, exclude={}",
-            self.options.k,
-            self.options.metric,
-            self.options.threshold,
-            self.exclude.is_some()
-        )
+        write!(f, "RecommendExec: {}", self.call)
     }
 }
 
@@ -328,6 +246,14 @@ impl ExecutionPlan for RecommendExec {
         children
     }
 
+    /// Users stream through in whatever partitions they come; items and exclusions are read
+    /// whole.
+    fn input_distribution_requirements(&self) -> InputDistributionRequirements {
+        let mut required = vec![Distribution::UnspecifiedDistribution, Distribution::SinglePartition];
+        required.extend(self.exclude.as_ref().map(|_| Distribution::SinglePartition));
+        InputDistributionRequirements::new(required)
+    }
+
     fn apply_expressions(
         &self,
         _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
@@ -335,34 +261,38 @@ impl ExecutionPlan for RecommendExec {
         Ok(TreeNodeRecursion::Continue)
     }
 
-    fn with_new_children(self: Arc<Self>, mut children: Vec<Arc<dyn ExecutionPlan>>) -> Result<Arc<dyn ExecutionPlan>> {
-        let exclude = (children.len() == 3).then(|| children.remove(2));
-        let items = children.remove(1);
-        let users = children.remove(0);
+    fn with_new_children(self: Arc<Self>, children: Vec<Arc<dyn ExecutionPlan>>) -> Result<Arc<dyn ExecutionPlan>> {
         Ok(Arc::new(RecommendExec::new(
-            users,
-            items,
-            exclude,
+            self.call.clone(),
             self.options.clone(),
+            children,
             Arc::clone(&self.schema),
-        )))
+        )?))
     }
 
     fn execute(&self, partition: usize, context: Arc<TaskContext>) -> Result<SendableRecordBatchStream> {
-        if partition != 0 {
-            return exec_err!("{NAME}: RecommendExec has one partition, asked for {partition}");
+        let partitions = self.properties.output_partitioning().partition_count();
+        if partition >= partitions {
+            return exec_err!("{NAME}: RecommendExec has {partitions} partitions, asked for {partition}");
         }
         let mut builder = RecordBatchReceiverStream::builder(Arc::clone(&self.schema), 2);
         let sender = builder.tx();
         let (users, items, exclude) = (Arc::clone(&self.users), Arc::clone(&self.items), self.exclude.clone());
         let options = self.options.clone();
         let schema = Arc::clone(&self.schema);
+        let catalog = Arc::clone(&self.catalog);
         builder.spawn(async move {
-            let catalog = Arc::new(Catalog::load(items, exclude, &options, Arc::clone(&context)).await?);
-            let mut users = execute_stream(users, context)?;
+            let catalog = catalog
+                .get_or_try_init(|| async {
+                    Catalog::load(items, exclude, &options, Arc::clone(&context))
+                        .await
+                        .map(Arc::new)
+                })
+                .await?;
+            let mut users = users.execute(partition, context)?;
             while let Some(batch) = users.next().await {
                 let batch = batch?;
-                let (catalog, options, schema) = (Arc::clone(&catalog), options.clone(), Arc::clone(&schema));
+                let (catalog, options, schema) = (Arc::clone(catalog), options.clone(), Arc::clone(&schema));
                 let output = tokio::task::spawn_blocking(move || catalog.recommend(&batch, &options, &schema))
                     .await
                     .map_err(|e| DataFusionError::Execution(format!("{NAME}: {e}")))??;
@@ -377,6 +307,7 @@ impl ExecutionPlan for RecommendExec {
 }
 
 /// The candidate items and each user's excluded items, ready for scoring.
+#[derive(Debug)]
 struct Catalog {
     ids: ArrayRef,
     matrix: ItemMatrix,
@@ -461,7 +392,7 @@ impl Catalog {
             k: options.k,
             threshold: options.threshold,
         };
-        let best = topk::top_k(&rows, &self.matrix, selection, |u| exclusions[u]);
+        let best = selection::top_k(&rows, &self.matrix, selection, |u| exclusions[u]);
         let total: usize = best.iter().map(Vec::len).sum();
         let mut user_rows = Vec::with_capacity(total);
         let mut ranks = Vec::with_capacity(total);

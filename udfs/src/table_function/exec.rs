@@ -1,61 +1,72 @@
-//! Table functions that need their inputs whole (neighbourhood models, training): a table
-//! provider whose plan reads every input table, runs a computation on a blocking thread, and
-//! streams the result out in batches.
+//! The physical operator of table functions that need their inputs whole (neighbourhood
+//! models, training, model files): [`ComputeExec`] reads every input as one batch, runs the
+//! function's computation on a blocking thread, and streams the result out in batches.
 
 use std::fmt;
 use std::sync::Arc;
 
-use async_trait::async_trait;
-use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::compute::concat_batches;
 use datafusion::arrow::datatypes::SchemaRef;
-use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::common::{DataFusionError, Result, exec_err};
-use datafusion::datasource::TableType;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
-use datafusion::logical_expr::Expr;
-use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
+use datafusion::physical_expr::{Distribution, EquivalenceProperties, PhysicalExpr};
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
 use datafusion::physical_plan::stream::RecordBatchReceiverStream;
-use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties, collect};
+use datafusion::physical_plan::{
+    DisplayAs, DisplayFormatType, ExecutionPlan, InputDistributionRequirements, Partitioning, PlanProperties, collect,
+};
 
-/// Turns the input tables, each as one batch, into the output batch. Long computations ask
-/// [`Interrupt::cancelled`] now and then and stop when the statement was cancelled.
-pub type Computation = Arc<dyn Fn(&[RecordBatch], &Interrupt) -> Result<RecordBatch> + Send + Sync>;
+use super::{TableCall, TableFunction};
 
 /// Tells a running computation whether anyone still wants its result (Ctrl-C drops the query).
 pub struct Interrupt(Box<dyn Fn() -> bool + Send + Sync>);
 
 impl Interrupt {
+    pub fn new(cancelled: impl Fn() -> bool + Send + Sync + 'static) -> Self {
+        Self(Box::new(cancelled))
+    }
+
     pub fn cancelled(&self) -> bool {
         (self.0)()
     }
 }
 
-/// Reads its inputs whole, then runs a [`Computation`] off the async threads.
+/// What a computation gets besides its inputs: the call, its output schema, the task's
+/// context (session settings) and a way to learn that it was cancelled.
+pub struct Run<'a> {
+    pub call: &'a TableCall,
+    pub schema: &'a SchemaRef,
+    pub context: &'a TaskContext,
+    pub interrupt: Interrupt,
+}
+
+impl Run<'_> {
+    /// The error of a computation that was cancelled, after writing nothing.
+    pub fn cancelled(&self) -> Result<()> {
+        if self.interrupt.cancelled() {
+            return exec_err!("{}: cancelled", self.call.function);
+        }
+        Ok(())
+    }
+}
+
+/// Reads its inputs whole, then runs the function's computation off the async threads.
+#[derive(Debug)]
 pub struct ComputeExec {
-    name: &'static str,
-    detail: String,
+    call: TableCall,
+    function: Arc<dyn TableFunction>,
     inputs: Vec<Arc<dyn ExecutionPlan>>,
     schema: SchemaRef,
     properties: Arc<PlanProperties>,
-    compute: Computation,
-}
-
-impl fmt::Debug for ComputeExec {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.name, self.detail)
-    }
 }
 
 impl ComputeExec {
     pub fn new(
-        name: &'static str,
-        detail: String,
+        call: TableCall,
+        function: Arc<dyn TableFunction>,
         inputs: Vec<Arc<dyn ExecutionPlan>>,
         schema: SchemaRef,
-        compute: Computation,
     ) -> Self {
         let properties = Arc::new(PlanProperties::new(
             EquivalenceProperties::new(Arc::clone(&schema)),
@@ -64,72 +75,28 @@ impl ComputeExec {
             Boundedness::Bounded,
         ));
         Self {
-            name,
-            detail,
+            call,
+            function,
             inputs,
             schema,
             properties,
-            compute,
         }
     }
-}
 
-/// A table function's result that is computed from whole input tables when scanned.
-pub struct ComputeTable {
-    pub name: &'static str,
-    pub detail: String,
-    pub inputs: Vec<Arc<dyn TableProvider>>,
-    pub schema: SchemaRef,
-    pub compute: Computation,
-}
-
-impl fmt::Debug for ComputeTable {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.name, self.detail)
-    }
-}
-
-#[async_trait]
-impl TableProvider for ComputeTable {
-    fn schema(&self) -> SchemaRef {
-        Arc::clone(&self.schema)
-    }
-
-    fn table_type(&self) -> TableType {
-        TableType::Temporary
-    }
-
-    async fn scan(
-        &self,
-        state: &dyn Session,
-        projection: Option<&Vec<usize>>,
-        _filters: &[Expr],
-        _limit: Option<usize>,
-    ) -> Result<Arc<dyn ExecutionPlan>> {
-        let mut inputs = Vec::new();
-        for table in &self.inputs {
-            inputs.push(table.scan(state, None, &[], None).await?);
-        }
-        let exec = Arc::new(ComputeExec::new(
-            self.name,
-            self.detail.clone(),
-            inputs,
-            Arc::clone(&self.schema),
-            Arc::clone(&self.compute),
-        ));
-        crate::recommend::project(exec, &self.schema, projection)
+    pub fn call(&self) -> &TableCall {
+        &self.call
     }
 }
 
 impl DisplayAs for ComputeExec {
     fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
-        write!(f, "{}: {}", self.name, self.detail)
+        write!(f, "ComputeExec: {}", self.call)
     }
 }
 
 impl ExecutionPlan for ComputeExec {
     fn name(&self) -> &str {
-        self.name
+        "ComputeExec"
     }
 
     fn properties(&self) -> &Arc<PlanProperties> {
@@ -138,6 +105,11 @@ impl ExecutionPlan for ComputeExec {
 
     fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
         self.inputs.iter().collect()
+    }
+
+    /// Every input is read whole, so each must arrive as one partition.
+    fn input_distribution_requirements(&self) -> InputDistributionRequirements {
+        InputDistributionRequirements::new(vec![Distribution::SinglePartition; self.inputs.len()])
     }
 
     fn apply_expressions(
@@ -149,23 +121,22 @@ impl ExecutionPlan for ComputeExec {
 
     fn with_new_children(self: Arc<Self>, children: Vec<Arc<dyn ExecutionPlan>>) -> Result<Arc<dyn ExecutionPlan>> {
         Ok(Arc::new(Self::new(
-            self.name,
-            self.detail.clone(),
+            self.call.clone(),
+            Arc::clone(&self.function),
             children,
             Arc::clone(&self.schema),
-            Arc::clone(&self.compute),
         )))
     }
 
     fn execute(&self, partition: usize, context: Arc<TaskContext>) -> Result<SendableRecordBatchStream> {
-        let name = self.name;
+        let name = self.function.name();
         if partition != 0 {
             return exec_err!("{name}: one partition, asked for {partition}");
         }
         let mut builder = RecordBatchReceiverStream::builder(Arc::clone(&self.schema), 2);
         let sender = builder.tx();
         let inputs = self.inputs.clone();
-        let compute = Arc::clone(&self.compute);
+        let (call, function, schema) = (self.call.clone(), Arc::clone(&self.function), Arc::clone(&self.schema));
         builder.spawn(async move {
             let mut tables = Vec::new();
             for input in inputs {
@@ -175,10 +146,17 @@ impl ExecutionPlan for ComputeExec {
             }
             let batch_size = context.session_config().batch_size();
             let watcher = sender.clone();
-            let interrupt = Interrupt(Box::new(move || watcher.is_closed()));
-            let output = tokio::task::spawn_blocking(move || compute(&tables, &interrupt))
-                .await
-                .map_err(|e| DataFusionError::Execution(format!("{name}: {e}")))??;
+            let output = tokio::task::spawn_blocking(move || {
+                let run = Run {
+                    call: &call,
+                    schema: &schema,
+                    context: &context,
+                    interrupt: Interrupt::new(move || watcher.is_closed()),
+                };
+                function.compute(&tables, &run)
+            })
+            .await
+            .map_err(|e| DataFusionError::Execution(format!("{name}: {e}")))??;
             let mut start = 0;
             while start < output.num_rows() {
                 let length = batch_size.min(output.num_rows() - start);

@@ -5,7 +5,8 @@
 use rayon::prelude::*;
 
 /// How a user vector and an item vector are compared.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Metric {
     /// Inner product; higher is better.
     Dot,
@@ -211,6 +212,8 @@ where
 
 /// The `k` highest scores above `floor`, best first; ties go to the lower item index.
 pub fn select(scores: &[f32], k: usize, floor: f32) -> Vec<(u32, f32)> {
+    // Sized by the data: a k larger than the candidates asks for every candidate.
+    let k = k.min(scores.len());
     let mut best: Vec<(u32, f32)> = Vec::with_capacity(k + 1);
     let mut bar = floor;
     if k == 0 {

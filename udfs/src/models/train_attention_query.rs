@@ -6,57 +6,86 @@
 //! `attention_pool(v, l.query, -l.slope * age)` with the row joined in.
 
 use std::collections::HashMap;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
 use candle_core::{D, DType, Device, Tensor, Var};
 use candle_nn::Optimizer;
-use datafusion::arrow::array::{ArrayRef, FixedSizeListArray, Float32Array, Float64Array, RecordBatch};
+use datafusion::arrow::array::{ArrayRef, Float64Array, RecordBatch};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-use datafusion::catalog::{TableFunctionArgs, TableFunctionImpl, TableProvider};
 use datafusion::common::{Result, exec_datafusion_err, exec_err, plan_err};
+use datafusion::logical_expr::Documentation;
+use datafusion_macros::user_doc;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::file::ModelFile;
-use super::{TrainingCall, count, number};
-use crate::compute::{Computation, ComputeTable, Interrupt};
-use crate::recommend::interactions::IdIndex;
-use crate::recommend::{resolve, text_argument};
-use crate::vector::Vectors;
+use super::progress::Progress;
+use super::training::{finish, histories, interactions_and_path, progress_mode};
+use crate::table_function::interactions::IdIndex;
+use crate::table_function::{Arguments, Input, Planned, Run, TableFunction};
+use crate::vector::{Vectors, vector_array, vector_type};
 
 const NAME: &str = "train_attention_query";
-
-/// (name, syntax, description) for `\df`.
-pub const DOC: (&str, &str, &str) = (
-    NAME,
-    "train_attention_query(interactions, path, item_vectors [, epochs [, seed]])",
-    "Learns attention_pool's query vector and recency slope from (user, item, order) rows and fixed item vectors so \
-     that pooled profiles rank each user's next item first. Returns (query, slope, loss, seconds).",
-);
 
 /// How many of a user's latest items the profile pools.
 const WINDOW: usize = 50;
 
+#[user_doc(
+    doc_section(label = "Model Functions"),
+    description = "Learns attention_pool's query vector and recency slope from (user, item, order) rows and fixed item vectors, so that the pooled profile of a user's earlier items (the latest 50) ranks their next item first (softmax over the catalogue). Saves them at path and returns one row (query, slope, loss, seconds), used as attention_pool(v, l.query, -l.slope * age) with the row joined in.",
+    syntax_example = "train_attention_query(interactions, path, item_vectors [, epochs [, seed]])",
+    sql_example = r#"```sql
+> CREATE TABLE learned AS SELECT * FROM train_attention_query('events', 'models/query.safetensors', 'item_vectors');
+```"#,
+    argument(name = "interactions", description = "A table or view of (user, item, order) rows."),
+    argument(name = "path", description = "Where to save the query."),
+    argument(
+        name = "item_vectors",
+        description = "A table or view of (item, fixed-size vector) rows, kept fixed."
+    ),
+    argument(name = "epochs", description = "Optimisation steps (default 100)."),
+    argument(
+        name = "seed",
+        description = "A non-negative integer that fixes the result (default 42)."
+    )
+)]
+#[derive(Debug, Default)]
+pub struct TrainAttentionQuery;
+
+/// Options of one call.
+#[derive(Debug, Serialize, Deserialize)]
+struct Options {
+    path: String,
+    dim: usize,
+    epochs: usize,
+    seed: u64,
+}
+
 fn schema(dim: usize) -> SchemaRef {
     Arc::new(Schema::new(vec![
-        Field::new("query", crate::vector::vector_type(dim), false),
+        Field::new("query", vector_type(dim), false),
         Field::new("slope", DataType::Float64, false),
         Field::new("loss", DataType::Float64, false),
         Field::new("seconds", DataType::Float64, false),
     ]))
 }
 
-/// The `train_attention_query` table function.
-#[derive(Debug, Default)]
-pub struct TrainAttentionQuery;
+impl TableFunction for TrainAttentionQuery {
+    fn name(&self) -> &'static str {
+        NAME
+    }
 
-impl TableFunctionImpl for TrainAttentionQuery {
-    fn call_with_args(&self, args: TableFunctionArgs) -> Result<Arc<dyn TableProvider>> {
-        let call = TrainingCall::parse(NAME, &args, DOC.1, 3..=5, "user, item, order")?;
-        let exprs = args.exprs();
-        let vectors_name = text_argument(NAME, exprs, 2, "item_vectors")?.unwrap_or_default();
-        let vectors = resolve(NAME, args.session(), &vectors_name, "item_vectors")?;
-        let dim = match vectors.schema().fields().get(1).map(|f| f.data_type().clone()) {
+    fn documentation(&self) -> &Documentation {
+        self.doc().expect("documented")
+    }
+
+    fn plan(&self, args: &Arguments) -> Result<Planned> {
+        args.expect_count(3..=5)?;
+        let (interactions, path) = interactions_and_path(args, "user, item, order")?;
+        let vectors = args.required_table(2, "item_vectors")?;
+        let dim = match vectors.provider.schema().fields().get(1).map(|f| f.data_type().clone()) {
             Some(DataType::FixedSizeList(_, d)) => d as usize,
             other => {
                 return plan_err!(
@@ -64,35 +93,29 @@ impl TableFunctionImpl for TrainAttentionQuery {
                 );
             }
         };
-        let epochs = count(NAME, exprs, 3, "epochs", 100)?;
-        let seed = number(NAME, exprs, 4, "seed", 42.0)? as u64;
-        let path = std::path::PathBuf::from(&call.path);
-        let output = schema(dim);
-        let out = Arc::clone(&output);
-        let compute: Computation = Arc::new(move |tables: &[RecordBatch], interrupt: &Interrupt| {
-            train(&tables[0], &tables[1], &path, dim, epochs, seed, &out, interrupt)
-        });
-        Ok(Arc::new(ComputeTable {
-            name: "TrainExec",
-            detail: format!("attention query, epochs={epochs}"),
-            inputs: vec![call.interactions, vectors],
-            schema: output,
-            compute,
-        }))
+        let options = Options {
+            path,
+            dim,
+            epochs: args.positive_integer(3, "epochs", Some(100))?,
+            seed: args.seed(4)?,
+        };
+        let vectors = Input {
+            role: "item_vectors",
+            table: vectors,
+            columns: Some(2),
+        };
+        Planned::new(vec![interactions, vectors], &options, schema(dim))
+    }
+
+    fn compute(&self, inputs: &[RecordBatch], run: &Run) -> Result<RecordBatch> {
+        let options: Options = run.call.options()?;
+        train(&inputs[0], &inputs[1], &options, run)
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn train(
-    interactions: &RecordBatch,
-    vectors: &RecordBatch,
-    path: &std::path::Path,
-    dim: usize,
-    epochs: usize,
-    seed: u64,
-    schema: &SchemaRef,
-    interrupt: &Interrupt,
-) -> Result<RecordBatch> {
+fn train(interactions: &RecordBatch, vectors: &RecordBatch, options: &Options, run: &Run) -> Result<RecordBatch> {
+    let &Options { dim, epochs, seed, .. } = options;
+    let path = Path::new(&options.path);
     let failed = |e: candle_core::Error| exec_datafusion_err!("{NAME}: {e}");
     // Item vectors, and each interaction's item as a row of them.
     let (index, _, first_rows) = IdIndex::build(vectors.column(0))?;
@@ -105,7 +128,7 @@ fn train(
         }
     }
     let positions = index.lookup(interactions.column(1))?;
-    let (_, histories) = super::transformer::histories(interactions)?;
+    let (_, histories) = histories(interactions)?;
     // One example per user: the last known item is the target, up to WINDOW before it the input.
     let (mut ids, mut ages, mut present, mut targets) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for rows in &histories {
@@ -138,7 +161,8 @@ fn train(
     let users = targets.len();
     let started = Instant::now();
     let device = Device::Cpu;
-    let run = || -> candle_core::Result<(Vec<f32>, f32, f32)> {
+    let mut progress = Progress::new(NAME, progress_mode(run), epochs);
+    let mut fit = || -> candle_core::Result<(Vec<f32>, f32, f32)> {
         let items = Tensor::from_vec(matrix.clone(), (first_rows.len(), dim), &device)?;
         let z = items
             .index_select(&Tensor::from_vec(ids.clone(), users * WINDOW, &device)?, 0)?
@@ -160,8 +184,8 @@ fn train(
         )?;
         let scale = 1.0 / (dim as f64).sqrt();
         let mut loss_value = f32::NAN;
-        for _ in 0..epochs {
-            if interrupt.cancelled() {
+        for epoch in 0..epochs {
+            if run.interrupt.cancelled() {
                 break;
             }
             let scores = (z.broadcast_matmul(&query.as_tensor().reshape((dim, 1))?)?.squeeze(2)? * scale)?;
@@ -173,17 +197,12 @@ fn train(
             let loss = (log_probs.gather(&targets.unsqueeze(1)?, 1)?.mean_all()? * -1.0)?;
             optimizer.backward_step(&loss)?;
             loss_value = loss.to_scalar::<f32>()?;
+            progress.update(epoch + 1, Some(loss_value));
         }
         let slope_value = slope.as_tensor().to_dtype(DType::F32)?.to_vec1::<f32>()?[0];
         Ok((query.as_tensor().to_vec1::<f32>()?, slope_value, loss_value))
     };
-    let (query, slope, loss) = run().map_err(failed)?;
-    if interrupt.cancelled() {
-        return exec_err!("{NAME}: cancelled; no model written");
-    }
-    if !loss.is_finite() {
-        return exec_err!("{NAME}: the loss became {loss} (NaN or infinite); no model written");
-    }
+    let (query, slope, loss) = fit().map_err(failed)?;
     let seconds = started.elapsed().as_secs_f64();
     let file = ModelFile {
         kind: "attention_query".to_string(),
@@ -195,17 +214,14 @@ fn train(
             Arc::new(datafusion::arrow::array::StringArray::from(vec!["query"])) as ArrayRef,
         )]),
     };
-    file.save(path)?;
-    let vector = FixedSizeListArray::try_new(
-        Arc::new(Field::new_list_field(DataType::Float32, true)),
-        dim as i32,
-        Arc::new(Float32Array::from(query)),
-        None,
-    )?;
+    let summary =
+        format!("{users} users, dim {dim}, {epochs} epochs, slope {slope:.4}, loss {loss:.4}, {seconds:.1} s");
+    finish(&progress, run, loss, "lower epochs", &file, path, &summary)?;
+    let vector = vector_array(&vector_type(dim), query, dim, 1, None)?;
     Ok(RecordBatch::try_new(
-        Arc::clone(schema),
+        Arc::clone(run.schema),
         vec![
-            Arc::new(vector),
+            vector,
             Arc::new(Float64Array::from(vec![f64::from(slope)])),
             Arc::new(Float64Array::from(vec![f64::from(loss)])),
             Arc::new(Float64Array::from(vec![seconds])),

@@ -1,0 +1,121 @@
+//! `sasrec_profiles(path, interactions)`: each user's ordered history encoded by a saved
+//! SASRec model ([`super::sasrec`]) into a profile in the item space, as (user, vector) rows
+//! for `recommend()` with `model_vectors(path, 'items')`. Items the model does not know are
+//! skipped; users with none known get no row.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{RecordBatch, UInt32Array};
+use datafusion::arrow::compute::take;
+use datafusion::arrow::datatypes::{Field, Schema};
+use datafusion::common::{DataFusionError, Result, exec_datafusion_err, plan_err};
+use datafusion::logical_expr::Documentation;
+use datafusion_macros::user_doc;
+use serde::{Deserialize, Serialize};
+
+use super::file::{ModelFile, named_error};
+use super::sasrec::{self, SasRecConfig};
+use super::training::histories;
+use crate::table_function::interactions::IdIndex;
+use crate::table_function::{Arguments, Input, Planned, Run, TableFunction};
+use crate::vector::{vector_array, vector_type};
+
+const NAME: &str = "sasrec_profiles";
+
+#[user_doc(
+    doc_section(label = "Model Functions"),
+    description = "Each user's ordered history encoded by a saved SASRec model (train_sasrec) into a profile in the item space: (user, vector) rows, for recommend() with model_vectors(path, 'items'). Items the model does not know are skipped; users with none known get no row.",
+    syntax_example = "sasrec_profiles(path, interactions)",
+    sql_example = r#"```sql
+> CREATE TABLE profiles AS SELECT * FROM sasrec_profiles('models/sasrec.safetensors', 'events');
+```"#,
+    argument(name = "path", description = "A model saved by train_sasrec."),
+    argument(name = "interactions", description = "A table or view of (user, item, order) rows.")
+)]
+#[derive(Debug, Default)]
+pub struct SasRecProfiles;
+
+/// Options of one call.
+#[derive(Debug, Serialize, Deserialize)]
+struct Options {
+    path: String,
+}
+
+/// The saved model at `path` with the settings it was trained with.
+fn load(path: &str) -> Result<(ModelFile, SasRecConfig)> {
+    let file = ModelFile::load(Path::new(path), Some("sasrec")).map_err(named_error(NAME))?;
+    let value = |key: &str| file.setting(key).map_err(named_error(NAME));
+    let config = SasRecConfig {
+        items: value("items")?,
+        dim: value("dim")?,
+        layers: value("layers")?,
+        heads: value("heads")?,
+        max_len: value("max_len")?,
+        dropout: 0.0,
+        epochs: 0,
+        learning_rate: 0.0,
+        batch: 0,
+        seed: 0,
+    };
+    Ok((file, config))
+}
+
+impl TableFunction for SasRecProfiles {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn documentation(&self) -> &Documentation {
+        self.doc().expect("documented")
+    }
+
+    fn plan(&self, args: &Arguments) -> Result<Planned> {
+        args.expect_count(2..=2)?;
+        let path = args.required_text(0, "path", "the model file's path")?;
+        let interactions = args.required_table(1, "interactions")?;
+        let (_, config) = load(&path)?;
+        let schema = interactions.provider.schema();
+        if schema.fields().len() < 3 {
+            return plan_err!("{NAME}: the interactions table needs (user, item, order) columns");
+        }
+        let output = Arc::new(Schema::new(vec![
+            Field::new(schema.field(0).name(), schema.field(0).data_type().clone(), true),
+            Field::new("vector", vector_type(config.dim), false),
+        ]));
+        let input = Input {
+            role: "interactions",
+            table: interactions,
+            columns: Some(3),
+        };
+        Planned::new(vec![input], &Options { path }, output)
+    }
+
+    fn compute(&self, inputs: &[RecordBatch], run: &Run) -> Result<RecordBatch> {
+        let Options { path } = run.call.options()?;
+        let (file, config) = load(&path)?;
+        let model = sasrec::load(config, file.network()).map_err(|e| {
+            DataFusionError::Execution(format!("{NAME}: model '{path}' does not match its configuration: {e}"))
+        })?;
+        let known = file.matrix("items", "items").map_err(named_error(NAME))?.2;
+        let batch = &inputs[0];
+        let (user_ids, histories) = histories(batch)?;
+        let (index, _, _) = IdIndex::build(known)?;
+        let positions = index.lookup(batch.column(1))?;
+        let mut users = Vec::new();
+        let mut sequences = Vec::new();
+        for (user, rows) in histories.iter().enumerate() {
+            let sequence: Vec<u32> = rows.iter().filter_map(|&row| positions[row].map(|i| i + 1)).collect();
+            if !sequence.is_empty() {
+                users.push(user as u32);
+                sequences.push(sequence);
+            }
+        }
+        let profiles = model
+            .profiles(&sequences)
+            .map_err(|e| exec_datafusion_err!("{NAME}: {e}"))?;
+        let vectors = vector_array(&vector_type(config.dim), profiles, config.dim, users.len(), None)?;
+        let ids = take(user_ids.as_ref(), &UInt32Array::from(users), None)?;
+        Ok(RecordBatch::try_new(Arc::clone(run.schema), vec![ids, vectors])?)
+    }
+}

@@ -1,0 +1,187 @@
+//! `train_sasrec(interactions, path [, dim [, epochs [, max_len [, layers [, heads [, dropout
+//! [, seed]]]]]]])`: trains the SASRec transformer ([`super::sasrec`]) on (user, item, order)
+//! rows — each user's items ordered by the third column — and saves the model at `path`;
+//! returns a report row (model, users, items, epochs, loss, validation_ndcg10, seconds).
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use datafusion::arrow::array::{ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray, UInt32Array};
+use datafusion::arrow::compute::take;
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::common::{Result, exec_datafusion_err, exec_err, plan_err};
+use datafusion::logical_expr::Documentation;
+use datafusion_macros::user_doc;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::file::ModelFile;
+use super::progress::Progress;
+use super::sasrec::{self, SasRecConfig};
+use super::training::{check_finished, finish, histories, interactions_and_path, network_tensors, progress_mode};
+use crate::table_function::interactions::IdIndex;
+use crate::table_function::{Arguments, Planned, Run, TableFunction};
+
+const NAME: &str = "train_sasrec";
+
+#[user_doc(
+    doc_section(label = "Model Functions"),
+    description = "Trains a SASRec-style transformer on each user's items ordered by the third column: item and position embeddings, causal multi-head self-attention blocks, next-item prediction with a full softmax, early stopping on validation NDCG@10 (each user's last training item held out). Saves it at path and returns one report row (model, users, items, epochs, loss, validation_ndcg10, seconds).",
+    syntax_example = "train_sasrec(interactions, path [, dim [, epochs [, max_len [, layers [, heads [, dropout [, seed]]]]]]])",
+    sql_example = r#"```sql
+> SELECT * FROM train_sasrec('events', 'models/sasrec.safetensors', 64, 60, 50);
+```"#,
+    argument(name = "interactions", description = "A table or view of (user, item, order) rows."),
+    argument(name = "path", description = "Where to save the model."),
+    argument(
+        name = "dim",
+        description = "Embedding dimensions, a multiple of heads (default 64)."
+    ),
+    argument(
+        name = "epochs",
+        description = "Most passes over the data (default 200; early stopping ends sooner)."
+    ),
+    argument(
+        name = "max_len",
+        description = "The latest items of a history that are read (default 50)."
+    ),
+    argument(name = "layers", description = "Self-attention blocks (default 2)."),
+    argument(name = "heads", description = "Attention heads (default 1)."),
+    argument(name = "dropout", description = "Dropout rate, from 0 to below 1 (default 0.2)."),
+    argument(
+        name = "seed",
+        description = "A non-negative integer that fixes the model (default 42)."
+    )
+)]
+#[derive(Debug, Default)]
+pub struct TrainSasRec;
+
+/// Options of one call.
+#[derive(Debug, Serialize, Deserialize)]
+struct Options {
+    path: String,
+    #[serde(flatten)]
+    config: SasRecConfig,
+}
+
+impl TableFunction for TrainSasRec {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn documentation(&self) -> &Documentation {
+        self.doc().expect("documented")
+    }
+
+    fn plan(&self, args: &Arguments) -> Result<Planned> {
+        args.expect_count(2..=9)?;
+        let (input, path) = interactions_and_path(args, "user, item, order")?;
+        let config = SasRecConfig {
+            items: 0,
+            dim: args.positive_integer(2, "dim", Some(64))?,
+            epochs: args.positive_integer(3, "epochs", Some(200))?,
+            max_len: args.positive_integer(4, "max_len", Some(50))?,
+            layers: args.positive_integer(5, "layers", Some(2))?,
+            heads: args.positive_integer(6, "heads", Some(1))?,
+            dropout: args.number(7, "dropout", 0.0..=0.99, 0.2)? as f32,
+            learning_rate: 0.001,
+            batch: 128,
+            seed: args.seed(8)?,
+        };
+        if !config.dim.is_multiple_of(config.heads) {
+            return plan_err!(
+                "{NAME}: dim ({}) must be a multiple of heads ({})",
+                config.dim,
+                config.heads
+            );
+        }
+        Planned::new(vec![input], &Options { path, config }, report_schema())
+    }
+
+    fn compute(&self, inputs: &[RecordBatch], run: &Run) -> Result<RecordBatch> {
+        let Options { path, config } = run.call.options()?;
+        train(&inputs[0], Path::new(&path), config, run)
+    }
+}
+
+fn report_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("model", DataType::Utf8, false),
+        Field::new("users", DataType::Int64, false),
+        Field::new("items", DataType::Int64, false),
+        Field::new("epochs", DataType::Int64, false),
+        Field::new("loss", DataType::Float64, false),
+        Field::new("validation_ndcg10", DataType::Float64, false),
+        Field::new("seconds", DataType::Float64, false),
+    ]))
+}
+
+fn train(batch: &RecordBatch, path: &Path, mut config: SasRecConfig, run: &Run) -> Result<RecordBatch> {
+    let (_, histories) = histories(batch)?;
+    let (_, items, item_rows) = IdIndex::build(batch.column(1))?;
+    config.items = item_rows.len();
+    let sequences: Vec<Vec<u32>> = histories
+        .iter()
+        .map(|rows| rows.iter().filter_map(|&row| items[row].map(|i| i + 1)).collect())
+        .collect();
+    if sequences.iter().all(|s| s.len() < 3) {
+        return exec_err!("{NAME}: no user has three items in sequence (training needs two, validation one more)");
+    }
+    let started = Instant::now();
+    let mut progress = Progress::new(NAME, progress_mode(run), config.epochs);
+    let failed = |e: candle_core::Error| exec_datafusion_err!("{NAME}: {e}");
+    let (varmap, report) = sasrec::train(&sequences, &config, |done, loss, validation| {
+        progress.update_with_validation(done, Some(loss), validation);
+        !run.interrupt.cancelled()
+    })
+    .map_err(failed)?;
+    let seconds = started.elapsed().as_secs_f64();
+    let advice = "lower the learning rate or dim";
+    check_finished(&progress, run, report.loss, advice)?;
+    let model = sasrec::load(
+        config,
+        varmap
+            .data()
+            .lock()
+            .expect("variables")
+            .iter()
+            .map(|(name, var)| (name.clone(), var.as_tensor().clone()))
+            .collect(),
+    )
+    .map_err(failed)?;
+    let vectors = model.item_vectors().map_err(failed)?;
+    let item_ids = take(batch.column(1).as_ref(), &UInt32Array::from(item_rows), None)?;
+    let tensors = network_tensors(&varmap);
+    let file = ModelFile {
+        kind: "sasrec".to_string(),
+        config: json!({
+            "items": config.items, "dim": config.dim, "layers": config.layers, "heads": config.heads,
+            "max_len": config.max_len, "dropout": config.dropout, "epochs": report.epochs,
+            "seed": config.seed, "loss": report.loss, "validation_ndcg10": report.validation_ndcg,
+        }),
+        matrices: HashMap::from([("items".to_string(), (vectors, config.items, config.dim))]),
+        tensors,
+        ids: HashMap::from([("items".to_string(), item_ids)]),
+    };
+    let summary = format!(
+        "{} users, {} items, {} epochs, loss {:.4}, validation NDCG@10 {:.4}, {seconds:.1} s",
+        sequences.len(),
+        config.items,
+        report.epochs,
+        report.loss,
+        report.validation_ndcg,
+    );
+    finish(&progress, run, report.loss, advice, &file, path, &summary)?;
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(StringArray::from(vec![path.display().to_string()])),
+        Arc::new(Int64Array::from(vec![sequences.len() as i64])),
+        Arc::new(Int64Array::from(vec![config.items as i64])),
+        Arc::new(Int64Array::from(vec![report.epochs as i64])),
+        Arc::new(Float64Array::from(vec![f64::from(report.loss)])),
+        Arc::new(Float64Array::from(vec![report.validation_ndcg])),
+        Arc::new(Float64Array::from(vec![seconds])),
+    ];
+    Ok(RecordBatch::try_new(report_schema(), columns)?)
+}

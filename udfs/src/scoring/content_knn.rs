@@ -1,0 +1,121 @@
+//! `content_knn(interactions, item_vectors, k [, users])`: content-based recommendations,
+//! `R(u,i) = U(u)·C(i)` with `U(u)` the weighted mean of the content vectors of u's items, which
+//! is `Σ_j w_j·sim(U(u), C(j))` over the content features j of item i.
+
+use datafusion::arrow::array::RecordBatch;
+use datafusion::common::{Result, plan_err};
+use datafusion::logical_expr::Documentation;
+use datafusion_macros::user_doc;
+
+use super::knn::{EXPLAINED, Method, Options, Pick};
+use super::selection::{ItemMatrix, Metric, Selection};
+use crate::table_function::interactions::{IdIndex, Interactions};
+use crate::table_function::{Arguments, Planned, Run, TableFunction};
+use crate::vector::Vectors;
+
+#[user_doc(
+    doc_section(label = "Recommendation Functions"),
+    description = "Content-based recommendations: the top k unseen items per user by the dot product of the user's weighted mean content vector with each item's, with the history items that contributed most (because). Users of the users table without history get the most popular items (source = 'popular'). Rows: (user, rank, item, score, source, because).",
+    syntax_example = "content_knn(interactions, item_vectors, k [, users])",
+    sql_example = r#"```sql
+> SELECT * FROM content_knn('events', 'item_genres', 10);
+```"#,
+    argument(
+        name = "interactions",
+        description = "A table or view of (user, item[, weight]) rows."
+    ),
+    argument(
+        name = "item_vectors",
+        description = "A table or view of (item, vector) rows: the items' content."
+    ),
+    argument(name = "k", description = "How many items per user: a positive integer."),
+    argument(
+        name = "users",
+        description = "A table whose first column names the users to recommend for (default: every user of interactions)."
+    )
+)]
+#[derive(Debug, Default)]
+pub struct ContentKnn;
+
+impl TableFunction for ContentKnn {
+    fn name(&self) -> &'static str {
+        "content_knn"
+    }
+
+    fn documentation(&self) -> &Documentation {
+        self.doc().expect("documented")
+    }
+
+    fn plan(&self, args: &Arguments) -> Result<Planned> {
+        super::knn::plan(Method::Content, args)
+    }
+
+    fn compute(&self, inputs: &[RecordBatch], run: &Run) -> Result<RecordBatch> {
+        super::knn::compute(Method::Content, inputs, run)
+    }
+}
+
+pub(super) fn scorer<'a>(
+    interactions: &'a Interactions,
+    vectors: &RecordBatch,
+    options: &Options,
+) -> Result<impl Fn(usize) -> Vec<Pick> + Sync + 'a> {
+    let name = "content_knn";
+    if vectors.num_columns() < 2 {
+        return plan_err!("{name}: the item_vectors table needs (item, vector) columns");
+    }
+    // Content vectors in the interactions' item order; items without one score nothing.
+    let (index, _, first_rows) = IdIndex::build(vectors.column(0))?;
+    let content = Vectors::try_new(name, 2, vectors.column(1))?;
+    let dim = content.dim().unwrap_or(0);
+    let item_rows: Vec<Option<&[f32]>> = index
+        .lookup(&interactions.item_ids)?
+        .into_iter()
+        .map(|found| found.and_then(|i| content.row(first_rows[i as usize] as usize)))
+        .collect();
+    let matrix = ItemMatrix::new(item_rows.iter().copied(), dim, Metric::Dot);
+    let item_vectors: Vec<Option<Vec<f32>>> = item_rows.iter().map(|v| v.map(<[f32]>::to_vec)).collect();
+    let k = options.k;
+    Ok(move |u: usize| {
+        let mut profile = vec![0.0f32; dim];
+        let mut total = 0.0f32;
+        for (h, w) in interactions.by_user.row(u) {
+            if let Some(vector) = &item_vectors[h as usize] {
+                profile.iter_mut().zip(vector).for_each(|(p, x)| *p += w * x);
+                total += w;
+            }
+        }
+        if total == 0.0 {
+            return Vec::new();
+        }
+        profile.iter_mut().for_each(|p| *p /= total);
+        let seen = interactions.by_user.row_indices(u);
+        let best = super::selection::top_k(&[Some(&profile[..])], &matrix, Selection { k, threshold: None }, |_| {
+            seen
+        });
+        best.into_iter()
+            .next()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(i, score)| {
+                let target = item_vectors[i as usize].as_deref().unwrap_or(&[]);
+                let mut because: Vec<(u32, f32)> = interactions
+                    .by_user
+                    .row(u)
+                    .filter_map(|(h, w)| {
+                        let vector = item_vectors[h as usize].as_ref()?;
+                        Some((h, w * crate::vector::kernels::dot(vector, target) / total))
+                    })
+                    .collect();
+                because.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+                because.truncate(EXPLAINED);
+                Pick {
+                    item: i,
+                    score,
+                    source: "content_knn",
+                    because,
+                }
+            })
+            .collect()
+    })
+}

@@ -1,0 +1,113 @@
+//! `item_knn(interactions, k [, neighbours [, shrinkage [, users]]])`: item-based
+//! collaborative filtering, `R(u,i) = Σ_{j∈N(i)} sim(i,j)·r(u,j) / Σ_{j∈N(i)} |sim(i,j)|`, N(i)
+//! the `neighbours` items most similar to i by shrunk cosine `a·b / (‖a‖‖b‖ + shrinkage)`.
+
+use datafusion::arrow::array::RecordBatch;
+use datafusion::common::Result;
+use datafusion::logical_expr::Documentation;
+use datafusion_macros::user_doc;
+
+use super::knn::{EXPLAINED, Method, Options, Pick, best_of, neighbours};
+use crate::table_function::interactions::Interactions;
+use crate::table_function::{Arguments, Planned, Run, TableFunction};
+
+#[user_doc(
+    doc_section(label = "Recommendation Functions"),
+    description = "Item-based collaborative filtering over (user, item[, weight]) rows: the top k unseen items per user by Σ sim(i,j)·r(u,j) / Σ |sim(i,j)| over the neighbours j of i (shrunk cosine a·b / (‖a‖‖b‖ + shrinkage)), with the history items that contributed most (because). Users of the users table without history get the most popular items (source = 'popular'). Rows: (user, rank, item, score, source, because).",
+    syntax_example = "item_knn(interactions, k [, neighbours [, shrinkage [, users]]])",
+    sql_example = r#"```sql
+> SELECT * FROM item_knn('events', 10, 30);
+```"#,
+    argument(
+        name = "interactions",
+        description = "A table or view of (user, item[, weight]) rows."
+    ),
+    argument(name = "k", description = "How many items per user: a positive integer."),
+    argument(
+        name = "neighbours",
+        description = "How many similar items each item keeps (default 100)."
+    ),
+    argument(
+        name = "shrinkage",
+        description = "A number ≥ 0 added to the cosine's denominator (default 0)."
+    ),
+    argument(
+        name = "users",
+        description = "A table whose first column names the users to recommend for (default: every user of interactions)."
+    )
+)]
+#[derive(Debug, Default)]
+pub struct ItemKnn;
+
+impl TableFunction for ItemKnn {
+    fn name(&self) -> &'static str {
+        "item_knn"
+    }
+
+    fn documentation(&self) -> &Documentation {
+        self.doc().expect("documented")
+    }
+
+    fn plan(&self, args: &Arguments) -> Result<Planned> {
+        super::knn::plan(Method::ItemKnn, args)
+    }
+
+    fn compute(&self, inputs: &[RecordBatch], run: &Run) -> Result<RecordBatch> {
+        super::knn::compute(Method::ItemKnn, inputs, run)
+    }
+}
+
+pub(super) fn scorer<'a>(interactions: &'a Interactions, options: &Options) -> impl Fn(usize) -> Vec<Pick> + Sync + 'a {
+    let similar = neighbours(
+        &interactions.by_item,
+        &interactions.by_user,
+        options.neighbours.unwrap_or(100),
+        options.shrinkage.unwrap_or(0.0),
+    );
+    let denominators: Vec<f32> = similar.iter().map(|n| n.iter().map(|(_, s)| s.abs()).sum()).collect();
+    // reverse[j] = the items i that have j among their neighbours, with sim(i, j).
+    let mut reverse: Vec<Vec<(u32, f32)>> = vec![Vec::new(); interactions.items()];
+    for (i, list) in similar.iter().enumerate() {
+        for &(j, s) in list {
+            reverse[j as usize].push((i as u32, s));
+        }
+    }
+    let k = options.k;
+    move |u| {
+        let mut scores = vec![0.0f32; interactions.items()];
+        let mut touched = Vec::new();
+        for (j, r) in interactions.by_user.row(u) {
+            for &(i, s) in &reverse[j as usize] {
+                if scores[i as usize] == 0.0 {
+                    touched.push(i);
+                }
+                scores[i as usize] += s * r;
+            }
+        }
+        for &i in &touched {
+            scores[i as usize] /= denominators[i as usize];
+        }
+        let seen = interactions.by_user.row_indices(u);
+        best_of(&mut scores, &touched, seen, k)
+            .into_iter()
+            .map(|(i, score)| {
+                let history: Vec<(u32, f32)> = interactions.by_user.row(u).collect();
+                let mut because: Vec<(u32, f32)> = similar[i as usize]
+                    .iter()
+                    .filter_map(|&(j, s)| {
+                        let r = history.iter().find(|(h, _)| *h == j)?.1;
+                        Some((j, s * r / denominators[i as usize]))
+                    })
+                    .collect();
+                because.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+                because.truncate(EXPLAINED);
+                Pick {
+                    item: i,
+                    score,
+                    source: "item_knn",
+                    because,
+                }
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,338 @@
+//! Neighbourhood and content recommenders over a table of (user, item[, weight]) rows, all
+//! sparse (no dense user × item matrix), returning the top k unseen items per user:
+//!
+//! - `item_knn(interactions, k [, neighbours [, shrinkage [, users]]])`: item-based CF,
+//!   `R(u,i) = Σ_{j∈N(i)} sim(i,j)·r(u,j) / Σ_{j∈N(i)} |sim(i,j)|`, N(i) the `neighbours`
+//!   items most similar to i by shrunk cosine `a·b / (‖a‖‖b‖ + shrinkage)`;
+//! - `user_knn(interactions, k [, neighbours [, shrinkage [, users]]])`: user-based CF,
+//!   `R(u,i) = Σ_{v∈N(u)} sim(u,v)·r(v,i) / Σ_{v∈N(u)} |sim(u,v)|`;
+//! - `content_knn(interactions, item_vectors, k [, users])`: content-based,
+//!   `R(u,i) = U(u)·C(i)` with `U(u)` the weighted mean of the content vectors of u's items,
+//!   which is `Σ_j w_j·sim(U(u), C(j))` over the content features j of item i.
+//!
+//! Rows: (user, rank, item, score, source[, because]). `source` says where a row came from:
+//! the method, or `popular` for users with no history (cold start, when `users` names them)
+//! and for the places a user's own scores cannot fill. `because` lists the history items that
+//! contributed most to an item-CF or content score, as (item, contribution). Items whose
+//! score is undefined (Σ|sim| = 0) are not scored.
+
+//! The machinery `item_knn`, `user_knn` and `content_knn` share: they read a table of
+//! (user, item[, weight]) rows, all sparse (no dense user × item matrix), and return the top k
+//! unseen items per user as rows (user, rank, item, score, source[, because]). `source` says
+//! where a row came from: the method, or `popular` for users with no history (cold start,
+//! when `users` names them) and for the places a user's own scores cannot fill. `because`
+//! lists the history items that contributed most to an item-CF or content score, as (item,
+//! contribution). Items whose score is undefined (Σ|sim| = 0) are not scored.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{
+    ArrayRef, Float32Array, ListArray, RecordBatch, StringArray, StructArray, UInt32Array, UInt64Array,
+};
+use datafusion::arrow::buffer::OffsetBuffer;
+use datafusion::arrow::compute::take;
+use datafusion::arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef};
+use datafusion::common::{Result, exec_err};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use super::selection::select;
+use crate::table_function::interactions::{Csr, Interactions};
+use crate::table_function::{Arguments, Input, Planned, Run};
+
+/// How many history items `because` lists.
+pub(super) const EXPLAINED: usize = 3;
+
+/// Which recommender a table function runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Method {
+    ItemKnn,
+    UserKnn,
+    Content,
+}
+
+impl Method {
+    fn name(self) -> &'static str {
+        match self {
+            Method::ItemKnn => "item_knn",
+            Method::UserKnn => "user_knn",
+            Method::Content => "content_knn",
+        }
+    }
+
+    fn explains(self) -> bool {
+        self != Method::UserKnn
+    }
+}
+
+/// Options of one call.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(super) struct Options {
+    pub k: usize,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub neighbours: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shrinkage: Option<f32>,
+}
+
+/// One recommended item.
+#[derive(Debug, Clone)]
+pub(super) struct Pick {
+    pub item: u32,
+    pub score: f32,
+    pub source: &'static str,
+    pub because: Vec<(u32, f32)>,
+}
+
+/// Plans a call of `method`: the interactions (and for content the item vectors), k, the
+/// method's own options, and the optional users table.
+pub(super) fn plan(method: Method, args: &Arguments) -> Result<Planned> {
+    let mut inputs = vec![Input {
+        role: "interactions",
+        table: args.required_table(0, "interactions")?,
+        columns: None,
+    }];
+    let (options, users) = match method {
+        Method::Content => {
+            args.expect_count(3..=4)?;
+            inputs.push(Input {
+                role: "item_vectors",
+                table: args.required_table(1, "item_vectors")?,
+                columns: Some(2),
+            });
+            let k = args.positive_integer(2, "k", None)?;
+            let options = Options {
+                k,
+                neighbours: None,
+                shrinkage: None,
+            };
+            (options, args.table(3, "users")?)
+        }
+        _ => {
+            args.expect_count(2..=5)?;
+            let default_neighbours = if method == Method::ItemKnn { 100 } else { 50 };
+            let options = Options {
+                k: args.positive_integer(1, "k", None)?,
+                neighbours: Some(args.positive_integer(2, "neighbours", Some(default_neighbours))?),
+                shrinkage: Some(args.number(3, "shrinkage", 0.0..=f64::INFINITY, 0.0)? as f32),
+            };
+            (options, args.table(4, "users")?)
+        }
+    };
+    let interactions = inputs[0].table.provider.schema();
+    if interactions.fields().len() < 2 {
+        return datafusion::common::plan_err!(
+            "{}: the interactions table needs (user, item[, weight]) columns",
+            method.name()
+        );
+    }
+    // The weight is the third column when there is one; later columns are not read.
+    inputs[0].columns = Some(interactions.fields().len().min(3));
+    let schema = output_schema(method, interactions.field(0), interactions.field(1));
+    inputs.extend(users.map(|table| Input {
+        role: "users",
+        table,
+        columns: Some(1),
+    }));
+    Planned::new(inputs, &options, schema)
+}
+
+fn because_type(item_type: &DataType) -> DataType {
+    DataType::List(Arc::new(Field::new_list_field(
+        DataType::Struct(Fields::from(vec![
+            Field::new("item", item_type.clone(), true),
+            Field::new("contribution", DataType::Float32, false),
+        ])),
+        true,
+    )))
+}
+
+fn output_schema(method: Method, user: &Field, item: &Field) -> SchemaRef {
+    let item_name = if item.name() == user.name() {
+        format!("item_{}", item.name())
+    } else {
+        item.name().clone()
+    };
+    let mut fields = vec![
+        Field::new(user.name(), user.data_type().clone(), true),
+        Field::new("rank", DataType::UInt64, false),
+        Field::new(item_name, item.data_type().clone(), true),
+        Field::new("score", DataType::Float32, false),
+        Field::new("source", DataType::Utf8, false),
+    ];
+    if method.explains() {
+        fields.push(Field::new("because", because_type(item.data_type()), true));
+    }
+    Arc::new(Schema::new(fields))
+}
+
+/// Recommends for every user of the interactions, or of the users table when the call has
+/// one, with the scores of `method`.
+pub(super) fn compute(method: Method, tables: &[RecordBatch], run: &Run) -> Result<RecordBatch> {
+    let name = method.name();
+    let options: Options = run.call.options()?;
+    let has_users = run.call.has_input("users");
+    let interactions = Interactions::from_batch(name, &tables[0])?;
+    // The users to recommend for: those named (unknown ones are cold-start), or every user.
+    let (request_ids, request_indices): (ArrayRef, Vec<Option<u32>>) = if has_users {
+        let ids = Arc::clone(tables.last().expect("a users table").column(0));
+        let indices = interactions.user_indices(&ids)?;
+        (ids, indices)
+    } else {
+        let all = (0..interactions.users() as u32).map(Some).collect();
+        (Arc::clone(&interactions.user_ids), all)
+    };
+    let scorer: Box<dyn Fn(usize) -> Vec<Pick> + Sync> = match method {
+        Method::ItemKnn => Box::new(super::item_knn::scorer(&interactions, &options)),
+        Method::UserKnn => Box::new(super::user_knn::scorer(&interactions, &options)),
+        Method::Content => Box::new(super::content_knn::scorer(&interactions, &tables[1], &options)?),
+    };
+    let popular = interactions.popularity();
+    let picks: Vec<Vec<Pick>> = request_indices
+        .par_iter()
+        .map(|index| {
+            let (mut picks, seen): (Vec<Pick>, &[u32]) = match index {
+                Some(u) => (scorer(*u as usize), interactions.by_user.row_indices(*u as usize)),
+                None => (Vec::new(), &[]),
+            };
+            fill_with_popular(&mut picks, seen, &popular, options.k);
+            picks
+        })
+        .collect();
+    build_output(run.schema, method, &request_ids, &interactions.item_ids, &picks)
+}
+
+/// Tops a user's list up to k with the most popular items they have not seen.
+fn fill_with_popular(picks: &mut Vec<Pick>, seen: &[u32], popular: &[(u32, f32)], k: usize) {
+    for &(item, share) in popular {
+        if picks.len() >= k {
+            break;
+        }
+        if seen.binary_search(&item).is_err() && !picks.iter().any(|p| p.item == item) {
+            picks.push(Pick {
+                item,
+                score: share,
+                source: "popular",
+                because: Vec::new(),
+            });
+        }
+    }
+}
+
+/// The `neighbours` most similar rows to each row of `rows`, by shrunk cosine over `columns`
+/// (the same matrix transposed), as (row, similarity) lists.
+pub(super) fn neighbours(rows: &Csr, columns: &Csr, count: usize, shrinkage: f32) -> Vec<Vec<(u32, f32)>> {
+    let norms = rows.norms();
+    (0..rows.rows())
+        .into_par_iter()
+        .map_init(
+            || (vec![0.0f32; rows.rows()], Vec::<u32>::new()),
+            |(dots, touched), r| {
+                for (c, w) in rows.row(r) {
+                    for (other, w2) in columns.row(c as usize) {
+                        if dots[other as usize] == 0.0 {
+                            touched.push(other);
+                        }
+                        dots[other as usize] += w * w2;
+                    }
+                }
+                let mut similar: Vec<(u32, f32)> = touched
+                    .iter()
+                    .filter(|&&o| o as usize != r)
+                    .map(|&o| (o, dots[o as usize] / (norms[r] * norms[o as usize] + shrinkage)))
+                    .filter(|(_, s)| *s > 0.0)
+                    .collect();
+                for &o in touched.iter() {
+                    dots[o as usize] = 0.0;
+                }
+                touched.clear();
+                similar.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+                similar.truncate(count);
+                similar
+            },
+        )
+        .collect()
+}
+
+/// The k best unseen items among the `touched` entries of `scores`.
+pub(super) fn best_of(scores: &mut [f32], touched: &[u32], seen: &[u32], k: usize) -> Vec<(u32, f32)> {
+    for &i in seen {
+        scores[i as usize] = f32::NEG_INFINITY;
+    }
+    let mut candidates: Vec<(u32, f32)> = touched
+        .iter()
+        .map(|&i| (i, scores[i as usize]))
+        .filter(|(_, s)| s.is_finite())
+        .collect();
+    candidates.sort_unstable_by_key(|(i, _)| *i);
+    let values: Vec<f32> = candidates.iter().map(|(_, s)| *s).collect();
+    select(&values, k, f32::NEG_INFINITY)
+        .into_iter()
+        .map(|(position, s)| (candidates[position as usize].0, s))
+        .collect()
+}
+
+fn build_output(
+    schema: &SchemaRef,
+    method: Method,
+    user_ids: &ArrayRef,
+    item_ids: &ArrayRef,
+    picks: &[Vec<Pick>],
+) -> Result<RecordBatch> {
+    let total: usize = picks.iter().map(Vec::len).sum();
+    let (mut users, mut ranks, mut items, mut scores, mut sources) = (
+        Vec::with_capacity(total),
+        Vec::with_capacity(total),
+        Vec::with_capacity(total),
+        Vec::with_capacity(total),
+        Vec::with_capacity(total),
+    );
+    let (mut because_items, mut because_scores, mut because_offsets) = (Vec::new(), Vec::new(), vec![0i32]);
+    for (user, list) in picks.iter().enumerate() {
+        for (rank, pick) in list.iter().enumerate() {
+            users.push(user as u32);
+            ranks.push(rank as u64 + 1);
+            items.push(pick.item);
+            scores.push(pick.score);
+            sources.push(pick.source);
+            for &(item, contribution) in &pick.because {
+                because_items.push(item);
+                because_scores.push(contribution);
+            }
+            because_offsets.push(because_items.len() as i32);
+        }
+    }
+    let mut columns: Vec<ArrayRef> = vec![
+        take(user_ids.as_ref(), &UInt32Array::from(users), None)?,
+        Arc::new(UInt64Array::from(ranks)),
+        take(item_ids.as_ref(), &UInt32Array::from(items), None)?,
+        Arc::new(Float32Array::from(scores)),
+        Arc::new(StringArray::from(sources)),
+    ];
+    if method.explains() {
+        let DataType::List(field) = because_type(item_ids.data_type()) else {
+            unreachable!("because_type is a list")
+        };
+        let DataType::Struct(fields) = field.data_type().clone() else {
+            unreachable!("because_type holds structs")
+        };
+        let entries = StructArray::try_new(
+            fields,
+            vec![
+                take(item_ids.as_ref(), &UInt32Array::from(because_items), None)?,
+                Arc::new(Float32Array::from(because_scores)),
+            ],
+            None,
+        )?;
+        columns.push(Arc::new(ListArray::try_new(
+            field,
+            OffsetBuffer::new(because_offsets.into()),
+            Arc::new(entries),
+            None,
+        )?));
+    }
+    if columns[0].len() != columns[2].len() || columns.iter().any(|c| c.len() != total) {
+        return exec_err!("{}: internal error: column lengths differ", method.name());
+    }
+    Ok(RecordBatch::try_new(Arc::clone(schema), columns)?)
+}

@@ -1,0 +1,17 @@
+//! Scoring and top-k: `recommend` (user × item vectors through the blocked top-k kernel in
+//! [`selection`]), the neighbourhood and content recommenders `item_knn`, `user_knn` and
+//! `content_knn` (sharing [`knn`]), and the `top_k` aggregate for scores computed in SQL.
+
+pub mod content_knn;
+pub mod item_knn;
+mod knn;
+pub mod recommend;
+pub mod selection;
+pub mod top_k;
+pub mod user_knn;
+
+pub use content_knn::ContentKnn;
+pub use item_knn::ItemKnn;
+pub use recommend::{Recommend, RecommendExec};
+pub use top_k::TopK;
+pub use user_knn::UserKnn;

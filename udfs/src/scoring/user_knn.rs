@@ -1,0 +1,91 @@
+//! `user_knn(interactions, k [, neighbours [, shrinkage [, users]]])`: user-based
+//! collaborative filtering, `R(u,i) = Σ_{v∈N(u)} sim(u,v)·r(v,i) / Σ_{v∈N(u)} |sim(u,v)|` over
+//! the `neighbours` nearest users by shrunk cosine.
+
+use datafusion::arrow::array::RecordBatch;
+use datafusion::common::Result;
+use datafusion::logical_expr::Documentation;
+use datafusion_macros::user_doc;
+
+use super::knn::{Method, Options, Pick, best_of, neighbours};
+use crate::table_function::interactions::Interactions;
+use crate::table_function::{Arguments, Planned, Run, TableFunction};
+
+#[user_doc(
+    doc_section(label = "Recommendation Functions"),
+    description = "User-based collaborative filtering over (user, item[, weight]) rows: the top k unseen items per user by Σ sim(u,v)·r(v,i) / Σ |sim(u,v)| over u's nearest users v (shrunk cosine). Users of the users table without history get the most popular items (source = 'popular'). Rows: (user, rank, item, score, source).",
+    syntax_example = "user_knn(interactions, k [, neighbours [, shrinkage [, users]]])",
+    sql_example = r#"```sql
+> SELECT * FROM user_knn('events', 10, 25);
+```"#,
+    argument(
+        name = "interactions",
+        description = "A table or view of (user, item[, weight]) rows."
+    ),
+    argument(name = "k", description = "How many items per user: a positive integer."),
+    argument(
+        name = "neighbours",
+        description = "How many similar users each user keeps (default 50)."
+    ),
+    argument(
+        name = "shrinkage",
+        description = "A number ≥ 0 added to the cosine's denominator (default 0)."
+    ),
+    argument(
+        name = "users",
+        description = "A table whose first column names the users to recommend for (default: every user of interactions)."
+    )
+)]
+#[derive(Debug, Default)]
+pub struct UserKnn;
+
+impl TableFunction for UserKnn {
+    fn name(&self) -> &'static str {
+        "user_knn"
+    }
+
+    fn documentation(&self) -> &Documentation {
+        self.doc().expect("documented")
+    }
+
+    fn plan(&self, args: &Arguments) -> Result<Planned> {
+        super::knn::plan(Method::UserKnn, args)
+    }
+
+    fn compute(&self, inputs: &[RecordBatch], run: &Run) -> Result<RecordBatch> {
+        super::knn::compute(Method::UserKnn, inputs, run)
+    }
+}
+
+pub(super) fn scorer<'a>(interactions: &'a Interactions, options: &Options) -> impl Fn(usize) -> Vec<Pick> + Sync + 'a {
+    let similar = neighbours(
+        &interactions.by_user,
+        &interactions.by_item,
+        options.neighbours.unwrap_or(50),
+        options.shrinkage.unwrap_or(0.0),
+    );
+    let k = options.k;
+    move |u| {
+        let denominator: f32 = similar[u].iter().map(|(_, s)| s.abs()).sum();
+        let mut scores = vec![0.0f32; interactions.items()];
+        let mut touched = Vec::new();
+        for &(v, s) in &similar[u] {
+            for (i, r) in interactions.by_user.row(v as usize) {
+                if scores[i as usize] == 0.0 {
+                    touched.push(i);
+                }
+                scores[i as usize] += s * r / denominator;
+            }
+        }
+        let seen = interactions.by_user.row_indices(u);
+        best_of(&mut scores, &touched, seen, k)
+            .into_iter()
+            .map(|(item, score)| Pick {
+                item,
+                score,
+                source: "user_knn",
+                because: Vec::new(),
+            })
+            .collect()
+    }
+}

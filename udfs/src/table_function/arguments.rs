@@ -1,0 +1,204 @@
+//! The arguments of one table function call, read by position. Every check fails with one
+//! error shape: `function: argument N (role) must be …, got …`.
+
+use std::ops::RangeInclusive;
+use std::sync::Arc;
+
+use datafusion::catalog::{Session, TableFunctionArgs, TableProvider};
+use datafusion::common::{DataFusionError, Result, ScalarValue, TableReference, plan_err};
+use datafusion::logical_expr::Expr;
+
+/// A table or view named by an argument.
+#[derive(Debug, Clone)]
+pub struct NamedTable {
+    pub name: String,
+    pub provider: Arc<dyn TableProvider>,
+}
+
+/// The literal arguments of a call of `function`.
+pub struct Arguments<'a> {
+    function: &'static str,
+    syntax: &'a str,
+    exprs: &'a [Expr],
+    session: &'a dyn Session,
+}
+
+impl<'a> Arguments<'a> {
+    pub fn new(function: &'static str, syntax: &'a str, args: &TableFunctionArgs<'a, 'a>) -> Self {
+        Self {
+            function,
+            syntax,
+            exprs: args.exprs(),
+            session: args.session(),
+        }
+    }
+
+    pub fn function(&self) -> &'static str {
+        self.function
+    }
+
+    pub fn session(&self) -> &dyn Session {
+        self.session
+    }
+
+    /// Fails unless the call has a number of arguments in `range`.
+    pub fn expect_count(&self, range: RangeInclusive<usize>) -> Result<()> {
+        if range.contains(&self.exprs.len()) {
+            return Ok(());
+        }
+        plan_err!(
+            "{}: expected {}, got {} argument{}",
+            self.function,
+            self.syntax,
+            self.exprs.len(),
+            if self.exprs.len() == 1 { "" } else { "s" }
+        )
+    }
+
+    /// The error for argument `index` (0-based) in `role`, which must be `expected`.
+    pub fn invalid(&self, index: usize, role: &str, expected: &str, got: impl std::fmt::Display) -> DataFusionError {
+        DataFusionError::Plan(format!(
+            "{}: argument {} ({role}) must be {expected}, got {got}",
+            self.function,
+            index + 1
+        ))
+    }
+
+    /// Argument `index` as a literal, `None` when absent or NULL. An expression reads as its
+    /// text, so errors show what was written.
+    fn literal(&self, index: usize) -> Option<ScalarValue> {
+        let value = match self.exprs.get(index)? {
+            Expr::Literal(value, _) => value.clone(),
+            Expr::Negative(inner) => match inner.as_ref() {
+                Expr::Literal(value, _) => value.arithmetic_negate().ok()?,
+                other => ScalarValue::Utf8(Some(format!("-{other}"))),
+            },
+            other => ScalarValue::Utf8(Some(other.to_string())),
+        };
+        (!value.is_null()).then_some(value)
+    }
+
+    /// A text argument, `None` when absent or NULL.
+    pub fn text(&self, index: usize, role: &str) -> Result<Option<String>> {
+        match self.literal(index) {
+            None => Ok(None),
+            Some(ScalarValue::Utf8(Some(s)) | ScalarValue::LargeUtf8(Some(s)) | ScalarValue::Utf8View(Some(s))) => {
+                Ok(Some(s))
+            }
+            Some(other) => Err(self.invalid(index, role, "a string", other)),
+        }
+    }
+
+    /// A text argument that must be given and non-empty; `expected` says what it names.
+    pub fn required_text(&self, index: usize, role: &str, expected: &str) -> Result<String> {
+        match self.text(index, role)? {
+            Some(text) if !text.is_empty() => Ok(text),
+            _ => Err(self.invalid(index, role, expected, "nothing")),
+        }
+    }
+
+    /// An integer argument ≥ 1, or `default` when absent or NULL.
+    pub fn positive_integer(&self, index: usize, role: &str, default: Option<usize>) -> Result<usize> {
+        match (self.integer(index), default) {
+            (None, Some(default)) => Ok(default),
+            (Some(Ok(n)), _) if n > 0 => Ok(n as usize),
+            (other, _) => Err(self.invalid(index, role, "a positive integer", show(self, index, other))),
+        }
+    }
+
+    /// The seed of a seeded computation: an integer ≥ 0, 42 when absent or NULL.
+    pub fn seed(&self, index: usize) -> Result<u64> {
+        match self.integer(index) {
+            None => Ok(42),
+            Some(Ok(n)) if n >= 0 => Ok(n as u64),
+            other => Err(self.invalid(index, "seed", "a non-negative integer", show(self, index, other))),
+        }
+    }
+
+    /// A finite number in `range`, or `default` when absent or NULL.
+    pub fn number(&self, index: usize, role: &str, range: RangeInclusive<f64>, default: f64) -> Result<f64> {
+        Ok(self.optional_number(index, role, range)?.unwrap_or(default))
+    }
+
+    /// A finite number in `range`, `None` when absent or NULL.
+    pub fn optional_number(&self, index: usize, role: &str, range: RangeInclusive<f64>) -> Result<Option<f64>> {
+        let Some(value) = self.literal(index) else {
+            return Ok(None);
+        };
+        match value.cast_to(&datafusion::arrow::datatypes::DataType::Float64) {
+            Ok(ScalarValue::Float64(Some(v))) if v.is_finite() && range.contains(&v) => Ok(Some(v)),
+            _ => {
+                let expected = match (range.start(), range.end()) {
+                    (start, end) if end.is_infinite() && start.is_infinite() => "a finite number".to_string(),
+                    (start, end) if end.is_infinite() => format!("a number ≥ {start}"),
+                    (start, end) => format!("a number from {start} to {end}"),
+                };
+                Err(self.invalid(index, role, &expected, value))
+            }
+        }
+    }
+
+    /// A true/false argument, or `default` when absent or NULL.
+    pub fn boolean(&self, index: usize, role: &str, default: bool) -> Result<bool> {
+        match self.literal(index) {
+            None => Ok(default),
+            Some(ScalarValue::Boolean(Some(value))) => Ok(value),
+            Some(other) => Err(self.invalid(index, role, "true or false", other)),
+        }
+    }
+
+    /// The table or view named by argument `index`, `None` when absent, NULL or ''.
+    pub fn table(&self, index: usize, role: &str) -> Result<Option<NamedTable>> {
+        match self.text(index, role)? {
+            Some(name) if !name.is_empty() => {
+                let provider = resolve(self.function, self.session, &name, role)?;
+                Ok(Some(NamedTable { name, provider }))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// The table or view named by argument `index`, which must be given.
+    pub fn required_table(&self, index: usize, role: &str) -> Result<NamedTable> {
+        self.table(index, role)?
+            .ok_or_else(|| self.invalid(index, role, "the name of a table or view", "nothing"))
+    }
+
+    /// An integer literal as i64: `None` when absent, `Err` holding the value when it is not an
+    /// integer (or does not fit).
+    fn integer(&self, index: usize) -> Option<std::result::Result<i64, ScalarValue>> {
+        let value = self.literal(index)?;
+        if !value.data_type().is_integer() {
+            return Some(Err(value));
+        }
+        Some(match value.cast_to(&datafusion::arrow::datatypes::DataType::Int64) {
+            Ok(ScalarValue::Int64(Some(n))) => Ok(n),
+            _ => Err(value),
+        })
+    }
+}
+
+fn show(args: &Arguments, index: usize, value: Option<std::result::Result<i64, ScalarValue>>) -> String {
+    match value {
+        Some(Ok(n)) => n.to_string(),
+        Some(Err(v)) => v.to_string(),
+        None if index < args.exprs.len() => "NULL".to_string(),
+        None => "nothing".to_string(),
+    }
+}
+
+/// The table or view `name`, as the session resolves it.
+pub fn resolve(function: &str, session: &dyn Session, name: &str, role: &str) -> Result<Arc<dyn TableProvider>> {
+    let defaults = &session.config_options().catalog;
+    let reference = TableReference::from(name).resolve(&defaults.default_catalog, &defaults.default_schema);
+    let schema = session
+        .catalog_list()
+        .catalog(&reference.catalog)
+        .and_then(|catalog| catalog.schema(&reference.schema));
+    let table = match schema {
+        // Catalog lookups are async for remote catalogs; ours answer at once.
+        Some(schema) => futures::executor::block_on(schema.table(&reference.table))?,
+        None => None,
+    };
+    table.ok_or_else(|| DataFusionError::Plan(format!("{function}: {role} table '{name}' not found")))
+}

@@ -1,0 +1,156 @@
+//! The toolkit every recfusion table function is built from, and nothing above it: reading
+//! arguments ([`Arguments`]), the logical node a call plans to ([`TableCallNode`]) with its
+//! options as plain data ([`TableCall`]), the operator that computes from whole inputs
+//! ([`ComputeExec`]), the planner that turns nodes into operators ([`planner`]), and the
+//! interaction matrices the collaborative-filtering and training functions read
+//! ([`interactions`]).
+//!
+//! A function implements [`TableFunction`]: `plan` checks a call's arguments at planning time
+//! and says which tables it reads, with which options, returning which columns; `compute`
+//! turns the inputs into rows when the query runs. [`Registered`] makes it a DataFusion table
+//! function.
+
+pub mod arguments;
+pub mod exec;
+pub mod interactions;
+pub mod node;
+pub mod planner;
+
+use std::fmt::Debug;
+use std::sync::Arc;
+
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::catalog::{TableFunctionArgs, TableFunctionImpl, TableProvider, view::ViewTable};
+use datafusion::common::{Column, DataFusionError, Result, exec_err, plan_err};
+use datafusion::datasource::provider_as_source;
+use datafusion::logical_expr::{Documentation, Expr, Extension, LogicalPlan, LogicalPlanBuilder};
+use datafusion::physical_plan::ExecutionPlan;
+use serde::Serialize;
+
+pub use arguments::{Arguments, NamedTable};
+pub use exec::{ComputeExec, Interrupt, Run};
+pub use node::{TableCall, TableCallNode};
+
+/// A recfusion table function.
+pub trait TableFunction: Debug + Send + Sync {
+    /// Its SQL name.
+    fn name(&self) -> &'static str;
+
+    /// What `SHOW FUNCTIONS`, `information_schema.routines` and `\df` show.
+    fn documentation(&self) -> &Documentation;
+
+    /// Checks the arguments of a call and plans it; runs when the query is planned.
+    fn plan(&self, args: &Arguments) -> Result<Planned>;
+
+    /// The rows of a call from its inputs, each read whole; runs when the query runs.
+    fn compute(&self, inputs: &[RecordBatch], run: &Run) -> Result<RecordBatch>;
+
+    /// The operator of a function that has its own (streaming) one; `None` for the others,
+    /// which run as a [`ComputeExec`] that reads every input whole and calls
+    /// [`TableFunction::compute`].
+    fn own_operator(
+        &self,
+        _call: &TableCall,
+        _inputs: &[Arc<dyn ExecutionPlan>],
+        _schema: &SchemaRef,
+    ) -> Result<Option<Arc<dyn ExecutionPlan>>> {
+        Ok(None)
+    }
+}
+
+/// An input of a call: a named table, of which the first `columns` columns are read (all when
+/// `None`).
+#[derive(Debug)]
+pub struct Input {
+    pub role: &'static str,
+    pub table: NamedTable,
+    pub columns: Option<usize>,
+}
+
+/// A planned call: what it reads, its options, and the columns it returns.
+#[derive(Debug)]
+pub struct Planned {
+    pub inputs: Vec<Input>,
+    pub options: serde_json::Map<String, serde_json::Value>,
+    pub schema: SchemaRef,
+}
+
+impl Planned {
+    /// A plan whose options are `options` as plain data.
+    pub fn new(inputs: Vec<Input>, options: &impl Serialize, schema: SchemaRef) -> Result<Self> {
+        let options = match serde_json::to_value(options) {
+            Ok(serde_json::Value::Object(map)) => map,
+            Ok(serde_json::Value::Null) => serde_json::Map::new(),
+            Ok(other) => return plan_err!("table function options must be a struct, got {other}"),
+            Err(e) => return Err(DataFusionError::Plan(format!("table function options: {e}"))),
+        };
+        Ok(Self {
+            inputs,
+            options,
+            schema,
+        })
+    }
+}
+
+/// A [`TableFunction`] as DataFusion calls it: each call becomes a [`TableCallNode`] over
+/// scans of its inputs.
+#[derive(Debug)]
+pub struct Registered(pub Arc<dyn TableFunction>);
+
+impl TableFunctionImpl for Registered {
+    fn call_with_args(&self, args: TableFunctionArgs) -> Result<Arc<dyn TableProvider>> {
+        let function = &self.0;
+        let syntax = &function.documentation().syntax_example;
+        let arguments = Arguments::new(function.name(), syntax, &args);
+        let planned = function.plan(&arguments)?;
+        let mut inputs = Vec::with_capacity(planned.inputs.len());
+        let mut names = Vec::with_capacity(planned.inputs.len());
+        for input in planned.inputs {
+            inputs.push(scan(function.name(), &input)?);
+            names.push((input.role.to_string(), input.table.name));
+        }
+        let call = TableCall {
+            function: function.name().to_string(),
+            inputs: names,
+            options: planned.options,
+        };
+        let node = TableCallNode::new(call, Arc::clone(function), inputs, planned.schema)?;
+        let plan = LogicalPlan::Extension(Extension { node: Arc::new(node) });
+        Ok(Arc::new(ViewTable::new(plan, None)))
+    }
+}
+
+/// The plan that reads an input: a scan of the table (a view is inlined), keeping its first
+/// `columns` columns.
+fn scan(function: &str, input: &Input) -> Result<LogicalPlan> {
+    let table = &input.table;
+    let available = table.provider.schema().fields().len();
+    let builder = LogicalPlanBuilder::scan(
+        table.name.as_str(),
+        provider_as_source(Arc::clone(&table.provider)),
+        None,
+    )?;
+    match input.columns {
+        Some(columns) if columns > available => {
+            plan_err!(
+                "{function}: the {} table '{}' needs at least {columns} columns, it has {available}",
+                input.role,
+                table.name
+            )
+        }
+        Some(columns) if columns < available => {
+            let schema = Arc::clone(builder.schema());
+            let keep: Vec<Expr> = (0..columns)
+                .map(|i| Expr::Column(Column::from(schema.qualified_field(i))))
+                .collect();
+            builder.project(keep)?.build()
+        }
+        _ => builder.build(),
+    }
+}
+
+/// The body of [`TableFunction::compute`] for functions with their own operator.
+pub fn computed_by_own_operator(function: &str) -> Result<RecordBatch> {
+    exec_err!("{function}: runs as its own operator, not as a computation")
+}

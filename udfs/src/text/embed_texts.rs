@@ -1,0 +1,94 @@
+//! `embed_texts(table [, dim])`: TF-IDF text embeddings of a whole (id, text) table —
+//! `embed_text`'s hashed n-grams weighted by inverse document frequency over the table.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, AsArray, RecordBatch};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use datafusion::common::{Result, ScalarValue, plan_err};
+use datafusion::logical_expr::Documentation;
+use datafusion_macros::user_doc;
+use serde::{Deserialize, Serialize};
+
+use super::{DEFAULT_DIM, hashed, vectors};
+use crate::table_function::{Arguments, Input, Planned, Run, TableFunction};
+use crate::vector::vector_type;
+
+const NAME: &str = "embed_texts";
+
+#[user_doc(
+    doc_section(label = "Text Functions"),
+    description = "TF-IDF text embeddings of a whole (id, text) table: embed_text's hashed words, word pairs and character n-grams weighted by inverse document frequency over the table, L2-normalised. NULL for a text without words. Rows: (id, vector).",
+    syntax_example = "embed_texts(table [, dim])",
+    sql_example = r#"```sql
+> CREATE TABLE item_text AS SELECT * FROM embed_texts('item_descriptions', 256);
+```"#,
+    argument(name = "table", description = "A table or view of (id, text) rows."),
+    argument(
+        name = "dim",
+        description = "Number of dimensions, an integer from 1 to 65536 (default 256)."
+    )
+)]
+#[derive(Debug, Default)]
+pub struct EmbedTexts;
+
+/// Options of one call.
+#[derive(Debug, Serialize, Deserialize)]
+struct Options {
+    dim: usize,
+}
+
+impl TableFunction for EmbedTexts {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn documentation(&self) -> &Documentation {
+        self.doc().expect("documented")
+    }
+
+    fn plan(&self, args: &Arguments) -> Result<Planned> {
+        args.expect_count(1..=2)?;
+        let table = args.required_table(0, "texts")?;
+        let dim = match args.positive_integer(1, "dim", Some(DEFAULT_DIM))? {
+            dim if dim <= 65536 => dim,
+            dim => return Err(args.invalid(1, "dim", "an integer from 1 to 65536", ScalarValue::from(dim as u64))),
+        };
+        let input = table.provider.schema();
+        if input.fields().len() < 2 {
+            return plan_err!("{NAME}: the table needs (id, text) columns");
+        }
+        let schema = Arc::new(Schema::new(vec![
+            Field::new(input.field(0).name(), input.field(0).data_type().clone(), true),
+            Field::new("vector", vector_type(dim), true),
+        ]));
+        let input = Input {
+            role: "texts",
+            table,
+            columns: Some(2),
+        };
+        Planned::new(vec![input], &Options { dim }, schema)
+    }
+
+    fn compute(&self, inputs: &[RecordBatch], run: &Run) -> Result<RecordBatch> {
+        let Options { dim } = run.call.options()?;
+        let texts = cast(inputs[0].column(1), &DataType::Utf8)?;
+        let texts = texts.as_string::<i32>();
+        let documents: Vec<_> = (0..texts.len())
+            .map(|row| match texts.is_valid(row) {
+                true => hashed::features(texts.value(row)),
+                false => Default::default(),
+            })
+            .collect();
+        let weights = hashed::idf(&documents);
+        let rows = documents
+            .iter()
+            .map(|d| hashed::embed(d, dim, Some(&weights)))
+            .collect();
+        Ok(RecordBatch::try_new(
+            Arc::clone(run.schema),
+            vec![Arc::clone(inputs[0].column(0)), vectors(rows, dim)?],
+        )?)
+    }
+}
