@@ -9,8 +9,9 @@ use std::time::Instant;
 use datafusion::common::{DataFusionError, Result};
 use datafusion::prelude::SessionContext;
 
+use crate::command::MetaCommand;
 use crate::print::{PrintFormat, write_batches};
-use crate::script::{split_statements, substitute_variables};
+use crate::script::{is_complete, split_statements, substitute_variables};
 
 /// How results are shown.
 #[derive(Debug, Clone)]
@@ -75,6 +76,16 @@ impl fmt::Display for StatementError {
 }
 
 impl std::error::Error for StatementError {}
+
+impl StatementError {
+    fn new(source: &str, line: usize, error: DataFusionError) -> Self {
+        Self {
+            source: source.to_string(),
+            line,
+            error,
+        }
+    }
+}
 
 /// Runs statements against one session.
 pub struct Runner {
@@ -142,24 +153,97 @@ impl Runner {
         Ok(())
     }
 
-    /// Runs every statement of `text`. Stops at the first failure unless `continue_on_error`,
-    /// in which case failures are printed as they happen and the first is returned at the end.
-    pub async fn run_script(&self, text: &str, source: &str) -> std::result::Result<(), StatementError> {
-        let mut first_failure = None;
-        for statement in split_statements(text) {
-            if let Err(error) = self.execute(&statement.sql).await {
-                let failure = StatementError {
-                    source: source.to_string(),
-                    line: statement.line,
-                    error,
+    /// Runs a script: SQL statements ending in `;` (the last may omit it) and, at the start of
+    /// a line between statements, meta commands such as `\d`. The first failure stops the
+    /// script unless `continue_on_error`; errors name `source` and the line.
+    pub async fn run_script(&mut self, text: &str, source: &str) -> std::result::Result<(), StatementError> {
+        let mut failures = Failures::new(self.continue_on_error);
+        let mut pending = String::new();
+        let mut pending_line = 1;
+        for (index, line) in text.lines().enumerate() {
+            let number = index + 1;
+            if pending.trim().is_empty() && line.trim_start().starts_with('\\') {
+                pending.clear();
+                let outcome = match MetaCommand::parse(line) {
+                    Ok(command) => Box::pin(command.execute(self)).await,
+                    Err(error) => Err(error),
                 };
-                if !self.continue_on_error {
-                    return Err(failure);
+                match outcome {
+                    Ok(true) => {}
+                    Ok(false) => return failures.finish(),
+                    Err(error) => failures.add(StatementError::new(source, number, error))?,
                 }
-                eprintln!("Error: {failure}");
-                first_failure.get_or_insert(failure);
+                continue;
+            }
+            if pending.trim().is_empty() {
+                pending.clear();
+                pending_line = number;
+            }
+            pending.push_str(line);
+            pending.push('\n');
+            if is_complete(&pending) {
+                let statements = std::mem::take(&mut pending);
+                self.run_statements(&statements, pending_line, source, &mut failures)
+                    .await?;
             }
         }
-        first_failure.map_or(Ok(()), Err)
+        if !pending.trim().is_empty() {
+            self.run_statements(&pending, pending_line, source, &mut failures)
+                .await?;
+        }
+        failures.finish()
+    }
+
+    /// Runs the statements of `text`, which starts on line `first_line` of `source`.
+    async fn run_statements(
+        &self,
+        text: &str,
+        first_line: usize,
+        source: &str,
+        failures: &mut Failures,
+    ) -> std::result::Result<(), StatementError> {
+        let statements = match split_statements(text) {
+            Ok(statements) => statements,
+            Err(unterminated) => {
+                let line = first_line + unterminated.line - 1;
+                let error = DataFusionError::Plan("the /* comment starting here is never closed with */".to_string());
+                return failures.add(StatementError::new(source, line, error));
+            }
+        };
+        for statement in statements {
+            if let Err(error) = self.execute(&statement.sql).await {
+                failures.add(StatementError::new(source, first_line + statement.line - 1, error))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The failures of a script: the first stops it, or with `continue_on_error` each is printed
+/// and the first is reported at the end.
+struct Failures {
+    continue_on_error: bool,
+    first: Option<StatementError>,
+}
+
+impl Failures {
+    fn new(continue_on_error: bool) -> Self {
+        Self {
+            continue_on_error,
+            first: None,
+        }
+    }
+
+    fn add(&mut self, failure: StatementError) -> std::result::Result<(), StatementError> {
+        if !self.continue_on_error {
+            return Err(failure);
+        }
+        eprintln!("Error: {failure}");
+        self.first.get_or_insert(failure);
+        Ok(())
+    }
+
+    fn finish(self) -> std::result::Result<(), StatementError> {
+        self.first.map_or(Ok(()), Err)
     }
 }

@@ -27,8 +27,9 @@ Examples:
 #[derive(Debug, Parser)]
 #[command(name = "recfusion", version, about, after_help = EXAMPLES)]
 struct Args {
-    /// Run this SQL (repeatable; runs in order with --file).
-    #[arg(short = 'c', long = "command", value_name = "SQL")]
+    /// Run this SQL (repeatable; runs in order with --file). SQL may start with `-`, as a
+    /// `-- comment` does.
+    #[arg(short = 'c', long = "command", value_name = "SQL", allow_hyphen_values = true)]
     commands: Vec<String>,
 
     /// Run the SQL statements in FILE (repeatable; runs in order with --command).
@@ -44,7 +45,7 @@ struct Args {
     quiet: bool,
 
     /// Rows a table shows at most (default: 40 in the shell, all in batch mode; 0 = all).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
     maxrows: Option<usize>,
 
     /// Define a variable, substituted into statements as ${NAME} (repeatable).
@@ -69,6 +70,7 @@ struct Args {
 enum Job {
     Command(usize, String),
     File(PathBuf),
+    Stdin,
 }
 
 fn jobs_in_order(matches: &clap::ArgMatches, args: &Args) -> Vec<Job> {
@@ -93,10 +95,13 @@ fn main() -> ExitCode {
         Ok(args) => args,
         Err(error) => error.exit(),
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("Error: cannot start the query runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
     runtime.block_on(run(&matches, args))
 }
 
@@ -145,7 +150,11 @@ async fn run(matches: &clap::ArgMatches, args: Args) -> ExitCode {
             return fail(error.to_string());
         }
     }
-    let jobs = jobs_in_order(matches, &args);
+    let mut jobs = jobs_in_order(matches, &args);
+    // Statements piped in are a batch, run as a file would be: `recfusion < nightly.sql`.
+    if jobs.is_empty() && !std::io::stdin().is_terminal() {
+        jobs.push(Job::Stdin);
+    }
     let interactive = jobs.is_empty();
     let max_rows = match args.maxrows {
         Some(0) => None,
@@ -176,6 +185,10 @@ async fn run(matches: &clap::ArgMatches, args: Args) -> ExitCode {
             Job::File(path) => match std::fs::read_to_string(&path) {
                 Ok(text) => runner.run_script(&text, &path.display().to_string()).await,
                 Err(error) => return fail(format!("cannot read {}: {error}", path.display())),
+            },
+            Job::Stdin => match std::io::read_to_string(std::io::stdin()) {
+                Ok(text) => runner.run_script(&text, "<stdin>").await,
+                Err(error) => return fail(format!("cannot read standard input: {error}")),
             },
         };
         if let Err(error) = result {

@@ -199,11 +199,16 @@ pub async fn run(runner: &mut Runner) -> rustyline::Result<()> {
         }
         let text = std::mem::take(&mut pending);
         let _ = editor.add_history_entry(text.as_str());
-        for statement in split_statements(&text) {
-            if let Err(error) = runner.execute(&statement.sql).await {
-                eprintln!("Error: {error}");
-                break;
+        match split_statements(&text) {
+            Ok(statements) => {
+                for statement in statements {
+                    if let Err(error) = runner.execute(&statement.sql).await {
+                        eprintln!("Error: {error}");
+                        break;
+                    }
+                }
             }
+            Err(_) => eprintln!("Error: a /* comment is never closed with */"),
         }
         *words.lock().expect("completion words") = session_words(runner).await;
     }

@@ -23,10 +23,18 @@ enum State {
     BlockComment,
 }
 
+/// A script that cannot be split: a `/*` comment that never ends would swallow the rest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unterminated {
+    /// 1-based line where the comment starts.
+    pub line: usize,
+}
+
 /// Splits a script on `;` outside quotes and comments. Text after the last `;` is a final
 /// statement when it holds code; comment-only pieces are dropped.
-pub fn split_statements(text: &str) -> Vec<Statement> {
+pub fn split_statements(text: &str) -> std::result::Result<Vec<Statement>, Unterminated> {
     let mut statements = Vec::new();
+    let mut comment_line = 0;
     let mut state = State::Code;
     let mut current = String::new();
     let mut start_line = None;
@@ -49,7 +57,10 @@ pub fn split_statements(text: &str) -> Vec<Statement> {
                 '\'' => state = State::SingleQuote,
                 '"' => state = State::DoubleQuote,
                 '-' if next == Some('-') => state = State::LineComment,
-                '/' if next == Some('*') => state = State::BlockComment,
+                '/' if next == Some('*') => {
+                    state = State::BlockComment;
+                    comment_line = line;
+                }
                 _ => {}
             },
             State::SingleQuote if c == '\'' => state = State::Code,
@@ -72,13 +83,16 @@ pub fn split_statements(text: &str) -> Vec<Statement> {
         }
         current.push(c);
     }
+    if state == State::BlockComment {
+        return Err(Unterminated { line: comment_line });
+    }
     if let Some(start) = start_line {
         statements.push(Statement {
             sql: current.trim().to_string(),
             line: start,
         });
     }
-    statements
+    Ok(statements)
 }
 
 /// True when `text` ends a statement: its last code outside quotes and comments is `;`.
@@ -152,7 +166,7 @@ mod tests {
     #[test]
     fn splits_on_semicolons_outside_quotes_and_comments() {
         let script = "-- setup\nSELECT 'a;b';\n\n/* x; y */ SELECT 2\n  ; -- trailing; comment\nSELECT \"c;\" FROM t";
-        let statements = split_statements(script);
+        let statements = split_statements(script).unwrap();
         assert_eq!(
             statements,
             vec![
@@ -174,7 +188,17 @@ mod tests {
 
     #[test]
     fn comment_only_pieces_are_dropped() {
-        assert!(split_statements("-- nothing here;\n/* nor; here */\n ; ;").is_empty());
+        assert!(
+            split_statements("-- nothing here;\n/* nor; here */\n ; ;")
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn an_unclosed_comment_is_an_error_naming_its_line() {
+        let error = split_statements("SELECT 1;\n\n/* forgot to close\nSELECT 2;").unwrap_err();
+        assert_eq!(error, Unterminated { line: 3 });
     }
 
     #[test]

@@ -24,6 +24,50 @@ use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
 use crate::sqlite::write::{WriteMode, WriteRequest, drop_table, execute_ddl, write};
 use crate::sqlite::{self, AttachOptions, SqliteTable, quote};
 
+/// Where a `COPY … TO 'file'` writes before the file is complete: a hidden name in the same
+/// directory, with the same extension (which tells DataFusion to write one file). `None` for
+/// partitioned, directory and remote targets, which DataFusion writes as it does.
+fn partial_path(output_url: &str, partition_by: &[String]) -> Option<std::path::PathBuf> {
+    if !partition_by.is_empty() || output_url.contains("://") || output_url.ends_with('/') {
+        return None;
+    }
+    let target = Path::new(output_url);
+    let extension = target.extension()?.to_str()?;
+    let stem = target.file_stem()?.to_str()?;
+    let name = format!(".{stem}.partial-{}.{extension}", std::process::id());
+    Some(target.with_file_name(name))
+}
+
+/// Runs a `COPY` into `partial`, then renames it over the target: a query that fails part-way
+/// leaves the target as it was, and no partial file behind.
+async fn copy_atomically(
+    ctx: &SessionContext,
+    copy: &datafusion::logical_expr::dml::CopyTo,
+    partial: &Path,
+) -> Result<DataFrame> {
+    let target = copy.output_url.clone();
+    let mut into_partial = copy.clone();
+    into_partial.output_url = partial.display().to_string();
+    let written = DataFrame::new(ctx.state(), LogicalPlan::Copy(into_partial))
+        .collect()
+        .await;
+    let renamed = written.and_then(|batches| {
+        std::fs::rename(partial, &target).map_err(|e| {
+            datafusion::common::DataFusionError::Execution(format!(
+                "COPY: cannot move the finished file to '{target}': {e}"
+            ))
+        })?;
+        Ok(batches)
+    });
+    match renamed {
+        Ok(batches) => ctx.read_batches(batches),
+        Err(error) => {
+            let _ = std::fs::remove_file(partial);
+            Err(error)
+        }
+    }
+}
+
 /// Runs one SQL statement and returns its result. `ATTACH`/`DETACH` and writes to attached
 /// SQLite files are carried out here (writes return a one-row `count`); anything else is
 /// planned and run by DataFusion, as `SessionContext::sql` would.
@@ -67,6 +111,11 @@ pub async fn execute_sql(ctx: &SessionContext, sql: &str) -> Result<DataFrame> {
         }
     }
     let plan = state.statement_to_plan(statement).await?;
+    if let LogicalPlan::Copy(copy) = &plan
+        && let Some(partial) = partial_path(&copy.output_url, &copy.partition_by)
+    {
+        return copy_atomically(ctx, copy, &partial).await;
+    }
     match &plan {
         LogicalPlan::Ddl(DdlStatement::CreateMemoryTable(create)) => {
             if let Some(database) = sqlite::attached(ctx, &create.name) {

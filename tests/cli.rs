@@ -144,26 +144,75 @@ fn help_shows_examples() {
     assert!(stdout(&output).contains("recfusion -f examples/quickstart.sql"));
 }
 
-#[test]
-fn shell_reads_statements_from_stdin_and_survives_errors() {
+/// Runs recfusion with `input` piped on stdin.
+fn piped(args: &[&str], input: &str) -> Output {
     let dir = tempfile::tempdir().unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_recfusion"))
-        .args(["--format", "csv"])
+        .args(args)
         .env("RECFUSION_HISTORY", dir.path().join("history"))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let input = "SELECT no_such_column;\nCREATE TABLE t AS\n  SELECT 1 AS x;\n\\d t\n\\df cosine\nSELECT x + 1 AS y FROM t;\n\\q\n";
     child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
-    let output = child.wait_with_output().unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn statements_piped_on_stdin_run_as_a_batch() {
+    // Meta commands work between statements, and a last statement without `;` runs.
+    let input = "CREATE TABLE t AS\n  SELECT 1 AS x;\n\\d t\n\\df cosine\nSELECT x + 1 AS y FROM t";
+    let output = piped(&["--format", "csv"], input);
     assert!(output.status.success(), "{}", stderr(&output));
     let out = stdout(&output);
-    assert!(stderr(&output).contains("no_such_column"), "{}", stderr(&output));
     assert!(out.contains("column_name,data_type,is_nullable\nx,Int64"), "{out}");
     assert!(out.contains("array_cosine_similarity(a, b)"), "{out}");
-    assert!(out.contains("y\n2\n"), "{out}");
+    assert!(out.ends_with("y\n2\n"), "{out}");
+
+    // The first failing statement stops the batch with exit code 1 and names its line.
+    let input = "SELECT 1 AS a;\nSELECT no_such_column;\nSELECT 3 AS c;\n";
+    let output = piped(&["-q", "--format", "csv"], input);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stderr(&output).contains("<stdin> line 2:"), "{}", stderr(&output));
+    assert!(stderr(&output).contains("no_such_column"), "{}", stderr(&output));
+    assert_eq!(stdout(&output), "a\n1\n");
+
+    // --continue-on-error runs the rest; the exit code still reports the failure.
+    let output = piped(&["-q", "--format", "csv", "--continue-on-error"], input);
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(stdout(&output), "a\n1\nc\n3\n");
+}
+
+#[test]
+fn an_unclosed_comment_is_an_error_naming_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("job.sql");
+    std::fs::write(
+        &script,
+        "SELECT 1 AS a;\n\n/* the rest is commented out by mistake\nSELECT 2 AS b;\n",
+    )
+    .unwrap();
+    let output = recfusion(&["-q", "--format", "csv", "-f", script.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(1));
+    let error = stderr(&output);
+    assert!(error.contains("job.sql line 3:"), "{error}");
+    assert!(error.contains("never closed"), "{error}");
+    assert_eq!(stdout(&output), "a\n1\n");
+}
+
+#[test]
+fn sql_and_numbers_that_start_with_a_dash_are_values() {
+    let output = recfusion(&["-q", "--format", "csv", "-c", "-- a comment first\nSELECT 1 AS one"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(stdout(&output), "one\n1\n");
+    let output = recfusion(&["--maxrows", "-1", "-c", "SELECT 1"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr(&output).contains("invalid value '-1' for '--maxrows <N>'"),
+        "{}",
+        stderr(&output)
+    );
 }
 
 #[test]
@@ -243,4 +292,48 @@ fn training_reports_one_line_and_ctrl_c_leaves_no_model() {
     assert_eq!(output.status.code(), Some(1));
     assert!(stderr(&output).contains("cancelled"), "{}", stderr(&output));
     assert!(!model.exists(), "a cancelled training wrote a model");
+}
+
+/// The table functions that read a model file while planning show their call in EXPLAIN like
+/// every other table function: the function, its inputs by role, its options.
+#[test]
+fn explain_shows_model_reading_table_functions() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name).display().to_string();
+    let (als, sasrec, tower) = (
+        path("als.safetensors"),
+        path("sasrec.safetensors"),
+        path("tower.safetensors"),
+    );
+    let statements = [
+        "CREATE TABLE events AS SELECT value % 40 AS user_id, value % 13 AS item_id, value AS ts FROM generate_series(1, 400) AS s(value)".to_string(),
+        "CREATE TABLE people AS SELECT DISTINCT user_id, user_id % 3 AS age FROM events".to_string(),
+        format!("SELECT users FROM train_als('events', '{als}', 4, 2)"),
+        format!("SELECT users FROM train_sasrec('events', '{sasrec}', 8, 1, 10, 1)"),
+        format!("SELECT users FROM train_two_tower('events', '{tower}', 'people', 4, 1)"),
+        format!("EXPLAIN SELECT * FROM model_vectors('{als}', 'items')"),
+        format!("EXPLAIN SELECT * FROM sasrec_profiles('{sasrec}', 'events')"),
+        format!("EXPLAIN SELECT * FROM two_tower_profiles('{tower}', 'people')"),
+    ];
+    let mut args = vec!["-q", "--format", "csv"];
+    for statement in &statements {
+        args.extend(["-c", statement.as_str()]);
+    }
+    let output = recfusion(&args);
+    assert!(output.status.success(), "{}", stderr(&output));
+    // The weights and their description are written with the same mode.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |path: &str| std::fs::metadata(path).unwrap().permissions().mode();
+    assert_eq!(mode(&als), mode(&format!("{als}.json")));
+    let out = stdout(&output);
+    for expected in [
+        format!("model_vectors: path={als}, side=items"),
+        format!("ComputeExec: model_vectors: path={als}, side=items"),
+        format!("sasrec_profiles: interactions=events, path={sasrec}"),
+        format!("ComputeExec: sasrec_profiles: interactions=events, path={sasrec}"),
+        format!("two_tower_profiles: user_features=people, path={tower}"),
+        format!("ComputeExec: two_tower_profiles: user_features=people, path={tower}"),
+    ] {
+        assert!(out.contains(&expected), "no `{expected}` in:\n{out}");
+    }
 }

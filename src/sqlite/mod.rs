@@ -303,6 +303,17 @@ fn attachments(ctx: &SessionContext) -> Arc<Attached> {
 
 /// Attaches the SQLite file at `path` as schema `name` of the session's default catalog.
 pub fn attach(ctx: &SessionContext, path: &Path, name: &str, options: AttachOptions) -> Result<Arc<SqliteDatabase>> {
+    // Each statement opens its own connection, so an in-memory database would be gone after
+    // the statement that wrote it: refuse it rather than lose what is written there.
+    let shown = path.to_string_lossy();
+    if shown.trim().is_empty() {
+        return plan_err!("ATTACH: the path is empty; name a SQLite file, e.g. ATTACH 'scratch.sqlite' AS {name}");
+    }
+    if shown == ":memory:" || shown.starts_with("file::memory:") || shown.contains("mode=memory") {
+        return plan_err!(
+            "ATTACH: '{shown}' is an in-memory database, which would not outlive one statement; attach a file, e.g. ATTACH 'scratch.sqlite' AS {name}"
+        );
+    }
     let catalog = default_catalog(ctx)?;
     let attached = attachments(ctx);
     let mut registry = attached.0.lock().expect("attached databases");

@@ -43,7 +43,7 @@ pub struct ReadCsv;
 #[derive(Debug, Serialize, Deserialize)]
 struct Options {
     path: String,
-    delimiter: u8,
+    delimiter: char,
     encoding: String,
     header: bool,
 }
@@ -67,7 +67,7 @@ fn read(options: &Options) -> Result<(SchemaRef, Vec<RecordBatch>)> {
     let text = decode(bytes, &options.encoding)?;
     let format = Format::default()
         .with_header(options.header)
-        .with_delimiter(options.delimiter);
+        .with_delimiter(options.delimiter as u8);
     let (inferred, _) = format
         .infer_schema(Cursor::new(text.as_bytes()), None)
         .map_err(|e| plan_datafusion_err!("{NAME}: '{path}': {e}"))?;
@@ -109,9 +109,9 @@ impl TableFunction for ReadCsv {
         args.expect_count(1..=4)?;
         let path = args.required_text(0, "path", "the file's path")?;
         let delimiter = match args.text(1, "delimiter")?.as_deref() {
-            None => b',',
-            Some("\\t" | "\t" | "tab") => b'\t',
-            Some(d) if d.len() == 1 => d.as_bytes()[0],
+            None => ',',
+            Some("\\t" | "\t" | "tab") => '\t',
+            Some(d) if d.len() == 1 => d.as_bytes()[0] as char,
             Some(d) => return Err(args.invalid(1, "delimiter", "one character or '\\t'", format!("'{d}'"))),
         };
         let encoding = args.text(2, "encoding")?.unwrap_or_else(|| "utf-8".to_string());

@@ -45,21 +45,35 @@ fn ids_to_json(ids: &ArrayRef) -> Result<Value> {
     Ok(json!({ "type": data_type.to_string(), "values": values }))
 }
 
-fn ids_from_json(name: &str, value: &Value) -> Result<ArrayRef> {
-    let bad = || exec_datafusion_err!("model file: the id map '{name}' is damaged");
-    let data_type: DataType = value["type"].as_str().ok_or_else(bad)?.parse().map_err(|_| bad())?;
-    let values = value["values"].as_array().ok_or_else(bad)?;
+/// An id map read back from the model's JSON: every id present, of the declared type, once.
+fn ids_from_json(value: &Value) -> std::result::Result<ArrayRef, String> {
+    let data_type: DataType = value["type"]
+        .as_str()
+        .and_then(|t| t.parse().ok())
+        .ok_or("its type is missing or unknown")?;
+    let values = value["values"].as_array().ok_or("its values are missing")?;
     let array: ArrayRef = if data_type.is_integer() {
-        Arc::new(values.iter().map(Value::as_i64).collect::<Int64Array>())
+        let ints: Option<Vec<i64>> = values.iter().map(Value::as_i64).collect();
+        Arc::new(Int64Array::from(
+            ints.ok_or(format!("an id is not an integer, as type {data_type} says"))?,
+        ))
+    } else if matches!(data_type, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View) {
+        let texts: Option<Vec<&str>> = values.iter().map(Value::as_str).collect();
+        Arc::new(StringArray::from(
+            texts.ok_or(format!("an id is not text, as type {data_type} says"))?,
+        ))
     } else {
-        Arc::new(
-            values
-                .iter()
-                .map(|v| v.as_str().map(str::to_string))
-                .collect::<StringArray>(),
-        )
+        return Err(format!("ids of type {data_type} are not supported"));
     };
-    Ok(cast(&array, &data_type)?)
+    let mut seen = std::collections::HashSet::with_capacity(values.len());
+    if let Some(twice) = values.iter().find(|v| !seen.insert(v.to_string())) {
+        return Err(format!("id {twice} appears twice"));
+    }
+    let typed = cast(&array, &data_type).map_err(|e| e.to_string())?;
+    if typed.null_count() > 0 {
+        return Err(format!("an id does not fit type {data_type}"));
+    }
+    Ok(typed)
 }
 
 impl ModelFile {
@@ -97,6 +111,10 @@ impl ModelFile {
         candle_core::safetensors::save(&tensors, &weights_tmp).map_err(|e| context(&e))?;
         std::fs::write(&json_tmp, serde_json::to_vec_pretty(&meta).map_err(|e| context(&e))?)
             .map_err(|e| context(&e))?;
+        // The weights are written through a private temporary file; give them the mode every
+        // other file gets, the one the description was just created with.
+        let mode = std::fs::metadata(&json_tmp).map_err(|e| context(&e))?.permissions();
+        std::fs::set_permissions(&weights_tmp, mode).map_err(|e| context(&e))?;
         std::fs::rename(&weights_tmp, path).map_err(|e| context(&e))?;
         std::fs::rename(&json_tmp, json_path(path)).map_err(|e| context(&e))?;
         Ok(())
@@ -139,7 +157,13 @@ impl ModelFile {
         let mut ids = HashMap::new();
         if let Some(maps) = meta["ids"].as_object() {
             for (name, value) in maps {
-                ids.insert(name.clone(), ids_from_json(name, value)?);
+                let map = ids_from_json(value).map_err(|why| {
+                    exec_datafusion_err!(
+                        "model '{shown}': the id map '{name}' in '{}' is damaged: {why}",
+                        meta_path.display()
+                    )
+                })?;
+                ids.insert(name.clone(), map);
             }
         }
         Ok(Self {
@@ -173,7 +197,10 @@ impl ModelFile {
         let (values, rows, cols) = self.matrices.get(name).ok_or_else(|| missing("matrix"))?;
         let ids = self.ids.get(ids_name).ok_or_else(|| missing("id map for"))?;
         if ids.len() != *rows {
-            return exec_err!("model file: matrix '{name}' has {rows} rows but {} ids", ids.len());
+            return exec_err!(
+                "the model's matrix '{name}' has {rows} rows but its id map {} ids; the files do not belong together",
+                ids.len()
+            );
         }
         Ok((values, *cols, ids))
     }
@@ -184,5 +211,59 @@ pub fn named_error(function: &str) -> impl Fn(DataFusionError) -> DataFusionErro
     move |error| match error {
         DataFusionError::Execution(message) => DataFusionError::Plan(format!("{function}: {message}")),
         other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A model whose id map was edited by hand — a type that no longer matches, an id listed
+    /// twice — is refused with the file's name, never read with NULL or repeated ids.
+    #[test]
+    fn an_edited_id_map_is_refused() {
+        let dir = std::env::temp_dir().join(format!("recfusion-model-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("m.safetensors");
+        let model = ModelFile {
+            kind: "als".to_string(),
+            config: json!({}),
+            matrices: HashMap::from([("items".to_string(), (vec![1.0, 2.0, 3.0, 4.0], 2, 2))]),
+            tensors: HashMap::new(),
+            ids: HashMap::from([("items".to_string(), Arc::new(Int64Array::from(vec![7, 8])) as ArrayRef)]),
+        };
+        model.save(&path).unwrap();
+        assert_eq!(
+            ModelFile::load(&path, None)
+                .unwrap()
+                .matrix("items", "items")
+                .unwrap()
+                .2
+                .len(),
+            2
+        );
+        let original = std::fs::read(json_path(&path)).unwrap();
+        let edited = |change: &dyn Fn(&mut Value)| {
+            let mut meta: Value = serde_json::from_slice(&original).unwrap();
+            change(&mut meta);
+            std::fs::write(json_path(&path), serde_json::to_vec(&meta).unwrap()).unwrap();
+            ModelFile::load(&path, None)
+        };
+        let retyped = edited(&|meta| meta["ids"]["items"]["type"] = json!("Utf8"))
+            .unwrap_err()
+            .to_string();
+        assert!(retyped.contains("the id map 'items' in '"), "{retyped}");
+        assert!(
+            retyped.contains("m.safetensors.json' is damaged: an id is not text"),
+            "{retyped}"
+        );
+        let twice = edited(&|meta| meta["ids"]["items"]["values"] = json!([7, 7]))
+            .unwrap_err()
+            .to_string();
+        assert!(twice.contains("is damaged: id 7 appears twice"), "{twice}");
+        let short = edited(&|meta| meta["ids"]["items"]["values"] = json!([7])).unwrap();
+        let mismatch = short.matrix("items", "items").unwrap_err().to_string();
+        assert!(mismatch.contains("has 2 rows but its id map 1 ids"), "{mismatch}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

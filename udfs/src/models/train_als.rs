@@ -93,6 +93,24 @@ impl TableFunction for TrainAls {
         if interactions.users() == 0 || interactions.items() == 0 {
             return exec_err!("{NAME}: the interactions table has no rows to train on");
         }
+        // The matrices, the factors of every user and item, and each thread's f × f system.
+        let f = config.factors;
+        let factors = (interactions.users() + interactions.items()).saturating_mul(f);
+        // Without a memory limit the pool grants anything; ask the allocator before training.
+        if Vec::<f32>::new().try_reserve_exact(factors.saturating_mul(2)).is_err() {
+            return exec_err!(
+                "{NAME}: {f} factors for {} users and {} items need {:.1} GB of memory, more than this machine can give; use fewer factors",
+                interactions.users(),
+                interactions.items(),
+                (factors as f64) * 8.0 / 1e9
+            );
+        }
+        run.reserve(
+            interactions
+                .memory_size()
+                .saturating_add(factors.saturating_mul(2 * size_of::<f32>()))
+                .saturating_add(rayon::current_num_threads() * f.saturating_mul(f) * size_of::<f32>() * 4),
+        )?;
         let started = Instant::now();
         let mut progress = Progress::new(NAME, progress_mode(run), config.iterations);
         let model = als::train(&interactions, &config, |done| {
@@ -100,7 +118,6 @@ impl TableFunction for TrainAls {
             !run.interrupt.cancelled()
         });
         let seconds = started.elapsed().as_secs_f64();
-        let f = config.factors;
         let file = ModelFile {
             kind: "als".to_string(),
             config: json!({

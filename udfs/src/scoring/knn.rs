@@ -38,7 +38,7 @@ use serde::{Deserialize, Serialize};
 
 use super::selection::select;
 use crate::table_function::interactions::{Csr, Interactions};
-use crate::table_function::{Arguments, Input, Planned, Run};
+use crate::table_function::{Arguments, Input, Planned, Run, expect_same_ids};
 
 /// How many history items `because` lists.
 pub(super) const EXPLAINED: usize = 3;
@@ -129,6 +129,31 @@ pub(super) fn plan(method: Method, args: &Arguments) -> Result<Planned> {
     // The weight is the third column when there is one; later columns are not read.
     inputs[0].columns = Some(interactions.fields().len().min(3));
     let schema = output_schema(method, interactions.field(0), interactions.field(1));
+    if method == Method::Content {
+        let vectors = inputs[1].table.provider.schema();
+        if vectors.fields().len() < 2 {
+            return datafusion::common::plan_err!("content_knn: the item_vectors table needs (item, vector) columns");
+        }
+        expect_same_ids(
+            method.name(),
+            ("interactions", interactions.field(1)),
+            ("item_vectors", vectors.field(0)),
+        )?;
+        crate::vector::check_vector_type(method.name(), 2, vectors.field(1).data_type()).map_err(|_| {
+            datafusion::common::DataFusionError::Plan(format!(
+                "content_knn: the second column of the item_vectors table must be a vector, got {}",
+                vectors.field(1).data_type()
+            ))
+        })?;
+    }
+    if let Some(users) = &users {
+        let ids = users.provider.schema();
+        expect_same_ids(
+            method.name(),
+            ("interactions", interactions.field(0)),
+            ("users", ids.field(0)),
+        )?;
+    }
     inputs.extend(users.map(|table| Input {
         role: "users",
         table,
@@ -173,6 +198,21 @@ pub(super) fn compute(method: Method, tables: &[RecordBatch], run: &Run) -> Resu
     let options: Options = run.call.options()?;
     let has_users = run.call.has_input("users");
     let interactions = Interactions::from_batch(name, &tables[0])?;
+    // The matrices, then each list's neighbours (and their reverse), each thread's dense rows,
+    // and the picks of every user.
+    let rows = match method {
+        Method::UserKnn => interactions.users(),
+        _ => interactions.items(),
+    };
+    let neighbours = options.neighbours.unwrap_or(0).min(rows);
+    let threads = rayon::current_num_threads();
+    let pick = size_of::<Pick>() + EXPLAINED * size_of::<(u32, f32)>();
+    run.reserve(
+        interactions.memory_size()
+            + 2 * rows * neighbours * size_of::<(u32, f32)>()
+            + threads * (interactions.users() + interactions.items()) * (size_of::<f32>() + size_of::<u32>())
+            + interactions.users().max(1) * options.k.min(interactions.items()) * pick,
+    )?;
     // The users to recommend for: those named (unknown ones are cold-start), or every user.
     let (request_ids, request_indices): (ArrayRef, Vec<Option<u32>>) = if has_users {
         let ids = Arc::clone(tables.last().expect("a users table").column(0));

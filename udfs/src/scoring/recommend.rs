@@ -9,15 +9,17 @@
 //! matrix, users stream through in blocks scored with one matrix multiply each, and each user
 //! keeps a bounded list of its best items ([`selection`]), in parallel on every core.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
-use datafusion::arrow::array::{ArrayRef, Float32Array, RecordBatch, UInt32Array, UInt64Array};
+use datafusion::arrow::array::{Array, ArrayRef, Float32Array, RecordBatch, UInt32Array, UInt64Array};
 use datafusion::arrow::compute::{cast, concat_batches, sort_to_indices, take, take_record_batch};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::arrow::row::{RowConverter, SortField};
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::common::{DataFusionError, Result, ScalarValue, exec_err, plan_err};
+use datafusion::execution::memory_pool::{MemoryConsumer, MemoryReservation};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::Documentation;
 use datafusion::physical_expr::{Distribution, EquivalenceProperties, PhysicalExpr};
@@ -33,7 +35,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::OnceCell;
 
 use super::selection::{self, ItemMatrix, Metric, Selection};
-use crate::table_function::{Arguments, Input, NamedTable, Planned, Run, TableCall, TableFunction};
+use crate::table_function::{Arguments, Input, NamedTable, Planned, Run, TableCall, TableFunction, expect_same_ids};
 use crate::vector::Vectors;
 
 const NAME: &str = "recommend";
@@ -103,6 +105,13 @@ impl TableFunction for Recommend {
         check_columns(&items, "items", true)?;
         if let Some(exclude) = &exclude {
             check_columns(exclude, "exclude", false)?;
+            let (u, i, e) = (
+                users.provider.schema(),
+                items.provider.schema(),
+                exclude.provider.schema(),
+            );
+            expect_same_ids(NAME, ("users", u.field(0)), ("exclude", e.field(0)))?;
+            expect_same_ids(NAME, ("items", i.field(0)), ("exclude", e.field(1)))?;
         }
         let user_field = users.provider.schema().field(0).clone();
         let item_field = items.provider.schema().field(0).clone();
@@ -187,6 +196,8 @@ pub struct RecommendExec {
     schema: SchemaRef,
     properties: Arc<PlanProperties>,
     catalog: Arc<OnceCell<Arc<Catalog>>>,
+    /// The users met so far by every partition: a user listed twice would get two lists.
+    users_seen: Arc<Mutex<HashSet<Box<[u8]>>>>,
 }
 
 impl RecommendExec {
@@ -221,6 +232,7 @@ impl RecommendExec {
             schema,
             properties,
             catalog: Arc::new(OnceCell::new()),
+            users_seen: Arc::new(Mutex::new(HashSet::new())),
         })
     }
 }
@@ -281,6 +293,7 @@ impl ExecutionPlan for RecommendExec {
         let options = self.options.clone();
         let schema = Arc::clone(&self.schema);
         let catalog = Arc::clone(&self.catalog);
+        let users_seen = Arc::clone(&self.users_seen);
         builder.spawn(async move {
             let catalog = catalog
                 .get_or_try_init(|| async {
@@ -289,9 +302,12 @@ impl ExecutionPlan for RecommendExec {
                         .map(Arc::new)
                 })
                 .await?;
+            let scoring = MemoryConsumer::new(format!("RecommendExec[{partition}]")).register(context.memory_pool());
             let mut users = users.execute(partition, context)?;
             while let Some(batch) = users.next().await {
                 let batch = batch?;
+                check_new_users(batch.column(0), &users_seen)?;
+                scoring.try_resize(catalog.scoring_bytes(batch.num_rows(), options.k))?;
                 let (catalog, options, schema) = (Arc::clone(catalog), options.clone(), Arc::clone(&schema));
                 let output = tokio::task::spawn_blocking(move || catalog.recommend(&batch, &options, &schema))
                     .await
@@ -306,6 +322,32 @@ impl ExecutionPlan for RecommendExec {
     }
 }
 
+/// The first id of sorted `ids` that equals the one before it.
+fn first_repeated(ids: &ArrayRef) -> Result<Option<ScalarValue>> {
+    let rows = RowConverter::new(vec![SortField::new(ids.data_type().clone())])?.convert_columns(&[Arc::clone(ids)])?;
+    for row in 1..ids.len() {
+        if ids.is_valid(row) && rows.row(row) == rows.row(row - 1) {
+            return Ok(Some(ScalarValue::try_from_array(ids, row)?));
+        }
+    }
+    Ok(None)
+}
+
+/// Fails on a user id met before, in this batch or an earlier one of any partition.
+fn check_new_users(ids: &ArrayRef, seen: &Mutex<HashSet<Box<[u8]>>>) -> Result<()> {
+    let rows = RowConverter::new(vec![SortField::new(ids.data_type().clone())])?.convert_columns(&[Arc::clone(ids)])?;
+    let mut seen = seen
+        .lock()
+        .map_err(|_| DataFusionError::Execution(format!("{NAME}: a partition failed")))?;
+    for row in (0..ids.len()).filter(|&row| ids.is_valid(row)) {
+        if !seen.insert(Box::from(rows.row(row).as_ref())) {
+            let id = ScalarValue::try_from_array(ids, row)?;
+            return exec_err!("{NAME}: user {id} appears more than once in the users table; give each user one vector");
+        }
+    }
+    Ok(())
+}
+
 /// The candidate items and each user's excluded items, ready for scoring.
 #[derive(Debug)]
 struct Catalog {
@@ -315,7 +357,12 @@ struct Catalog {
     /// Excluded item indices by user id.
     excluded: HashMap<ScalarValue, Vec<u32>>,
     user_id_type: Option<DataType>,
+    /// The memory all of the above holds, accounted in the session's pool.
+    _reservation: MemoryReservation,
 }
+
+/// What one user's entry of the exclusions costs besides its items: the id and the list.
+const EXCLUDED_USER_BYTES: usize = 96;
 
 impl Catalog {
     async fn load(
@@ -324,15 +371,23 @@ impl Catalog {
         options: &Options,
         context: Arc<TaskContext>,
     ) -> Result<Self> {
+        let reservation = MemoryConsumer::new("RecommendExec").register(context.memory_pool());
         let schema = items.schema();
         let batches = collect(items, Arc::clone(&context)).await?;
+        reservation.try_grow(batches.iter().map(RecordBatch::get_array_memory_size).sum())?;
         let items = concat_batches(&schema, &batches)?;
+        drop(batches);
         // In id order, so that ties (broken by position) are broken by id, whatever order
         // the rows arrive in.
         let order = sort_to_indices(items.column(0), None, None)?;
         let items = take_record_batch(&items, &order)?;
+        if let Some(id) = first_repeated(items.column(0))? {
+            return exec_err!("{NAME}: item {id} appears more than once in the items table; give each item one vector");
+        }
         let vectors = Vectors::try_new(NAME, 2, items.column(1))?;
         let dim = vectors.dim();
+        // The flat matrix and its norms, before they are built.
+        reservation.try_grow(vectors.len() * (dim.unwrap_or(0) + 2) * size_of::<f32>())?;
         let matrix = ItemMatrix::new(
             (0..vectors.len()).map(|row| vectors.row(row)),
             dim.unwrap_or(0),
@@ -342,6 +397,7 @@ impl Catalog {
         let mut excluded: HashMap<ScalarValue, Vec<u32>> = HashMap::new();
         let mut user_id_type = None;
         if let Some(exclude) = exclude {
+            reservation.try_grow(ids.len() * EXCLUDED_USER_BYTES)?;
             let index: HashMap<ScalarValue, u32> = (0..ids.len())
                 .map(|row| Ok((ScalarValue::try_from_array(&ids, row)?, row as u32)))
                 .collect::<Result<_>>()?;
@@ -350,6 +406,7 @@ impl Catalog {
                 let batch = batch?;
                 let items_of_batch = cast(batch.column(1), ids.data_type())?;
                 user_id_type.get_or_insert_with(|| batch.column(0).data_type().clone());
+                let (users_before, pairs_before) = (excluded.len(), excluded.values().map(Vec::len).sum::<usize>());
                 for row in 0..batch.num_rows() {
                     let item = ScalarValue::try_from_array(&items_of_batch, row)?;
                     if let Some(&j) = index.get(&item) {
@@ -357,6 +414,11 @@ impl Catalog {
                         excluded.entry(user).or_default().push(j);
                     }
                 }
+                let pairs_after: usize = excluded.values().map(Vec::len).sum();
+                reservation.try_grow(
+                    (excluded.len() - users_before) * EXCLUDED_USER_BYTES
+                        + (pairs_after - pairs_before) * size_of::<u32>(),
+                )?;
             }
         }
         Ok(Self {
@@ -365,7 +427,17 @@ impl Catalog {
             dim,
             excluded,
             user_id_type,
+            _reservation: reservation,
         })
+    }
+
+    /// The memory scoring `users` users at once takes: the score rows of the blocks that run
+    /// at the same time, and the output.
+    fn scoring_bytes(&self, users: usize, k: usize) -> usize {
+        let blocks_at_once = users.min(selection::BLOCK * rayon::current_num_threads());
+        let scores = blocks_at_once * self.matrix.len() * size_of::<f32>();
+        let output = users * k.min(self.matrix.len()) * (size_of::<u64>() + 2 * size_of::<u32>() + size_of::<f32>());
+        scores + output
     }
 
     fn recommend(&self, users: &RecordBatch, options: &Options, schema: &SchemaRef) -> Result<RecordBatch> {

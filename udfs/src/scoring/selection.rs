@@ -90,7 +90,7 @@ pub struct Selection {
 
 /// Users per matrix multiply: large enough for gemm to run near peak, small enough that the
 /// block's scores (`BLOCK × items` floats) stay modest.
-const BLOCK: usize = 64;
+pub const BLOCK: usize = 64;
 
 /// The best items of each user, best first, as (item index, score). `users` holds one
 /// optional vector per user; `excluded(u)` lists item indices user `u` must not get.

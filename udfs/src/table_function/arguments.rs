@@ -4,6 +4,7 @@
 use std::ops::RangeInclusive;
 use std::sync::Arc;
 
+use datafusion::arrow::datatypes::{DataType, Field};
 use datafusion::catalog::{Session, TableFunctionArgs, TableProvider};
 use datafusion::common::{DataFusionError, Result, ScalarValue, TableReference, plan_err};
 use datafusion::logical_expr::Expr;
@@ -125,7 +126,7 @@ impl<'a> Arguments<'a> {
         let Some(value) = self.literal(index) else {
             return Ok(None);
         };
-        match value.cast_to(&datafusion::arrow::datatypes::DataType::Float64) {
+        match value.cast_to(&DataType::Float64) {
             Ok(ScalarValue::Float64(Some(v))) if v.is_finite() && range.contains(&v) => Ok(Some(v)),
             _ => {
                 let expected = match (range.start(), range.end()) {
@@ -171,7 +172,7 @@ impl<'a> Arguments<'a> {
         if !value.data_type().is_integer() {
             return Some(Err(value));
         }
-        Some(match value.cast_to(&datafusion::arrow::datatypes::DataType::Int64) {
+        Some(match value.cast_to(&DataType::Int64) {
             Ok(ScalarValue::Int64(Some(n))) => Ok(n),
             _ => Err(value),
         })
@@ -201,4 +202,22 @@ pub fn resolve(function: &str, session: &dyn Session, name: &str, role: &str) ->
         None => None,
     };
     table.ok_or_else(|| DataFusionError::Plan(format!("{function}: {role} table '{name}' not found")))
+}
+
+/// Fails unless ids in column `b` of one table can be matched with ids in column `a` of
+/// another: the same type, both integers, or both text. `a` and `b` are (table role, column).
+pub fn expect_same_ids(function: &str, a: (&str, &Field), b: (&str, &Field)) -> Result<()> {
+    let text = |t: &DataType| matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View);
+    let (ta, tb) = (a.1.data_type(), b.1.data_type());
+    if ta == tb || (ta.is_integer() && tb.is_integer()) || (text(ta) && text(tb)) || tb.is_null() {
+        return Ok(());
+    }
+    plan_err!(
+        "{function}: column '{}' of the {} table holds {tb}, which cannot match the {} ids of the {} table's column '{}'",
+        b.1.name(),
+        b.0,
+        ta,
+        a.0,
+        a.1.name()
+    )
 }

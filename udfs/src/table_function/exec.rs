@@ -1,14 +1,18 @@
 //! The physical operator of table functions that need their inputs whole (neighbourhood
 //! models, training, model files): [`ComputeExec`] reads every input as one batch, runs the
-//! function's computation on a blocking thread, and streams the result out in batches.
+//! function's computation on a blocking thread, and streams the result out in batches. Inputs,
+//! the function's working memory and the output are accounted in the session's memory pool, so
+//! a memory limit stops a call that would exceed it with an error naming `ComputeExec[function]`.
 
 use std::fmt;
 use std::sync::Arc;
 
+use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::compute::concat_batches;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::common::{DataFusionError, Result, exec_err};
+use datafusion::execution::memory_pool::{MemoryConsumer, MemoryReservation};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_expr::{Distribution, EquivalenceProperties, PhysicalExpr};
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
@@ -39,9 +43,16 @@ pub struct Run<'a> {
     pub schema: &'a SchemaRef,
     pub context: &'a TaskContext,
     pub interrupt: Interrupt,
+    reservation: &'a MemoryReservation,
 }
 
 impl Run<'_> {
+    /// Accounts `bytes` more of working memory in the session's memory pool: an error naming
+    /// the operator when the pool cannot give them.
+    pub fn reserve(&self, bytes: usize) -> Result<()> {
+        self.reservation.try_grow(bytes)
+    }
+
     /// The error of a computation that was cancelled, after writing nothing.
     pub fn cancelled(&self) -> Result<()> {
         if self.interrupt.cancelled() {
@@ -138,22 +149,27 @@ impl ExecutionPlan for ComputeExec {
         let inputs = self.inputs.clone();
         let (call, function, schema) = (self.call.clone(), Arc::clone(&self.function), Arc::clone(&self.schema));
         builder.spawn(async move {
+            let reservation = MemoryConsumer::new(format!("ComputeExec[{name}]")).register(context.memory_pool());
             let mut tables = Vec::new();
             for input in inputs {
                 let input_schema = input.schema();
                 let batches = collect(input, Arc::clone(&context)).await?;
+                reservation.try_grow(batches.iter().map(RecordBatch::get_array_memory_size).sum())?;
                 tables.push(concat_batches(&input_schema, &batches)?);
             }
             let batch_size = context.session_config().batch_size();
             let watcher = sender.clone();
-            let output = tokio::task::spawn_blocking(move || {
+            let (output, reservation) = tokio::task::spawn_blocking(move || {
                 let run = Run {
                     call: &call,
                     schema: &schema,
                     context: &context,
                     interrupt: Interrupt::new(move || watcher.is_closed()),
+                    reservation: &reservation,
                 };
-                function.compute(&tables, &run)
+                let output = function.compute(&tables, &run)?;
+                reservation.try_grow(output.get_array_memory_size())?;
+                Ok::<_, DataFusionError>((output, reservation))
             })
             .await
             .map_err(|e| DataFusionError::Execution(format!("{name}: {e}")))??;
@@ -165,6 +181,7 @@ impl ExecutionPlan for ComputeExec {
                 }
                 start += length;
             }
+            drop(reservation);
             Ok(())
         });
         Ok(builder.build())

@@ -156,6 +156,12 @@ impl Interactions {
                 Some(w) => w.as_primitive::<Float32Type>().value(row),
                 None => 1.0,
             };
+            if !weight.is_finite() {
+                let column = batch.schema().field(2).name().clone();
+                return plan_err!(
+                    "{function}: the weight column '{column}' of the interactions table holds {weight}; weights must be finite numbers"
+                );
+            }
             if let (Some(u), Some(i)) = (users[row], items[row]) {
                 triples.push((u, i, weight));
             }
@@ -176,6 +182,17 @@ impl Interactions {
 
     pub fn users(&self) -> usize {
         self.by_user.rows()
+    }
+
+    /// The bytes the matrices and id maps hold.
+    pub fn memory_size(&self) -> usize {
+        let csr =
+            |m: &Csr| m.offsets.len() * size_of::<usize>() + m.indices.len() * (size_of::<u32>() + size_of::<f32>());
+        csr(&self.by_user)
+            + csr(&self.by_item)
+            + self.user_ids.get_array_memory_size()
+            + self.item_ids.get_array_memory_size()
+            + self.users() * 48
     }
 
     pub fn items(&self) -> usize {

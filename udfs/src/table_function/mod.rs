@@ -28,7 +28,7 @@ use datafusion::logical_expr::{Documentation, Expr, Extension, LogicalPlan, Logi
 use datafusion::physical_plan::ExecutionPlan;
 use serde::Serialize;
 
-pub use arguments::{Arguments, NamedTable};
+pub use arguments::{Arguments, NamedTable, expect_same_ids};
 pub use exec::{ComputeExec, Interrupt, Run};
 pub use node::{TableCall, TableCallNode};
 
@@ -43,7 +43,9 @@ pub trait TableFunction: Debug + Send + Sync {
     /// Checks the arguments of a call and plans it; runs when the query is planned.
     fn plan(&self, args: &Arguments) -> Result<Planned>;
 
-    /// The rows of a call from its inputs, each read whole; runs when the query runs.
+    /// The rows of a call from its inputs, each read whole; runs when the query runs. What it
+    /// holds besides its inputs and output it accounts with [`Run::reserve`] as soon as the data
+    /// tells how much that is.
     fn compute(&self, inputs: &[RecordBatch], run: &Run) -> Result<RecordBatch>;
 
     /// The operator of a function that has its own (streaming) one; `None` for the others,

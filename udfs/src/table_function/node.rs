@@ -43,12 +43,30 @@ impl fmt::Display for TableCall {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}:", self.function)?;
         let tables = self.inputs.iter().map(|(role, name)| format!("{role}={name}"));
-        let options = self.options.iter().map(|(key, value)| match value {
-            Value::String(text) => format!("{key}={text}"),
-            other => format!("{key}={other}"),
-        });
+        let options = self
+            .options
+            .iter()
+            .map(|(key, value)| format!("{key}={}", shown(value)));
         let parts: Vec<String> = tables.chain(options).collect();
         write!(f, " {}", parts.join(", "))
+    }
+}
+
+/// An option as EXPLAIN shows it: text unquoted, and a number that came from an f32 as that f32
+/// prints (0.01, not 0.009999999776482582).
+fn shown(value: &Value) -> String {
+    match value {
+        Value::String(text) => text.clone(),
+        Value::Number(number) if number.is_f64() => {
+            let wide = number.as_f64().unwrap_or(f64::NAN);
+            let narrow = wide as f32;
+            if f64::from(narrow) == wide {
+                format!("{narrow:?}")
+            } else {
+                format!("{wide:?}")
+            }
+        }
+        other => other.to_string(),
     }
 }
 

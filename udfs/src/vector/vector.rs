@@ -21,14 +21,18 @@ fn is_text(data_type: &DataType) -> bool {
 }
 
 /// Reads an optional integer literal argument, such as a dimension or a number of decimals.
-pub(super) fn literal_usize(function: &str, name: &str, value: Option<&ScalarValue>) -> Result<Option<usize>> {
+/// An integer literal argument from `min` to `max`; `None` when there is none.
+pub(super) fn literal_count(
+    function: &str,
+    name: &str,
+    value: Option<&ScalarValue>,
+    (min, max): (usize, usize),
+) -> Result<Option<usize>> {
     let Some(value) = value else { return Ok(None) };
-    if value.is_null() {
-        return plan_err!("{function}: {name} must be a non-negative integer, got NULL");
-    }
-    match value.cast_to(&DataType::Int64)? {
-        ScalarValue::Int64(Some(n)) if n >= 0 => Ok(Some(n as usize)),
-        other => plan_err!("{function}: {name} must be a non-negative integer, got {other}"),
+    // A value beyond i64 does not cast; it is out of range all the same.
+    match value.cast_to(&DataType::Int64) {
+        Ok(ScalarValue::Int64(Some(n))) if n >= 0 && (min..=max).contains(&(n as usize)) => Ok(Some(n as usize)),
+        _ => plan_err!("{function}: {name} must be an integer from {min} to {max}, got {value}"),
     }
 }
 
@@ -134,7 +138,14 @@ impl ScalarUDFImpl for Vector {
 
     fn return_field_from_args(&self, args: ReturnFieldArgs) -> Result<FieldRef> {
         let input = args.arg_fields[0].data_type();
-        let explicit = literal_usize(self.name(), "dim", args.scalar_arguments.get(1).copied().flatten())?;
+        // Arrow sizes a fixed-size list with an i32.
+        let dims = (1, i32::MAX as usize);
+        let explicit = literal_count(
+            self.name(),
+            "dim",
+            args.scalar_arguments.get(1).copied().flatten(),
+            dims,
+        )?;
         if args.arg_fields.len() == 2 && explicit.is_none() {
             return plan_err!("vector: dim must be an integer literal");
         }

@@ -11,8 +11,11 @@ use datafusion::logical_expr::{
 };
 use datafusion_macros::user_doc;
 
-use super::vector::literal_usize;
+use super::vector::literal_count;
 use super::vectors::{Vectors, check_vector_type, to_columnar};
+
+/// More decimals than an f32 carries only print zeros.
+const MAX_DECIMALS: usize = 30;
 
 #[user_doc(
     doc_section(label = "Vector Functions"),
@@ -82,7 +85,9 @@ impl ScalarUDFImpl for VectorToText {
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let decimals = match args.args.get(1) {
             None => None,
-            Some(ColumnarValue::Scalar(value)) => literal_usize(self.name(), "decimals", Some(value))?,
+            Some(ColumnarValue::Scalar(value)) => {
+                literal_count(self.name(), "decimals", Some(value), (0, MAX_DECIMALS))?
+            }
             Some(ColumnarValue::Array(_)) => {
                 return exec_err!("vector_to_text: decimals must be an integer literal");
             }
