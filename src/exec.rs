@@ -110,10 +110,16 @@ impl Runner {
         let sql = substitute_variables(sql, &self.variables)?;
         let started = Instant::now();
         let run = async {
-            let df = crate::execute_sql(&self.ctx, &sql).await?;
-            let schema = std::sync::Arc::clone(df.schema().inner());
-            let batches = df.collect().await?;
-            Ok::<_, DataFusionError>((schema, batches))
+            let outcome = async {
+                let df = crate::execute_sql(&self.ctx, &sql).await?;
+                let schema = std::sync::Arc::clone(df.schema().inner());
+                let batches = df.collect().await?;
+                Ok::<_, DataFusionError>((schema, batches))
+            };
+            match outcome.await {
+                Err(error) => Err(crate::file_errors::name_damaged_parquet(&self.ctx, &sql, error).await),
+                done => done,
+            }
         };
         let (schema, batches) = tokio::select! {
             result = run => result?,

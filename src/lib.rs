@@ -9,6 +9,8 @@
 
 pub mod command;
 pub mod exec;
+mod file_errors;
+mod nesting;
 pub mod print;
 pub mod repl;
 pub mod script;

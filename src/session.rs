@@ -2,12 +2,17 @@
 //! `information_schema` on (so `SHOW FUNCTIONS` and `\d` work), file paths usable as tables,
 //! and an optional memory limit.
 
+use std::num::NonZeroUsize;
 use std::sync::Arc;
 
 use datafusion::common::{Result, plan_err};
 use datafusion::execution::SessionStateBuilder;
+use datafusion::execution::memory_pool::{FairSpillPool, TrackConsumersPool};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::{SessionConfig, SessionContext};
+
+/// How many of the largest memory consumers an out-of-memory error names.
+const TRACKED_CONSUMERS: NonZeroUsize = NonZeroUsize::new(5).expect("5 is not zero");
 
 /// How to build a session.
 #[derive(Debug, Clone, Default)]
@@ -21,7 +26,11 @@ pub fn new_session(options: &SessionOptions) -> Result<SessionContext> {
     let config = SessionConfig::new().with_information_schema(true);
     let mut runtime = RuntimeEnvBuilder::new();
     if let Some(limit) = options.memory_limit {
-        runtime = runtime.with_memory_limit(limit, 1.0);
+        // A fair pool gives every spilling operator (sorts, aggregations) its share, so a big
+        // ORDER BY spills to disk; a greedy pool lets the first sorter take everything and
+        // the next one fail. Tracking names the largest consumers in the error.
+        let pool = FairSpillPool::new(limit);
+        runtime = runtime.with_memory_pool(Arc::new(TrackConsumersPool::new(pool, TRACKED_CONSUMERS)));
     }
     let state = SessionStateBuilder::new()
         .with_config(config)

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::{RecordBatch, UInt64Array};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-use datafusion::common::{Constraint, Constraints, Result, TableReference, plan_err};
+use datafusion::common::{Constraint, Constraints, DataFusionError, Result, TableReference, plan_err};
 use datafusion::dataframe::DataFrame;
 use datafusion::logical_expr::dml::InsertOp;
 use datafusion::logical_expr::{DdlStatement, DmlStatement, LogicalPlan, LogicalPlanBuilder, WriteOp};
@@ -53,9 +53,7 @@ async fn copy_atomically(
         .await;
     let renamed = written.and_then(|batches| {
         std::fs::rename(partial, &target).map_err(|e| {
-            datafusion::common::DataFusionError::Execution(format!(
-                "COPY: cannot move the finished file to '{target}': {e}"
-            ))
+            DataFusionError::Execution(format!("COPY: cannot move the finished file to '{target}': {e}"))
         })?;
         Ok(batches)
     });
@@ -72,6 +70,7 @@ async fn copy_atomically(
 /// SQLite files are carried out here (writes return a one-row `count`); anything else is
 /// planned and run by DataFusion, as `SessionContext::sql` would.
 pub async fn execute_sql(ctx: &SessionContext, sql: &str) -> Result<DataFrame> {
+    crate::nesting::check_depth(sql)?;
     match first_keyword(sql).as_deref() {
         Some("ATTACH") => return attach_statement(ctx, sql),
         Some("DETACH") => return detach_statement(ctx, sql),
@@ -168,14 +167,48 @@ pub async fn execute_sql(ctx: &SessionContext, sql: &str) -> Result<DataFrame> {
                     constraints: Default::default(),
                     statement: sql.to_string(),
                 };
+                let target = format!("{}.{}", table.database().name(), request.table);
+                let schema = Arc::clone(&request.schema);
                 let input = DataFrame::new(state.clone(), input.as_ref().clone());
-                let rows = write(table.database(), request, input.execute_stream().await?).await?;
+                let written = async { write(table.database(), request, input.execute_stream().await?).await };
+                let rows = written
+                    .await
+                    .map_err(|error| name_unfit_column(&target, &schema, error))?;
                 return count_result(ctx, rows);
             }
         }
         _ => {}
     }
     ctx.execute_logical_plan(plan).await
+}
+
+/// Names the table and column a value could not be converted for: DataFusion casts inserted
+/// values to the table's column types and reports only "Cannot cast string 'abc' to value of
+/// Int64 type".
+fn name_unfit_column(target: &str, columns: &Schema, error: DataFusionError) -> DataFusionError {
+    let message = error.to_string();
+    let Some(type_name) = message
+        .split_once("to value of ")
+        .and_then(|(_, rest)| rest.split_once(" type"))
+        .map(|(type_name, _)| type_name)
+    else {
+        return error;
+    };
+    let candidates: Vec<&str> = columns
+        .fields()
+        .iter()
+        .filter(|field| field.data_type().to_string() == type_name)
+        .map(|field| field.name().as_str())
+        .collect();
+    let which = match candidates.as_slice() {
+        [] => return error.context(format!("inserting into {target}")),
+        [column] => format!("column {column}"),
+        several => format!("one of the columns {}", several.join(", ")),
+    };
+    let reason = message.rsplit("caused by\n").next().unwrap_or(&message).trim();
+    DataFusionError::Execution(format!(
+        "inserting into {target}: a value does not convert to the type of {which} ({type_name}): {reason}"
+    ))
 }
 
 /// PRIMARY KEY and UNIQUE constraints of a `CREATE TABLE … AS` as column indices of its result.

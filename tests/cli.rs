@@ -337,3 +337,90 @@ fn explain_shows_model_reading_table_functions() {
         assert!(out.contains(&expected), "no `{expected}` in:\n{out}");
     }
 }
+
+#[test]
+fn statements_nested_too_deep_are_errors_not_crashes() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |name: &str, sql: String| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, sql).unwrap();
+        recfusion(&["-f", path.to_str().unwrap()])
+    };
+    let sum = |terms: usize| format!("SELECT {};", vec!["1"; terms].join("+"));
+    let output = run("sum.sql", sum(1000));
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(stdout(&output).contains("1000"), "{}", stdout(&output));
+    for (name, sql) in [
+        ("long.sql", sum(100_000)),
+        (
+            "union.sql",
+            format!("{};", vec!["SELECT 1"; 20_000].join(" UNION ALL ")),
+        ),
+    ] {
+        let output = run(name, sql);
+        assert_eq!(output.status.code(), Some(1), "{name}: {}", stderr(&output));
+        assert!(
+            stderr(&output).contains("the limit is 1000"),
+            "{name}: {}",
+            stderr(&output)
+        );
+    }
+}
+
+#[test]
+fn a_damaged_parquet_file_is_named_in_the_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let table = dir.path().join("events");
+    std::fs::create_dir(&table).unwrap();
+    let good = table.join("a.parquet");
+    let copy = format!("COPY (SELECT 1 AS id) TO '{}'", good.display());
+    assert!(recfusion(&["-c", &copy]).status.success());
+    let written = std::fs::read(&good).unwrap();
+    let truncated = table.join("b.parquet");
+    std::fs::write(&truncated, &written[..written.len() / 2]).unwrap();
+    let foreign = dir.path().join("notes.parquet");
+    std::fs::write(&foreign, "user_id,item_id\n1,2\n").unwrap();
+
+    for (sql, damaged) in [
+        (format!("SELECT * FROM '{}'", foreign.display()), &foreign),
+        (format!("SELECT count(*) FROM '{}/'", table.display()), &truncated),
+        (
+            format!(
+                "CREATE EXTERNAL TABLE e STORED AS PARQUET LOCATION '{}/'",
+                table.display()
+            ),
+            &truncated,
+        ),
+    ] {
+        let output = recfusion(&["-c", &sql]);
+        assert_eq!(output.status.code(), Some(1), "{sql}");
+        let expected = format!("cannot read Parquet file '{}'", damaged.display());
+        assert!(stderr(&output).contains(&expected), "{sql}: {}", stderr(&output));
+    }
+}
+
+#[test]
+fn a_sort_larger_than_the_memory_limit_spills_to_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("sorted.parquet");
+    // About 64 MB of rows to sort under a 50 MB limit: each core's sort spills, keeping 10 MB
+    // to merge its spill files (DataFusion's sort_spill_reservation_bytes).
+    let sql = format!(
+        "COPY (SELECT value, value * 7919 % 1000003 AS shuffled FROM generate_series(1, 4000000) \
+         ORDER BY shuffled, value) TO '{}'",
+        target.display()
+    );
+    let output = recfusion(&["-m", "50M", "-c", &sql]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let check = format!(
+        "SELECT count(*), min(shuffled), max(shuffled) FROM '{}'",
+        target.display()
+    );
+    let output = recfusion(&["--format", "csv", "-c", &check]);
+    assert_eq!(
+        stdout(&output).lines().nth(1),
+        Some("4000000,0,1000002"),
+        "{}",
+        stderr(&output)
+    );
+}

@@ -15,6 +15,7 @@ use datafusion::execution::SessionStateBuilder;
 use datafusion::logical_expr::{AggregateUDF, Documentation, ScalarUDF};
 use datafusion::prelude::SessionContext;
 
+pub mod display;
 pub mod evaluate;
 pub mod files;
 pub mod information_schema;
@@ -32,6 +33,7 @@ pub fn scalar_functions() -> Vec<Arc<ScalarUDF>> {
     let mut functions = vector::scalar_functions();
     functions.extend(evaluate::scalar_functions());
     functions.extend(text::scalar_functions());
+    functions.push(Arc::new(ScalarUDF::from(display::Bar::new())));
     functions
 }
 
@@ -51,6 +53,7 @@ pub fn table_functions() -> Vec<Arc<dyn TableFunction>> {
         Arc::new(scoring::ItemKnn),
         Arc::new(scoring::UserKnn),
         Arc::new(scoring::ContentKnn),
+        Arc::new(scoring::SimilarItems),
         Arc::new(models::TrainAls),
         Arc::new(models::TrainItem2Vec),
         Arc::new(models::TrainSasRec),

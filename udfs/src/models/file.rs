@@ -79,8 +79,9 @@ fn ids_from_json(value: &Value) -> std::result::Result<ArrayRef, String> {
 impl ModelFile {
     /// Writes the model to `path` (+ `path.json`), replacing an older one only when both
     /// files are complete.
-    pub fn save(&self, path: &Path) -> Result<()> {
-        let context = |e: &dyn std::fmt::Display| exec_datafusion_err!("saving model '{}': {e}", path.display());
+    pub fn save(&self, function: &str, path: &Path) -> Result<()> {
+        let context =
+            |e: &dyn std::fmt::Display| exec_datafusion_err!("{function}: saving model '{}': {e}", path.display());
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty())
             && !parent.is_dir()
         {
@@ -232,7 +233,7 @@ mod tests {
             tensors: HashMap::new(),
             ids: HashMap::from([("items".to_string(), Arc::new(Int64Array::from(vec![7, 8])) as ArrayRef)]),
         };
-        model.save(&path).unwrap();
+        model.save("test", &path).unwrap();
         assert_eq!(
             ModelFile::load(&path, None)
                 .unwrap()

@@ -65,6 +65,13 @@ pub fn shuffle(order: &mut [usize], random: &mut SplitMix) {
 pub fn interactions_and_path(args: &Arguments, columns: &str) -> DfResult<(Input, String)> {
     let table = args.required_table(0, "interactions")?;
     let path = args.required_text(1, "path", "the model file's path")?;
+    // Checked before training, which may take long, rather than when saving.
+    if let Some(parent) = Path::new(&path).parent().filter(|p| !p.as_os_str().is_empty())
+        && !parent.is_dir()
+    {
+        let found = format!("'{path}', whose directory does not exist");
+        return Err(args.invalid(1, "path", "a path in an existing directory", found));
+    }
     let required = columns.split('[').next().unwrap_or_default();
     let needed = required.split(',').filter(|c| !c.trim().is_empty()).count();
     let read = columns.split(',').count();
@@ -102,7 +109,7 @@ pub fn finish(
     summary: &str,
 ) -> DfResult<()> {
     check_finished(progress, run, loss, advice)?;
-    file.save(path)?;
+    file.save(&run.call.function, path)?;
     progress.finish(&format!("{summary} → {}", path.display()));
     Ok(())
 }

@@ -71,6 +71,7 @@ impl AggregateUDFImpl for AttentionWeights {
 
     fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
         check_vector_type("attention_weights", 2, &arg_types[1])?;
+        Logits::Attention.check_types("attention_weights", 3, &arg_types[2..])?;
         Ok(DataType::List(Arc::new(Field::new_list_field(
             DataType::Struct(weight_fields(&arg_types[0])),
             true,
@@ -131,7 +132,7 @@ impl WeightsAccumulator {
 impl Accumulator for WeightsAccumulator {
     fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
         let vectors = Vectors::try_new("attention_weights", 2, &values[1])?;
-        let logits = Logits::Attention.compute(&values[1..], &vectors)?;
+        let logits = Logits::Attention.compute("attention_weights", &values[1..], &vectors)?;
         for (row, logit) in logits.into_iter().enumerate() {
             if let Some(logit) = logit {
                 self.logits.push((ScalarValue::try_from_array(&values[0], row)?, logit));

@@ -10,7 +10,7 @@ use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, Float64Ar
 use datafusion::arrow::buffer::NullBuffer;
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Float64Type};
-use datafusion::common::{Result, ScalarValue, exec_err};
+use datafusion::common::{Result, ScalarValue, exec_err, plan_err};
 use datafusion::logical_expr::{Accumulator, EmitTo, GroupsAccumulator};
 
 use crate::vector::groups::GroupSums;
@@ -33,9 +33,31 @@ impl Logits {
         }
     }
 
-    /// The logit of every row (None: the row is skipped).
-    pub fn compute(self, values: &[ArrayRef], vectors: &Vectors) -> Result<Vec<Option<f64>>> {
-        let name = self.name();
+    /// Checks at planning time the types of the arguments after the vector (`types`): a
+    /// query vector and a numeric bias, or a numeric age and half-life. `first` is the
+    /// position of the first of them in `function`'s arguments.
+    pub fn check_types(self, function: &str, first: usize, types: &[DataType]) -> Result<()> {
+        let roles: &[&str] = match self {
+            Logits::Attention => &["query", "bias"],
+            Logits::Decay => &["age", "half_life"],
+        };
+        for (i, (role, data_type)) in roles.iter().zip(types).enumerate() {
+            let position = first + i;
+            if data_type == &DataType::Null {
+                continue;
+            }
+            if *role == "query" {
+                crate::vector::check_vector_type(function, position, data_type)?;
+            } else if !data_type.is_numeric() {
+                return plan_err!("{function}: argument {position} ({role}) must be a number, got {data_type}");
+            }
+        }
+        Ok(())
+    }
+
+    /// The logit of every row (None: the row is skipped); errors name `function`.
+    pub fn compute(self, function: &str, values: &[ArrayRef], vectors: &Vectors) -> Result<Vec<Option<f64>>> {
+        let name = function;
         let column = |i: usize| -> Result<Option<ArrayRef>> {
             match values.get(i) {
                 Some(array) if array.data_type() != &DataType::Null => Ok(Some(cast(array, &DataType::Float64)?)),
@@ -133,6 +155,7 @@ macro_rules! pooling_udaf {
                 arg_types: &[datafusion::arrow::datatypes::DataType],
             ) -> datafusion::common::Result<datafusion::arrow::datatypes::DataType> {
                 $crate::vector::check_vector_type($logits.name(), 1, &arg_types[0])?;
+                $logits.check_types($logits.name(), 2, &arg_types[1..])?;
                 Ok($crate::vector::output_type(&arg_types[0]))
             }
 
@@ -269,7 +292,7 @@ impl PoolGroups {
     ) -> Result<()> {
         let vectors = Vectors::try_new(self.logits.name(), 1, &values[0])?;
         self.sums.accept_dimension(vectors.dim())?;
-        let logits = self.logits.compute(values, &vectors)?;
+        let logits = self.logits.compute(self.logits.name(), values, &vectors)?;
         for (row, logit) in logits.into_iter().enumerate() {
             let passes = filter.is_none_or(|f| f.is_valid(row) && f.value(row));
             if let (Some(logit), Some(z), true) = (logit, vectors.row(row), passes) {

@@ -101,10 +101,10 @@ impl TableFunction for Recommend {
         let threshold = args
             .optional_number(5, "threshold", f64::NEG_INFINITY..=f64::INFINITY)?
             .map(|t| t as f32);
-        check_columns(&users, "users", true)?;
-        check_columns(&items, "items", true)?;
+        check_columns(NAME, &users, "users", true)?;
+        check_columns(NAME, &items, "items", true)?;
         if let Some(exclude) = &exclude {
-            check_columns(exclude, "exclude", false)?;
+            check_columns(NAME, exclude, "exclude", false)?;
             let (u, i, e) = (
                 users.provider.schema(),
                 items.provider.schema(),
@@ -167,16 +167,16 @@ impl TableFunction for Recommend {
 }
 
 /// The first columns hold an id and, for users and items, a vector.
-fn check_columns(table: &NamedTable, role: &str, vectors: bool) -> Result<()> {
+pub(super) fn check_columns(function: &str, table: &NamedTable, role: &str, vectors: bool) -> Result<()> {
     let schema = table.provider.schema();
     if schema.fields().len() < 2 {
         let expected = if vectors { "(id, vector)" } else { "(user, item)" };
-        return plan_err!("{NAME}: the {role} table needs its first two columns to be {expected}");
+        return plan_err!("{function}: the {role} table needs its first two columns to be {expected}");
     }
     if vectors {
-        crate::vector::check_vector_type(NAME, 2, schema.field(1).data_type()).map_err(|_| {
+        crate::vector::check_vector_type(function, 2, schema.field(1).data_type()).map_err(|_| {
             DataFusionError::Plan(format!(
-                "{NAME}: the second column of the {role} table must be a vector, got {}",
+                "{function}: the second column of the {role} table must be a vector, got {}",
                 schema.field(1).data_type()
             ))
         })?;
@@ -305,7 +305,7 @@ impl ExecutionPlan for RecommendExec {
             let scoring = MemoryConsumer::new(format!("RecommendExec[{partition}]")).register(context.memory_pool());
             let mut users = users.execute(partition, context)?;
             while let Some(batch) = users.next().await {
-                let batch = batch?;
+                let batch = batch.map_err(|e| reading(e, "users"))?;
                 check_new_users(batch.column(0), &users_seen)?;
                 scoring.try_resize(catalog.scoring_bytes(batch.num_rows(), options.k))?;
                 let (catalog, options, schema) = (Arc::clone(catalog), options.clone(), Arc::clone(&schema));
@@ -322,8 +322,13 @@ impl ExecutionPlan for RecommendExec {
     }
 }
 
+/// An error met while reading the `role` input, saying so.
+fn reading(error: DataFusionError, role: &str) -> DataFusionError {
+    error.context(format!("{NAME}: reading the {role} table"))
+}
+
 /// The first id of sorted `ids` that equals the one before it.
-fn first_repeated(ids: &ArrayRef) -> Result<Option<ScalarValue>> {
+pub(super) fn first_repeated(ids: &ArrayRef) -> Result<Option<ScalarValue>> {
     let rows = RowConverter::new(vec![SortField::new(ids.data_type().clone())])?.convert_columns(&[Arc::clone(ids)])?;
     for row in 1..ids.len() {
         if ids.is_valid(row) && rows.row(row) == rows.row(row - 1) {
@@ -373,7 +378,9 @@ impl Catalog {
     ) -> Result<Self> {
         let reservation = MemoryConsumer::new("RecommendExec").register(context.memory_pool());
         let schema = items.schema();
-        let batches = collect(items, Arc::clone(&context)).await?;
+        let batches = collect(items, Arc::clone(&context))
+            .await
+            .map_err(|e| reading(e, "items"))?;
         reservation.try_grow(batches.iter().map(RecordBatch::get_array_memory_size).sum())?;
         let items = concat_batches(&schema, &batches)?;
         drop(batches);
@@ -403,7 +410,7 @@ impl Catalog {
                 .collect::<Result<_>>()?;
             let mut pairs = execute_stream(exclude, context)?;
             while let Some(batch) = pairs.next().await {
-                let batch = batch?;
+                let batch = batch.map_err(|e| reading(e, "exclude"))?;
                 let items_of_batch = cast(batch.column(1), ids.data_type())?;
                 user_id_type.get_or_insert_with(|| batch.column(0).data_type().clone());
                 let (users_before, pairs_before) = (excluded.len(), excluded.values().map(Vec::len).sum::<usize>());

@@ -198,7 +198,8 @@ pub fn resolve(function: &str, session: &dyn Session, name: &str, role: &str) ->
         .and_then(|catalog| catalog.schema(&reference.schema));
     let table = match schema {
         // Catalog lookups are async for remote catalogs; ours answer at once.
-        Some(schema) => futures::executor::block_on(schema.table(&reference.table))?,
+        Some(schema) => futures::executor::block_on(schema.table(&reference.table))
+            .map_err(|e| e.context(format!("{function}: reading the {role} table '{name}'")))?,
         None => None,
     };
     table.ok_or_else(|| DataFusionError::Plan(format!("{function}: {role} table '{name}' not found")))

@@ -151,9 +151,11 @@ impl ExecutionPlan for ComputeExec {
         builder.spawn(async move {
             let reservation = MemoryConsumer::new(format!("ComputeExec[{name}]")).register(context.memory_pool());
             let mut tables = Vec::new();
-            for input in inputs {
+            for (input, (role, table)) in inputs.into_iter().zip(&call.inputs) {
                 let input_schema = input.schema();
-                let batches = collect(input, Arc::clone(&context)).await?;
+                let batches = collect(input, Arc::clone(&context))
+                    .await
+                    .map_err(|e| e.context(format!("{name}: reading the {role} table '{table}'")))?;
                 reservation.try_grow(batches.iter().map(RecordBatch::get_array_memory_size).sum())?;
                 tables.push(concat_batches(&input_schema, &batches)?);
             }
