@@ -17,6 +17,7 @@ pub enum MetaCommand {
     ListFunctions(Option<String>),
     ToggleTiming,
     Format(Option<String>),
+    MaxRows(Option<String>),
     Include(String),
 }
 
@@ -35,8 +36,13 @@ impl MetaCommand {
             "\\df [PATTERN]",
             "list recfusion's functions (matching PATTERN) with descriptions",
         ),
+        ("\\df NAME", "the whole documentation of function NAME"),
         ("\\timing", "turn elapsed time in the footer on or off"),
-        ("\\format FMT", "set the output format: table, csv, tsv, json, nd-json"),
+        (
+            "\\format FMT",
+            "set the output format: table, csv, tsv, markdown, json, nd-json",
+        ),
+        ("\\maxrows N", "rows a table shows (0 = all)"),
         ("\\i FILE", "run the SQL statements in FILE"),
     ];
 
@@ -58,6 +64,7 @@ impl MetaCommand {
             ("\\df", pattern) => Self::ListFunctions(pattern),
             ("\\timing", _) => Self::ToggleTiming,
             ("\\format", format) => Self::Format(format),
+            ("\\maxrows", rows) => Self::MaxRows(rows),
             ("\\i", Some(file)) => Self::Include(file),
             ("\\i", None) => return plan_err!("\\i needs a file name: \\i FILE"),
             (other, _) => return plan_err!("unknown command {other}; \\? lists the commands"),
@@ -91,17 +98,33 @@ impl MetaCommand {
                     .await?
             }
             Self::Describe(table) => runner.execute(&format!("DESCRIBE {table}")).await?,
-            Self::ListFunctions(pattern) => print_functions(pattern.as_deref()),
+            Self::ListFunctions(pattern) => match pattern.as_deref().and_then(function_documentation) {
+                Some(text) => print!("{text}"),
+                None => print_functions(pattern.as_deref()),
+            },
             Self::ToggleTiming => {
                 runner.print.timing = !runner.print.timing;
                 println!("Timing is {}.", if runner.print.timing { "on" } else { "off" });
             }
-            Self::Format(None) => println!("Output format is {:?}.", runner.print.format),
+            Self::Format(None) => println!("Output format: {}.", runner.print.format),
             Self::Format(Some(format)) => {
                 runner.print.format = format
                     .parse::<PrintFormat>()
                     .map_err(datafusion::common::DataFusionError::Plan)?;
-                println!("Output format is {:?}.", runner.print.format);
+                println!("Output format: {}.", runner.print.format);
+            }
+            Self::MaxRows(rows) => {
+                if let Some(rows) = rows {
+                    runner.print.max_rows = match rows.parse::<usize>() {
+                        Ok(0) => None,
+                        Ok(rows) => Some(rows),
+                        Err(_) => return plan_err!("\\maxrows takes a number of rows (0 = all), got '{rows}'"),
+                    };
+                }
+                match runner.print.max_rows {
+                    Some(rows) => println!("Tables show at most {rows} rows."),
+                    None => println!("Tables show every row."),
+                }
             }
             Self::Include(file) => {
                 let text = std::fs::read_to_string(file)
@@ -135,12 +158,50 @@ pub fn function_summaries(pattern: Option<&str>) -> Vec<(String, String, String)
     rows
 }
 
+/// The first sentence of `text`: up to a full stop followed by a capital letter, so
+/// abbreviations such as "e.g. a view" stay whole.
 fn first_sentence(text: &str) -> String {
-    text.split_once(". ")
-        .map_or(text, |(first, _)| first)
-        .trim_end_matches('.')
-        .to_string()
-        + "."
+    let mut end = text.len();
+    for (i, _) in text.match_indices(". ") {
+        let next = text[i + 2..].chars().next();
+        let abbreviation = text[..i].ends_with("e.g") || text[..i].ends_with("i.e");
+        if next.is_some_and(char::is_uppercase) && !abbreviation {
+            end = i;
+            break;
+        }
+    }
+    text[..end].trim_end_matches('.').to_string() + "."
+}
+
+/// The whole documentation of the function named `name`: syntax, description, arguments
+/// and example, as `\df NAME` prints it.
+pub fn function_documentation(name: &str) -> Option<String> {
+    let function = recfusion_udfs::function_docs()
+        .into_iter()
+        .find(|f| f.name.eq_ignore_ascii_case(name.trim()))?;
+    let doc = &function.documentation;
+    let mut text = format!(
+        "{}  ({} function)\n\n{}\n",
+        doc.syntax_example,
+        function.kind.name(),
+        doc.description
+    );
+    if let Some(arguments) = doc.arguments.as_ref().filter(|a| !a.is_empty()) {
+        text.push_str("\nArguments:\n");
+        let width = arguments.iter().map(|(name, _)| name.len()).max().unwrap_or(0);
+        for (name, description) in arguments {
+            text.push_str(&format!("  {name:<width$}  {description}\n"));
+        }
+    }
+    if let Some(example) = &doc.sql_example {
+        let example = example
+            .trim()
+            .trim_start_matches("```sql")
+            .trim_end_matches("```")
+            .trim_matches('\n');
+        text.push_str(&format!("\nExample:\n{example}\n"));
+    }
+    Some(text)
 }
 
 fn print_functions(pattern: Option<&str>) {
@@ -174,8 +235,30 @@ mod tests {
             MetaCommand::parse("\\format csv").unwrap(),
             MetaCommand::Format(Some("csv".into()))
         );
+        assert_eq!(
+            MetaCommand::parse("\\maxrows 100").unwrap(),
+            MetaCommand::MaxRows(Some("100".into()))
+        );
         assert!(MetaCommand::parse("\\nope").is_err());
         assert!(MetaCommand::parse("\\i").is_err());
+    }
+
+    #[test]
+    fn first_sentences_keep_abbreviations() {
+        assert_eq!(
+            first_sentence("Scores items (e.g. a view). Rows: x."),
+            "Scores items (e.g. a view)."
+        );
+        assert_eq!(first_sentence("One sentence"), "One sentence.");
+    }
+
+    #[test]
+    fn documents_one_function_whole() {
+        let text = function_documentation("RECOMMEND").unwrap();
+        assert!(text.starts_with("recommend(users, items, k"), "{text}");
+        assert!(text.contains("Arguments:\n  users "), "{text}");
+        assert!(text.contains("Example:\n> SELECT * FROM recommend("), "{text}");
+        assert!(function_documentation("recomm").is_none());
     }
 
     #[test]

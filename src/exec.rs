@@ -149,7 +149,10 @@ impl Runner {
         if !self.print.quiet {
             let mut footer = format!("{rows} row(s) fetched.");
             if hidden > 0 {
-                footer.push_str(&format!(" ({} shown; raise --maxrows to see more)", rows - hidden));
+                footer.push_str(&format!(
+                    " ({} shown; raise --maxrows or \\maxrows to see more)",
+                    rows - hidden
+                ));
             }
             if self.print.timing {
                 footer.push_str(&format!(" Elapsed {:.3} seconds.", started.elapsed().as_secs_f64()));

@@ -10,6 +10,7 @@
 pub mod command;
 pub mod exec;
 mod file_errors;
+mod nested_text;
 mod nesting;
 pub mod print;
 pub mod repl;

@@ -1,15 +1,17 @@
-//! Printing query results: `table`, `csv`, `tsv`, `json` and `nd-json`, with a row limit
-//! for tables.
+//! Printing query results: `table`, `csv`, `tsv`, `markdown`, `json` and `nd-json`, with a
+//! row limit for tables.
 
 use std::io::Write;
 use std::str::FromStr;
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, ArrayRef, RecordBatch, StringArray};
-use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use datafusion::arrow::util::pretty::pretty_format_batches_with_schema;
-use datafusion::common::{DataFusionError, Result};
+use datafusion::common::Result;
+
+use crate::nested_text::batch_as_text;
 
 /// Output format of query results.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -17,6 +19,7 @@ pub enum PrintFormat {
     Table,
     Csv,
     Tsv,
+    Markdown,
     Json,
     #[value(name = "nd-json")]
     NdJson,
@@ -27,7 +30,14 @@ impl FromStr for PrintFormat {
 
     fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
         <Self as clap::ValueEnum>::from_str(s, true)
-            .map_err(|_| format!("unknown format '{s}': use table, csv, tsv, json or nd-json"))
+            .map_err(|_| format!("unknown format '{s}': use table, csv, tsv, markdown, json or nd-json"))
+    }
+}
+
+impl std::fmt::Display for PrintFormat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let value = clap::ValueEnum::to_possible_value(self).expect("every format has a name");
+        f.write_str(value.get_name())
     }
 }
 
@@ -61,12 +71,13 @@ pub fn write_batches(
                 .with_delimiter(delimiter)
                 .build(&mut *out);
             if batches.is_empty() && !schema.fields().is_empty() {
-                writer.write(&RecordBatch::new_empty(Arc::clone(schema)))?;
+                writer.write(&batch_as_text(&RecordBatch::new_empty(Arc::clone(schema)))?)?;
             }
             for batch in batches {
-                writer.write(&nested_as_text(batch)?)?;
+                writer.write(&batch_as_text(batch)?)?;
             }
         }
+        PrintFormat::Markdown => write_markdown(out, schema, batches)?,
         PrintFormat::Json => {
             let mut writer = datafusion::arrow::json::ArrayWriter::new(&mut *out);
             for batch in batches {
@@ -86,6 +97,36 @@ pub fn write_batches(
     Ok(0)
 }
 
+/// A GitHub-flavoured Markdown table, as DuckDB's `.mode markdown`: numbers right-aligned,
+/// `|` escaped, every row.
+fn write_markdown(out: &mut dyn Write, schema: &SchemaRef, batches: &[RecordBatch]) -> Result<()> {
+    if schema.fields().is_empty() {
+        return Ok(());
+    }
+    let cell = |text: &str| text.replace('|', "\\|").replace('\n', " ");
+    let names: Vec<String> = schema.fields().iter().map(|f| cell(f.name())).collect();
+    writeln!(out, "| {} |", names.join(" | "))?;
+    let rules: Vec<&str> = schema
+        .fields()
+        .iter()
+        .map(|f| if f.data_type().is_numeric() { "---:" } else { "---" })
+        .collect();
+    writeln!(out, "|{}|", rules.join("|"))?;
+    let options = FormatOptions::default().with_null("NULL");
+    for batch in batches {
+        let formatters = batch
+            .columns()
+            .iter()
+            .map(|column| ArrayFormatter::try_new(column.as_ref(), &options))
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        for row in 0..batch.num_rows() {
+            let cells: Vec<String> = formatters.iter().map(|f| cell(&f.value(row).to_string())).collect();
+            writeln!(out, "| {} |", cells.join(" | "))?;
+        }
+    }
+    Ok(())
+}
+
 fn limit_rows(batches: &[RecordBatch], max_rows: usize) -> Vec<RecordBatch> {
     let mut left = max_rows;
     let mut shown = Vec::new();
@@ -98,28 +139,4 @@ fn limit_rows(batches: &[RecordBatch], max_rows: usize) -> Vec<RecordBatch> {
         left -= take;
     }
     shown
-}
-
-/// CSV cannot hold lists or structs: they are written as their display text, `[1.0, 2.0]`.
-fn nested_as_text(batch: &RecordBatch) -> Result<RecordBatch> {
-    if !batch.schema().fields().iter().any(|f| f.data_type().is_nested()) {
-        return Ok(batch.clone());
-    }
-    let options = FormatOptions::default();
-    let mut fields = Vec::new();
-    let mut columns: Vec<ArrayRef> = Vec::new();
-    for (field, column) in batch.schema().fields().iter().zip(batch.columns()) {
-        if field.data_type().is_nested() {
-            let formatter = ArrayFormatter::try_new(column.as_ref(), &options)?;
-            let text: StringArray = (0..column.len())
-                .map(|i| column.is_valid(i).then(|| formatter.value(i).to_string()))
-                .collect();
-            fields.push(Field::new(field.name(), DataType::Utf8, true));
-            columns.push(Arc::new(text));
-        } else {
-            fields.push(field.as_ref().clone());
-            columns.push(Arc::clone(column));
-        }
-    }
-    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).map_err(DataFusionError::from)
 }

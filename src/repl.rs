@@ -183,9 +183,9 @@ pub async fn run(runner: &mut Runner) -> rustyline::Result<()> {
                 Ok(command) => match command.execute(runner).await {
                     Ok(true) => {}
                     Ok(false) => break,
-                    Err(error) => eprintln!("Error: {error}"),
+                    Err(error) => eprintln!("Error: {}", error.message()),
                 },
-                Err(error) => eprintln!("Error: {error}"),
+                Err(error) => eprintln!("Error: {}", error.message()),
             }
             *words.lock().expect("completion words") = session_words(runner).await;
             continue;

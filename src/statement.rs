@@ -109,7 +109,13 @@ pub async fn execute_sql(ctx: &SessionContext, sql: &str) -> Result<DataFrame> {
             _ => {}
         }
     }
-    let plan = state.statement_to_plan(statement).await?;
+    let mut plan = state.statement_to_plan(statement).await?;
+    if let LogicalPlan::Copy(copy) = &mut plan
+        && copy.file_type.get_ext().eq_ignore_ascii_case("csv")
+        && let Some(as_text) = crate::nested_text::plan_as_text(&copy.input)?
+    {
+        copy.input = Arc::new(as_text);
+    }
     if let LogicalPlan::Copy(copy) = &plan
         && let Some(partial) = partial_path(&copy.output_url, &copy.partition_by)
     {

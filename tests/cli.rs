@@ -308,9 +308,10 @@ fn explain_shows_model_reading_table_functions() {
     let statements = [
         "CREATE TABLE events AS SELECT value % 40 AS user_id, value % 13 AS item_id, value AS ts FROM generate_series(1, 400) AS s(value)".to_string(),
         "CREATE TABLE people AS SELECT DISTINCT user_id, user_id % 3 AS age FROM events".to_string(),
-        format!("SELECT users FROM train_als('events', '{als}', 4, 2)"),
+        "CREATE VIEW pairs AS SELECT user_id, item_id FROM events".to_string(),
+        format!("SELECT users FROM train_als('pairs', '{als}', 4, 2)"),
         format!("SELECT users FROM train_sasrec('events', '{sasrec}', 8, 1, 10, 1)"),
-        format!("SELECT users FROM train_two_tower('events', '{tower}', 'people', 4, 1)"),
+        format!("SELECT users FROM train_two_tower('pairs', '{tower}', 'people', 4, 1)"),
         format!("EXPLAIN SELECT * FROM model_vectors('{als}', 'items')"),
         format!("EXPLAIN SELECT * FROM sasrec_profiles('{sasrec}', 'events')"),
         format!("EXPLAIN SELECT * FROM two_tower_profiles('{tower}', 'people')"),
@@ -423,4 +424,51 @@ fn a_sort_larger_than_the_memory_limit_spills_to_disk() {
         "{}",
         stderr(&output)
     );
+}
+
+#[test]
+fn vectors_write_to_csv_as_text_even_with_no_rows() {
+    let empty = "SELECT vector([1, 2], 2) AS v, 1 AS n WHERE false";
+    for format in ["csv", "tsv"] {
+        let output = recfusion(&["--format", format, "-c", empty]);
+        assert!(output.status.success(), "{format}: {}", stderr(&output));
+        assert_eq!(stdout(&output).trim(), if format == "csv" { "v,n" } else { "v\tn" });
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("out.csv");
+    let copy = format!(
+        "COPY (SELECT 1 AS id, vector('[0.5, 2]', 2) AS v, named_struct('k', 1) AS s UNION ALL SELECT 2, NULL, NULL) TO '{}'",
+        file.display()
+    );
+    let output = recfusion(&["-q", "-c", &copy]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "id,v,s\n1,\"[0.5, 2.0]\",{k: 1}\n2,,\n");
+}
+
+#[test]
+fn markdown_tables_for_documents() {
+    let sql = "SELECT 1 AS id, 'a|b' AS name, vector('[1, 2]', 2) AS v, NULL AS missing";
+    let output = recfusion(&["-q", "--format", "markdown", "-c", sql]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(
+        stdout(&output),
+        "| id | name | v | missing |\n|---:|---|---|---|\n| 1 | a\\|b | [1.0, 2.0] | NULL |\n"
+    );
+}
+
+#[test]
+fn meta_commands_set_rows_and_document_functions() {
+    let script = "\\maxrows 2\nSELECT value FROM generate_series(1, 5);\n\\maxrows\n\\df similar_items\n\\format markdown\n\\df\n";
+    let output = piped(&["-q"], script);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let out = stdout(&output);
+    assert!(out.contains("Tables show at most 2 rows."), "{out}");
+    assert_eq!(out.matches("| 1     |").count() + out.matches("| 2     |").count(), 2, "{out}");
+    assert!(!out.contains("| 3     |"), "{out}");
+    assert!(out.contains("similar_items(items, k [, metric])  (table function)"), "{out}");
+    assert!(out.contains("Arguments:\n  items "), "{out}");
+    assert!(out.contains("Example:\n> SELECT * FROM similar_items("), "{out}");
+    assert!(out.contains("Output format: markdown."), "{out}");
+    // The listing cuts at the end of the first sentence, not inside "(e.g. …)".
+    assert!(!out.lines().any(|line| line.trim_end().ends_with("(e.g.")), "{out}");
 }

@@ -111,6 +111,8 @@ const SETUP: &[&str] = &[
         (3, 10, 0.5, TIMESTAMP '2024-01-06 00:00:00', 'a red apple')
     ) AS t(user_id, item_id, weight, ts, title)",
     "CREATE VIEW pairs AS SELECT user_id, item_id, weight FROM events",
+    "CREATE VIEW user_items AS SELECT user_id, item_id FROM events",
+    "CREATE VIEW user_ids AS SELECT DISTINCT user_id FROM events",
     "CREATE VIEW sequences AS SELECT user_id, item_id, ts FROM events",
     "CREATE VIEW titles AS SELECT DISTINCT item_id, title FROM events",
     "CREATE TABLE vectors AS SELECT * FROM (VALUES
@@ -136,13 +138,13 @@ fn valid_calls(dir: &str) -> Vec<(&'static str, Vec<String>)> {
         ),
         ("average_precision_at_k", vec!["[1, 2, 3]", "[2]", "3"]),
         ("bar", vec!["user_id", "0", "3", "10"]),
-        ("content_knn", vec!["'pairs'", "'item_vectors'", "2", "'vectors'"]),
+        ("content_knn", vec!["'pairs'", "'item_vectors'", "2", "'user_ids'"]),
         ("decayed_mean", vec!["vec", "user_id", "7"]),
         ("embed_text", vec!["'a red apple'", "16"]),
         ("embed_texts", vec!["'titles'", "16"]),
         ("hit_at_k", vec!["[1, 2, 3]", "[2]", "3"]),
         ("intra_list_diversity", vec!["vec"]),
-        ("item_knn", vec!["'pairs'", "2", "10", "1.0", "'vectors'"]),
+        ("item_knn", vec!["'pairs'", "2", "10", "1.0", "'user_ids'"]),
         ("model_vectors", vec!["'MODEL'", "'items'"]),
         ("ndcg_at_k", vec!["[1, 2, 3]", "[2]", "3"]),
         ("precision_at_k", vec!["[1, 2, 3]", "[2]", "3"]),
@@ -151,7 +153,7 @@ fn valid_calls(dir: &str) -> Vec<(&'static str, Vec<String>)> {
         ("reciprocal_rank_at_k", vec!["[1, 2, 3]", "[2]", "3"]),
         (
             "recommend",
-            vec!["'vectors'", "'item_vectors'", "2", "'cosine'", "'pairs'", "0.1"],
+            vec!["'vectors'", "'item_vectors'", "2", "'cosine'", "'user_items'", "0.1"],
         ),
         ("sasrec_profiles", vec!["'DIR/sasrec'", "'sequences'"]),
         ("similar_items", vec!["'item_vectors'", "2", "'dot'"]),
@@ -174,10 +176,10 @@ fn valid_calls(dir: &str) -> Vec<(&'static str, Vec<String>)> {
         ),
         (
             "train_two_tower",
-            vec!["'pairs'", "'DIR/tower'", "'features'", "4", "1", "7"],
+            vec!["'user_items'", "'DIR/tower'", "'features'", "4", "1", "7"],
         ),
         ("two_tower_profiles", vec!["'DIR/tower'", "'features'"]),
-        ("user_knn", vec!["'pairs'", "2", "10", "1.0", "'vectors'"]),
+        ("user_knn", vec!["'pairs'", "2", "10", "1.0", "'user_ids'"]),
         ("vector", vec!["'[1, 2]'", "2"]),
         ("vector_mean", vec!["vec"]),
         ("vector_normalize", vec!["vec"]),
@@ -219,7 +221,7 @@ async fn every_function_returns_a_result_or_an_error_for_any_arguments() {
     for train in [
         format!("SELECT * FROM train_item2vec('pairs', '{dir_text}/model', 4, 2)"),
         format!("SELECT * FROM train_sasrec('sequences', '{dir_text}/sasrec', 4, 1, 5, 1, 1)"),
-        format!("SELECT * FROM train_two_tower('pairs', '{dir_text}/tower', 'features', 4, 1)"),
+        format!("SELECT * FROM train_two_tower('user_items', '{dir_text}/tower', 'features', 4, 1)"),
     ] {
         execute_sql(&ctx, &train)
             .await

@@ -86,7 +86,7 @@ impl TableFunction for SasRecProfiles {
         let input = Input {
             role: "interactions",
             table: interactions,
-            columns: Some(3),
+            columns: Some("user, item, order"),
         };
         Planned::new(vec![input], &Options { path }, output)
     }

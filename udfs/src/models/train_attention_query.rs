@@ -102,7 +102,7 @@ impl TableFunction for TrainAttentionQuery {
         let vectors = Input {
             role: "item_vectors",
             table: vectors,
-            columns: Some(2),
+            columns: Some("item, vector"),
         };
         Planned::new(vec![interactions, vectors], &options, schema(dim))
     }

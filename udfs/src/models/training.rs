@@ -62,7 +62,7 @@ pub fn shuffle(order: &mut [usize], random: &mut SplitMix) {
 /// What every training function starts from: the interactions table (argument 1), of which
 /// the columns `columns` names are read (e.g. "user, item[, weight]"), and the model path
 /// (argument 2).
-pub fn interactions_and_path(args: &Arguments, columns: &str) -> DfResult<(Input, String)> {
+pub fn interactions_and_path(args: &Arguments, columns: &'static str) -> DfResult<(Input, String)> {
     let table = args.required_table(0, "interactions")?;
     let path = args.required_text(1, "path", "the model file's path")?;
     // Checked before training, which may take long, rather than when saving.
@@ -72,17 +72,10 @@ pub fn interactions_and_path(args: &Arguments, columns: &str) -> DfResult<(Input
         let found = format!("'{path}', whose directory does not exist");
         return Err(args.invalid(1, "path", "a path in an existing directory", found));
     }
-    let required = columns.split('[').next().unwrap_or_default();
-    let needed = required.split(',').filter(|c| !c.trim().is_empty()).count();
-    let read = columns.split(',').count();
-    let available = table.provider.schema().fields().len();
-    if available < needed {
-        return plan_err!("{}: the interactions table needs ({columns}) columns", args.function());
-    }
     let input = Input {
         role: "interactions",
         table,
-        columns: Some(available.min(read)),
+        columns: Some(columns),
     };
     Ok((input, path))
 }

@@ -84,13 +84,16 @@ pub(super) struct Pick {
     pub because: Vec<(u32, f32)>,
 }
 
+/// The roles of the interactions table's columns.
+const INTERACTIONS: &str = "user, item[, weight]";
+
 /// Plans a call of `method`: the interactions (and for content the item vectors), k, the
 /// method's own options, and the optional users table.
 pub(super) fn plan(method: Method, args: &Arguments) -> Result<Planned> {
     let mut inputs = vec![Input {
         role: "interactions",
         table: args.required_table(0, "interactions")?,
-        columns: None,
+        columns: Some(INTERACTIONS),
     }];
     let (options, users) = match method {
         Method::Content => {
@@ -98,7 +101,7 @@ pub(super) fn plan(method: Method, args: &Arguments) -> Result<Planned> {
             inputs.push(Input {
                 role: "item_vectors",
                 table: args.required_table(1, "item_vectors")?,
-                columns: Some(2),
+                columns: Some("item, vector"),
             });
             let k = args.positive_integer(2, "k", None)?;
             let options = Options {
@@ -126,8 +129,6 @@ pub(super) fn plan(method: Method, args: &Arguments) -> Result<Planned> {
             method.name()
         );
     }
-    // The weight is the third column when there is one; later columns are not read.
-    inputs[0].columns = Some(interactions.fields().len().min(3));
     let schema = output_schema(method, interactions.field(0), interactions.field(1));
     if method == Method::Content {
         let vectors = inputs[1].table.provider.schema();
@@ -157,7 +158,7 @@ pub(super) fn plan(method: Method, args: &Arguments) -> Result<Planned> {
     inputs.extend(users.map(|table| Input {
         role: "users",
         table,
-        columns: Some(1),
+        columns: Some("user"),
     }));
     Planned::new(inputs, &options, schema)
 }

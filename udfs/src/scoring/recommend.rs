@@ -130,18 +130,18 @@ impl TableFunction for Recommend {
             Input {
                 role: "users",
                 table: users,
-                columns: Some(2),
+                columns: Some("user, vector"),
             },
             Input {
                 role: "items",
                 table: items,
-                columns: Some(2),
+                columns: Some("item, vector"),
             },
         ];
         inputs.extend(exclude.map(|table| Input {
             role: "exclude",
             table,
-            columns: Some(2),
+            columns: Some("user, item"),
         }));
         Planned::new(inputs, &Options { k, metric, threshold }, schema)
     }

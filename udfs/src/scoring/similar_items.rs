@@ -72,7 +72,7 @@ impl TableFunction for SimilarItems {
         let input = Input {
             role: "items",
             table: items,
-            columns: Some(2),
+            columns: Some("item, vector"),
         };
         Planned::new(vec![input], &Options { k, metric }, schema)
     }

@@ -22,9 +22,9 @@ use std::sync::Arc;
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::{TableFunctionArgs, TableFunctionImpl, TableProvider, view::ViewTable};
-use datafusion::common::{Column, DataFusionError, Result, exec_err, plan_err};
+use datafusion::common::{DataFusionError, Result, exec_err, plan_err};
 use datafusion::datasource::provider_as_source;
-use datafusion::logical_expr::{Documentation, Expr, Extension, LogicalPlan, LogicalPlanBuilder};
+use datafusion::logical_expr::{Documentation, Extension, LogicalPlan, LogicalPlanBuilder};
 use datafusion::physical_plan::ExecutionPlan;
 use serde::Serialize;
 
@@ -61,13 +61,21 @@ pub trait TableFunction: Debug + Send + Sync {
     }
 }
 
-/// An input of a call: a named table, of which the first `columns` columns are read (all when
-/// `None`).
+/// An input of a call: a named table whose columns play the roles `columns` names by
+/// position, e.g. `"user, item[, weight]"` (optional roles in brackets); `None` reads every
+/// column.
 #[derive(Debug)]
 pub struct Input {
     pub role: &'static str,
     pub table: NamedTable,
-    pub columns: Option<usize>,
+    pub columns: Option<&'static str>,
+}
+
+/// How many columns `roles` ("user, item[, weight]") asks for at least and at most.
+fn role_counts(roles: &str) -> (usize, usize) {
+    let count = |text: &str| text.split(',').filter(|role| !role.trim().is_empty()).count();
+    let required = roles.split('[').next().unwrap_or_default();
+    (count(required), count(&roles.replace(['[', ']'], "")))
 }
 
 /// A planned call: what it reads, its options, and the columns it returns.
@@ -123,33 +131,42 @@ impl TableFunctionImpl for Registered {
     }
 }
 
-/// The plan that reads an input: a scan of the table (a view is inlined), keeping its first
-/// `columns` columns.
+/// The plan that reads an input: a scan of the table (a view is inlined). A table whose
+/// columns do not match the roles one to one is an error: with more columns than roles, the
+/// roles would silently fall on the wrong columns.
 fn scan(function: &str, input: &Input) -> Result<LogicalPlan> {
     let table = &input.table;
-    let available = table.provider.schema().fields().len();
-    let builder = LogicalPlanBuilder::scan(
+    let schema = table.provider.schema();
+    if let Some(roles) = input.columns {
+        let (required, most) = role_counts(roles);
+        let available = schema.fields().len();
+        if available < required || available > most {
+            let found: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+            let suggestion = match found.get(..most.min(available)) {
+                Some(first) if available > most => format!(
+                    "; pass a view with exactly those columns, e.g. CREATE VIEW {}_{} AS SELECT {} FROM {}",
+                    input.role,
+                    function,
+                    first.join(", "),
+                    table.name
+                ),
+                _ => String::new(),
+            };
+            return plan_err!(
+                "{function}: the {} table '{}' has {available} columns ({}), but {function} reads its \
+                 columns by position as ({roles}){suggestion}",
+                input.role,
+                table.name,
+                found.join(", ")
+            );
+        }
+    }
+    LogicalPlanBuilder::scan(
         table.name.as_str(),
         provider_as_source(Arc::clone(&table.provider)),
         None,
-    )?;
-    match input.columns {
-        Some(columns) if columns > available => {
-            plan_err!(
-                "{function}: the {} table '{}' needs at least {columns} columns, it has {available}",
-                input.role,
-                table.name
-            )
-        }
-        Some(columns) if columns < available => {
-            let schema = Arc::clone(builder.schema());
-            let keep: Vec<Expr> = (0..columns)
-                .map(|i| Expr::Column(Column::from(schema.qualified_field(i))))
-                .collect();
-            builder.project(keep)?.build()
-        }
-        _ => builder.build(),
-    }
+    )?
+    .build()
 }
 
 /// The body of [`TableFunction::compute`] for functions with their own operator.

@@ -66,7 +66,7 @@ impl TableFunction for EmbedTexts {
         let input = Input {
             role: "texts",
             table,
-            columns: Some(2),
+            columns: Some("id, text"),
         };
         Planned::new(vec![input], &Options { dim }, schema)
     }
