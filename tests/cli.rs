@@ -442,7 +442,10 @@ fn vectors_write_to_csv_as_text_even_with_no_rows() {
     );
     let output = recfusion(&["-q", "-c", &copy]);
     assert!(output.status.success(), "{}", stderr(&output));
-    assert_eq!(std::fs::read_to_string(&file).unwrap(), "id,v,s\n1,\"[0.5, 2.0]\",{k: 1}\n2,,\n");
+    assert_eq!(
+        std::fs::read_to_string(&file).unwrap(),
+        "id,v,s\n1,\"[0.5, 2.0]\",{k: 1}\n2,,\n"
+    );
 }
 
 #[test]
@@ -463,9 +466,16 @@ fn meta_commands_set_rows_and_document_functions() {
     assert!(output.status.success(), "{}", stderr(&output));
     let out = stdout(&output);
     assert!(out.contains("Tables show at most 2 rows."), "{out}");
-    assert_eq!(out.matches("| 1     |").count() + out.matches("| 2     |").count(), 2, "{out}");
+    assert_eq!(
+        out.matches("| 1     |").count() + out.matches("| 2     |").count(),
+        2,
+        "{out}"
+    );
     assert!(!out.contains("| 3     |"), "{out}");
-    assert!(out.contains("similar_items(items, k [, metric])  (table function)"), "{out}");
+    assert!(
+        out.contains("similar_items(items, k [, metric])  (table function)"),
+        "{out}"
+    );
     assert!(out.contains("Arguments:\n  items "), "{out}");
     assert!(out.contains("Example:\n> SELECT * FROM similar_items("), "{out}");
     assert!(out.contains("Output format: markdown."), "{out}");

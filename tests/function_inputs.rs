@@ -145,6 +145,7 @@ fn valid_calls(dir: &str) -> Vec<(&'static str, Vec<String>)> {
         ("hit_at_k", vec!["[1, 2, 3]", "[2]", "3"]),
         ("intra_list_diversity", vec!["vec"]),
         ("item_knn", vec!["'pairs'", "2", "10", "1.0", "'user_ids'"]),
+        ("model_info", vec!["'DIR'"]),
         ("model_vectors", vec!["'MODEL'", "'items'"]),
         ("ndcg_at_k", vec!["[1, 2, 3]", "[2]", "3"]),
         ("precision_at_k", vec!["[1, 2, 3]", "[2]", "3"]),

@@ -62,6 +62,7 @@ pub fn table_functions() -> Vec<Arc<dyn TableFunction>> {
         Arc::new(models::TwoTowerProfiles),
         Arc::new(models::TrainAttentionQuery),
         Arc::new(models::ModelVectors),
+        Arc::new(models::ModelInfo),
         Arc::new(text::EmbedTexts),
         Arc::new(files::ReadCsv),
     ]

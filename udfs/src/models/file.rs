@@ -104,6 +104,7 @@ impl ModelFile {
             "format": "recfusion-model",
             "version": 1,
             "kind": self.kind,
+            "created_at": now_utc(),
             "config": self.config,
             "ids": ids,
         });
@@ -208,6 +209,62 @@ impl ModelFile {
 }
 
 /// An error about a model file met by `function`, naming it.
+/// The current time as ISO 8601 text in UTC, `2026-11-28T21:40:00.123Z`.
+fn now_utc() -> Option<String> {
+    let since_epoch = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?;
+    let millis = i64::try_from(since_epoch.as_millis()).ok()?;
+    let time = datafusion::arrow::temporal_conversions::timestamp_ms_to_datetime(millis)?;
+    Some(time.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
+}
+
+/// What a model's description says about it, read without its weights.
+#[derive(Debug)]
+pub struct ModelSummary {
+    pub kind: String,
+    pub config: Value,
+    /// How many ids each id map holds (`users`, `items`).
+    pub id_counts: HashMap<String, usize>,
+    pub created_at: Option<String>,
+}
+
+/// Reads the description of the model at `path` (its `.json`); a missing or foreign one is an
+/// error that says which file.
+pub fn summary(path: &Path) -> Result<ModelSummary> {
+    let shown = path.display();
+    let meta_path = json_path(path);
+    let text = std::fs::read(&meta_path)
+        .map_err(|e| exec_datafusion_err!("model '{shown}': cannot read '{}': {e}", meta_path.display()))?;
+    let meta: Value =
+        serde_json::from_slice(&text).map_err(|e| exec_datafusion_err!("model '{shown}': damaged JSON: {e}"))?;
+    if meta["format"] != "recfusion-model" {
+        return exec_err!(
+            "model '{shown}': '{}' is not a recfusion model description",
+            meta_path.display()
+        );
+    }
+    let id_counts = meta["ids"]
+        .as_object()
+        .map(|maps| {
+            maps.iter()
+                .map(|(name, map)| (name.clone(), map["values"].as_array().map_or(0, Vec::len)))
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(ModelSummary {
+        kind: meta["kind"].as_str().unwrap_or_default().to_string(),
+        config: meta["config"].clone(),
+        id_counts,
+        created_at: meta["created_at"].as_str().map(str::to_string),
+    })
+}
+
+/// Whether `path` is a model's weights: a file beside a recfusion model description.
+pub fn is_model(path: &Path) -> bool {
+    path.is_file() && summary(path).is_ok()
+}
+
 pub fn named_error(function: &str) -> impl Fn(DataFusionError) -> DataFusionError + '_ {
     move |error| match error {
         DataFusionError::Execution(message) => DataFusionError::Plan(format!("{function}: {message}")),

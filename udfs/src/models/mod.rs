@@ -7,6 +7,7 @@
 pub mod als;
 pub mod file;
 pub mod item2vec;
+pub mod model_info;
 pub mod model_vectors;
 pub mod progress;
 pub mod sasrec;
@@ -20,6 +21,7 @@ pub(crate) mod training;
 pub mod two_tower;
 pub mod two_tower_profiles;
 
+pub use model_info::ModelInfo;
 pub use model_vectors::ModelVectors;
 pub use sasrec_profiles::SasRecProfiles;
 pub use train_als::TrainAls;
