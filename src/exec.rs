@@ -109,21 +109,26 @@ impl Runner {
     pub async fn execute(&self, sql: &str) -> Result<()> {
         let sql = substitute_variables(sql, &self.variables)?;
         let started = Instant::now();
-        let run = async {
+        // The statement runs as its own task, so Ctrl-C is seen at once even while the query
+        // keeps a worker busy, and aborting the task drops the plan, which stops its tasks.
+        let ctx = self.ctx.clone();
+        let statement = sql.clone();
+        let mut task = tokio::spawn(async move {
             let outcome = async {
-                let df = crate::execute_sql(&self.ctx, &sql).await?;
+                let df = crate::execute_sql(&ctx, &statement).await?;
                 let schema = std::sync::Arc::clone(df.schema().inner());
                 let batches = df.collect().await?;
                 Ok::<_, DataFusionError>((schema, batches))
             };
             match outcome.await {
-                Err(error) => Err(crate::file_errors::name_damaged_parquet(&self.ctx, &sql, error).await),
+                Err(error) => Err(crate::file_errors::name_damaged_parquet(&ctx, &statement, error).await),
                 done => done,
             }
-        };
+        });
         let (schema, batches) = tokio::select! {
-            result = run => result?,
+            result = &mut task => result.map_err(|e| DataFusionError::Execution(format!("the statement failed: {e}")))??,
             _ = tokio::signal::ctrl_c() => {
+                task.abort();
                 return Err(DataFusionError::Execution("query cancelled (Ctrl-C)".to_string()));
             }
         };

@@ -18,6 +18,7 @@ pub mod script;
 pub mod session;
 pub mod sqlite;
 pub mod statement;
+mod yield_points;
 
 pub use recfusion_udfs as udfs;
 pub use session::{SessionOptions, new_session};

@@ -36,6 +36,7 @@ pub fn new_session(options: &SessionOptions) -> Result<SessionContext> {
         .with_config(config)
         .with_runtime_env(Arc::new(runtime.build()?))
         .with_default_features()
+        .with_physical_optimizer_rule(Arc::new(crate::yield_points::JoinsYield))
         .build();
     let ctx = SessionContext::new_with_state(state).enable_url_table();
     recfusion_udfs::register_all(&ctx)?;

@@ -3,6 +3,7 @@
 
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 fn recfusion(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_recfusion"))
@@ -481,4 +482,36 @@ fn meta_commands_set_rows_and_document_functions() {
     assert!(out.contains("Output format: markdown."), "{out}");
     // The listing cuts at the end of the first sentence, not inside "(e.g. …)".
     assert!(!out.lines().any(|line| line.trim_end().ends_with("(e.g.")), "{out}");
+}
+
+#[test]
+fn ctrl_c_stops_a_running_join() {
+    let sql = "SELECT count(*) FROM generate_series(1, 100000000) a, generate_series(1, 100) b";
+    let mut child = Command::new(env!("CARGO_BIN_EXE_recfusion"))
+        .args(["-c", sql])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let sent = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let started = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > Duration::from_secs(10) {
+            child.kill().unwrap();
+            panic!("still running 10 s after Ctrl-C");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains("query cancelled (Ctrl-C)"),
+        "{}",
+        stderr(&output)
+    );
 }
