@@ -12,7 +12,7 @@ use rustyline::error::ReadlineError;
 use rustyline::highlight::Highlighter;
 use rustyline::hint::Hinter;
 use rustyline::history::DefaultHistory;
-use rustyline::validate::{ValidationContext, ValidationResult, Validator};
+use rustyline::validate::Validator;
 use rustyline::{Context, Editor, Helper};
 
 use crate::command::MetaCommand;
@@ -29,15 +29,25 @@ pub fn history_path() -> Option<PathBuf> {
         .or_else(|| dirs::home_dir().map(|home| home.join(".recfusion_history")))
 }
 
-/// rustyline's view of the session: the words to complete and when input is complete.
+/// What Tab can complete in this session.
+#[derive(Debug, Default, Clone)]
+pub struct Words {
+    pub tables: Vec<String>,
+    pub columns: Vec<String>,
+    /// Scalar, aggregate and window functions.
+    pub functions: Vec<String>,
+    pub table_functions: Vec<String>,
+}
+
+/// rustyline's view of the session: the words to complete.
 pub struct ReplHelper {
-    words: Arc<Mutex<Vec<String>>>,
+    words: Arc<Mutex<Words>>,
 }
 
 impl ReplHelper {
     fn new() -> Self {
         Self {
-            words: Arc::new(Mutex::new(Vec::new())),
+            words: Arc::new(Mutex::new(Words::default())),
         }
     }
 }
@@ -46,54 +56,93 @@ impl Completer for ReplHelper {
     type Candidate = Pair;
 
     fn complete(&self, line: &str, pos: usize, _ctx: &Context<'_>) -> rustyline::Result<(usize, Vec<Pair>)> {
-        Ok(complete_word(&self.words.lock().expect("completion words"), line, pos))
+        let words = self.words.lock().map(|words| words.clone()).unwrap_or_default();
+        Ok(complete(&words, line, pos))
     }
 }
 
-/// Candidates for the word that ends at `pos`: session words (tables, columns, functions)
-/// first, then SQL keywords in the case the user is typing.
-pub fn complete_word(words: &[String], line: &str, pos: usize) -> (usize, Vec<Pair>) {
-    let start = line[..pos]
+/// Candidates for what ends at `pos`: a file path inside an open quote; after FROM or JOIN,
+/// tables and table functions; elsewhere columns, functions, tables and SQL keywords (in the
+/// case the user is typing).
+pub fn complete(words: &Words, line: &str, pos: usize) -> (usize, Vec<Pair>) {
+    let before = &line[..pos];
+    if before.matches('\'').count() % 2 == 1 {
+        let start = before.rfind('\'').map_or(0, |i| i + 1);
+        return (start, complete_path(&before[start..]));
+    }
+    let start = before
         .rfind(|c: char| !(c.is_alphanumeric() || c == '_'))
-        .map_or(0, |i| i + line[i..].chars().next().map_or(1, char::len_utf8));
-    let typed = &line[start..pos];
+        .map_or(0, |i| i + before[i..].chars().next().map_or(1, char::len_utf8));
+    let typed = &before[start..];
     if typed.is_empty() {
         return (pos, Vec::new());
     }
     let lower = typed.to_lowercase();
-    let upper_case = typed.chars().all(|c| !c.is_lowercase());
-    let mut candidates: Vec<String> = words
-        .iter()
-        .filter(|w| w.to_lowercase().starts_with(&lower))
-        .cloned()
-        .collect();
-    candidates.extend(
-        ALL_KEYWORDS
-            .iter()
-            .filter(|k| k.to_lowercase().starts_with(&lower))
-            .map(|k| if upper_case { k.to_string() } else { k.to_lowercase() }),
-    );
-    candidates.dedup();
-    let pairs = candidates
-        .into_iter()
-        .map(|c| Pair {
-            display: c.clone(),
-            replacement: c,
-        })
-        .collect();
-    (start, pairs)
+    let matching = |list: &[String]| -> Vec<String> {
+        list.iter()
+            .filter(|w| w.to_lowercase().starts_with(&lower))
+            .cloned()
+            .collect()
+    };
+    let previous = before[..start]
+        .split_whitespace()
+        .next_back()
+        .unwrap_or_default()
+        .to_uppercase();
+    let mut candidates = matching(&words.tables);
+    candidates.extend(matching(&words.table_functions));
+    if previous != "FROM" && previous != "JOIN" {
+        candidates.extend(matching(&words.columns));
+        candidates.extend(matching(&words.functions));
+        let upper_case = typed.chars().all(|c| !c.is_lowercase());
+        candidates.extend(
+            ALL_KEYWORDS
+                .iter()
+                .filter(|k| k.to_lowercase().starts_with(&lower))
+                .map(|k| if upper_case { k.to_string() } else { k.to_lowercase() }),
+        );
+    }
+    let mut seen = std::collections::HashSet::new();
+    candidates.retain(|c| seen.insert(c.clone()));
+    (start, candidates.into_iter().map(pair).collect())
 }
 
-impl Validator for ReplHelper {
-    fn validate(&self, ctx: &mut ValidationContext<'_>) -> rustyline::Result<ValidationResult> {
-        let input = ctx.input().trim();
-        if input.is_empty() || input.starts_with('\\') || is_quit(input) || is_complete(input) {
-            Ok(ValidationResult::Valid(None))
-        } else {
-            Ok(ValidationResult::Incomplete)
-        }
+fn pair(text: String) -> Pair {
+    Pair {
+        display: text.clone(),
+        replacement: text,
     }
 }
+
+/// Files and directories whose path starts with `typed` (directories end in `/`).
+fn complete_path(typed: &str) -> Vec<Pair> {
+    let (directory, prefix) = match typed.rfind('/') {
+        Some(i) => (&typed[..=i], &typed[i + 1..]),
+        None => ("", typed),
+    };
+    let listed = if directory.is_empty() { "." } else { directory };
+    let Ok(entries) = std::fs::read_dir(listed) else {
+        return Vec::new();
+    };
+    let mut paths: Vec<String> = entries
+        .filter_map(|entry| entry.ok())
+        .filter_map(|entry| {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let hidden = name.starts_with('.') && !prefix.starts_with('.');
+            if hidden || !name.starts_with(prefix) {
+                return None;
+            }
+            let slash = if entry.path().is_dir() { "/" } else { "" };
+            Some(format!("{directory}{name}{slash}"))
+        })
+        .collect();
+    paths.sort();
+    paths.into_iter().map(pair).collect()
+}
+
+/// Every line goes back to the loop, which keeps a statement open until its `;` and shows
+/// the continuation prompt meanwhile.
+impl Validator for ReplHelper {}
 
 impl Hinter for ReplHelper {
     type Hint = String;
@@ -112,32 +161,53 @@ fn is_quit(input: &str) -> bool {
 }
 
 /// Tables, columns and functions of the session, for completion.
-async fn session_words(runner: &Runner) -> Vec<String> {
+async fn session_words(runner: &Runner) -> Words {
     let state = runner.ctx.state();
-    let mut words: Vec<String> = state
-        .scalar_functions()
-        .keys()
-        .chain(state.aggregate_functions().keys())
-        .chain(state.window_functions().keys())
-        .cloned()
-        .collect();
+    let sorted = |mut list: Vec<String>| {
+        list.sort();
+        list.dedup();
+        list
+    };
+    let mut words = Words {
+        functions: sorted(
+            state
+                .scalar_functions()
+                .keys()
+                .chain(state.aggregate_functions().keys())
+                .chain(state.window_functions().keys())
+                .cloned()
+                .collect(),
+        ),
+        table_functions: sorted(state.table_functions().keys().cloned().collect()),
+        ..Words::default()
+    };
     let columns = "SELECT DISTINCT table_name, column_name FROM information_schema.columns";
     if let Ok(df) = runner.ctx.sql(columns).await
         && let Ok(batches) = df.collect().await
     {
         for batch in batches {
-            for column in batch.columns() {
-                let names = datafusion::arrow::compute::cast(column, &datafusion::arrow::datatypes::DataType::Utf8);
-                if let Ok(names) = names {
-                    let names = datafusion::arrow::array::AsArray::as_string::<i32>(&names);
-                    words.extend(names.iter().flatten().map(str::to_string));
-                }
-            }
+            let text = |i: usize| {
+                datafusion::arrow::compute::cast(batch.column(i), &datafusion::arrow::datatypes::DataType::Utf8)
+                    .ok()
+                    .map(|names| {
+                        let names = datafusion::arrow::array::AsArray::as_string::<i32>(&names);
+                        names.iter().flatten().map(str::to_string).collect::<Vec<_>>()
+                    })
+                    .unwrap_or_default()
+            };
+            words.tables.extend(text(0));
+            words.columns.extend(text(1));
         }
     }
-    words.sort();
-    words.dedup();
+    words.tables = sorted(std::mem::take(&mut words.tables));
+    words.columns = sorted(std::mem::take(&mut words.columns));
     words
+}
+
+fn set_words(shared: &Mutex<Words>, words: Words) {
+    if let Ok(mut current) = shared.lock() {
+        *current = words;
+    }
 }
 
 /// Runs the shell until `\q`, `quit`, `exit` or end of input.
@@ -153,7 +223,7 @@ pub async fn run(runner: &mut Runner) -> rustyline::Result<()> {
     if let Some(path) = &history {
         let _ = editor.load_history(path);
     }
-    *words.lock().expect("completion words") = session_words(runner).await;
+    set_words(&words, session_words(runner).await);
 
     let mut pending = String::new();
     loop {
@@ -179,6 +249,9 @@ pub async fn run(runner: &mut Runner) -> rustyline::Result<()> {
         }
         if pending.is_empty() && line.trim_start().starts_with('\\') {
             let _ = editor.add_history_entry(line.as_str());
+            if let Some(path) = &history {
+                let _ = editor.save_history(path);
+            }
             match MetaCommand::parse(&line) {
                 Ok(command) => match command.execute(runner).await {
                     Ok(true) => {}
@@ -187,7 +260,7 @@ pub async fn run(runner: &mut Runner) -> rustyline::Result<()> {
                 },
                 Err(error) => eprintln!("Error: {}", error.message()),
             }
-            *words.lock().expect("completion words") = session_words(runner).await;
+            set_words(&words, session_words(runner).await);
             continue;
         }
         if !pending.is_empty() {
@@ -199,18 +272,23 @@ pub async fn run(runner: &mut Runner) -> rustyline::Result<()> {
         }
         let text = std::mem::take(&mut pending);
         let _ = editor.add_history_entry(text.as_str());
+        // Saved at once: closing the terminal must not lose what was typed.
+        if let Some(path) = &history {
+            let _ = editor.save_history(path);
+        }
         match split_statements(&text) {
             Ok(statements) => {
                 for statement in statements {
                     if let Err(error) = runner.execute(&statement.sql).await {
-                        eprintln!("Error: {error}");
+                        // From the start of a cleared line: a training bar may be on it.
+                        eprintln!("\r\x1b[2KError: {error}");
                         break;
                     }
                 }
             }
             Err(_) => eprintln!("Error: a /* comment is never closed with */"),
         }
-        *words.lock().expect("completion words") = session_words(runner).await;
+        set_words(&words, session_words(runner).await);
     }
     if let Some(path) = &history {
         let _ = editor.save_history(path);
@@ -222,22 +300,50 @@ pub async fn run(runner: &mut Runner) -> rustyline::Result<()> {
 mod tests {
     use super::*;
 
+    fn words() -> Words {
+        Words {
+            tables: vec!["events".into(), "ratings".into()],
+            columns: vec!["event_type".into(), "rating".into()],
+            functions: vec!["array_cosine_similarity".into()],
+            table_functions: vec!["recommend".into(), "read_csv".into()],
+        }
+    }
+
+    fn replacements(line: &str) -> Vec<String> {
+        complete(&words(), line, line.len())
+            .1
+            .into_iter()
+            .map(|p| p.replacement)
+            .collect()
+    }
+
     #[test]
-    fn completes_session_words_and_keywords() {
-        let words = vec![
-            "events".to_string(),
-            "event_type".to_string(),
-            "array_cosine_similarity".to_string(),
-        ];
-        let (start, pairs) = complete_word(&words, "select * from eve", 17);
-        assert_eq!(start, 14);
-        let found: Vec<_> = pairs.iter().map(|p| p.replacement.as_str()).collect();
-        assert!(found.contains(&"events") && found.contains(&"event_type") && found.contains(&"events"));
-        let (_, pairs) = complete_word(&words, "SEL", 3);
-        assert!(pairs.iter().any(|p| p.replacement == "SELECT"));
-        let (_, pairs) = complete_word(&words, "sel", 3);
-        assert!(pairs.iter().any(|p| p.replacement == "select"));
-        let (_, pairs) = complete_word(&words, "select array_cos", 16);
-        assert_eq!(pairs[0].replacement, "array_cosine_similarity");
+    fn completes_tables_and_table_functions_after_from() {
+        assert_eq!(replacements("select * from rat"), vec!["ratings"]);
+        assert_eq!(replacements("SELECT * FROM recomm"), vec!["recommend"]);
+        assert_eq!(replacements("select * from events e join ev"), vec!["events"]);
+    }
+
+    #[test]
+    fn completes_columns_functions_and_keywords_elsewhere() {
+        let found = replacements("select eve");
+        assert!(found.contains(&"events".to_string()) && found.contains(&"event_type".to_string()));
+        assert!(replacements("SEL").contains(&"SELECT".to_string()));
+        assert!(replacements("sel").contains(&"select".to_string()));
+        assert_eq!(replacements("select array_cos")[0], "array_cosine_similarity");
+    }
+
+    #[test]
+    fn completes_file_paths_inside_quotes() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("data")).unwrap();
+        std::fs::write(dir.path().join("data/events.parquet"), "").unwrap();
+        let typed = format!("SELECT * FROM '{}/da", dir.path().display());
+        assert_eq!(replacements(&typed), vec![format!("{}/data/", dir.path().display())]);
+        let typed = format!("SELECT * FROM '{}/data/ev", dir.path().display());
+        assert_eq!(
+            replacements(&typed),
+            vec![format!("{}/data/events.parquet", dir.path().display())]
+        );
     }
 }

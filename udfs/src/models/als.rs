@@ -170,9 +170,15 @@ fn loss(x: &[f32], y: &[f32], pairs: &Csr, config: &AlsConfig) -> f32 {
     ((total + item_regularization) / (confidence + unobserved)) as f32
 }
 
-/// Trains iALS on `interactions`. `on_iteration(done)` is told after every sweep and may stop
-/// training by returning false.
-pub fn train(interactions: &Interactions, config: &AlsConfig, mut on_iteration: impl FnMut(usize) -> bool) -> AlsModel {
+/// Trains iALS on `interactions`. `on_iteration(done, loss)` is told after every sweep (with
+/// the loss when `report_loss`, which costs about 1/factors of a sweep) and may stop training
+/// by returning false.
+pub fn train(
+    interactions: &Interactions,
+    config: &AlsConfig,
+    report_loss: bool,
+    mut on_iteration: impl FnMut(usize, Option<f32>) -> bool,
+) -> AlsModel {
     let f = config.factors;
     let mut random = SplitMix::new(config.seed);
     let mut init = |rows: usize| (0..rows * f).map(|_| random.next_f32() * 0.01).collect::<Vec<f32>>();
@@ -181,7 +187,8 @@ pub fn train(interactions: &Interactions, config: &AlsConfig, mut on_iteration: 
     for iteration in 0..config.iterations {
         sweep(&mut user_factors, &item_factors, &interactions.by_user, config);
         sweep(&mut item_factors, &user_factors, &interactions.by_item, config);
-        if !on_iteration(iteration + 1) {
+        let current = report_loss.then(|| loss(&user_factors, &item_factors, &interactions.by_user, config));
+        if !on_iteration(iteration + 1, current) {
             break;
         }
     }

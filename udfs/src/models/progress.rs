@@ -77,6 +77,14 @@ impl Progress {
         let _ = stderr.flush();
     }
 
+    /// Training was cancelled: a line in batch runs; in the shell, which reports the
+    /// cancellation itself and may already show its prompt again, nothing.
+    pub fn cancelled(&self) {
+        if self.mode == ProgressMode::Line {
+            self.finish("cancelled; no model written");
+        }
+    }
+
     /// Training ended: the summary line (after clearing the bar).
     pub fn finish(&self, summary: &str) {
         let mut stderr = std::io::stderr().lock();

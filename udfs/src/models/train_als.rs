@@ -16,7 +16,7 @@ use serde_json::json;
 
 use super::als::{self, AlsConfig};
 use super::file::ModelFile;
-use super::progress::Progress;
+use super::progress::{Progress, ProgressMode};
 use super::training::{finish, interactions_and_path, progress_mode, report, report_schema};
 use crate::table_function::interactions::Interactions;
 use crate::table_function::{Arguments, Planned, Run, TableFunction};
@@ -112,10 +112,15 @@ impl TableFunction for TrainAls {
                 .saturating_add(rayon::current_num_threads() * f.saturating_mul(f) * size_of::<f32>() * 4),
         )?;
         let started = Instant::now();
-        let mut progress = Progress::new(NAME, progress_mode(run), config.iterations);
-        let model = als::train(&interactions, &config, |done| {
-            progress.update(done, None);
-            !run.interrupt.cancelled()
+        let mode = progress_mode(run);
+        let mut progress = Progress::new(NAME, mode, config.iterations);
+        let model = als::train(&interactions, &config, mode == ProgressMode::Bar, |done, loss| {
+            // Checked before drawing: after Ctrl-C the shell owns the terminal line.
+            if run.interrupt.cancelled() {
+                return false;
+            }
+            progress.update(done, loss);
+            true
         });
         let seconds = started.elapsed().as_secs_f64();
         let file = ModelFile {

@@ -111,7 +111,7 @@ pub fn finish(
 pub fn check_finished(progress: &Progress, run: &Run, loss: f32, advice: &str) -> DfResult<()> {
     let function = &run.call.function;
     if run.interrupt.cancelled() {
-        progress.finish("cancelled; no model written");
+        progress.cancelled();
         return exec_err!("{function}: cancelled; no model written");
     }
     if !loss.is_finite() {
