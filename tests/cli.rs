@@ -438,7 +438,7 @@ fn vectors_write_to_csv_as_text_even_with_no_rows() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("out.csv");
     let copy = format!(
-        "COPY (SELECT 1 AS id, vector('[0.5, 2]', 2) AS v, named_struct('k', 1) AS s UNION ALL SELECT 2, NULL, NULL) TO '{}'",
+        "COPY (SELECT 1 AS id, vector('[0.5, 2]', 2) AS v, named_struct('k', 1) AS s UNION ALL SELECT 2, NULL, NULL ORDER BY id) TO '{}'",
         file.display()
     );
     let output = recfusion(&["-q", "-c", &copy]);

@@ -71,6 +71,33 @@ pub struct Input {
     pub columns: Option<&'static str>,
 }
 
+/// For a view's SELECT list: each role's column when exactly one column is named after it
+/// (`user` → `user_id`, `vector` → `vec`), else the role in angle brackets for the user to
+/// fill in; optional roles without such a column are left out.
+fn likely_columns(roles: &str, columns: &[&str]) -> String {
+    let (required, _) = role_counts(roles);
+    let names = roles
+        .split([',', '[', ']'])
+        .map(str::trim)
+        .filter(|role| !role.is_empty());
+    let chosen: Vec<String> = names
+        .enumerate()
+        .filter_map(|(position, role)| {
+            let named = |column: &&&str| {
+                let column = column.to_lowercase();
+                column.contains(role) || (column.len() >= 3 && role.starts_with(&column))
+            };
+            let matches: Vec<&&str> = columns.iter().filter(named).collect();
+            match matches.as_slice() {
+                [column] => Some(column.to_string()),
+                _ if position >= required => None,
+                _ => Some(format!("<{role}>")),
+            }
+        })
+        .collect();
+    chosen.join(", ")
+}
+
 /// How many columns `roles` ("user, item[, weight]") asks for at least and at most.
 fn role_counts(roles: &str) -> (usize, usize) {
     let count = |text: &str| text.split(',').filter(|role| !role.trim().is_empty()).count();
@@ -142,15 +169,16 @@ fn scan(function: &str, input: &Input) -> Result<LogicalPlan> {
         let available = schema.fields().len();
         if available < required || available > most {
             let found: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
-            let suggestion = match found.get(..most.min(available)) {
-                Some(first) if available > most => format!(
+            let suggestion = if available > most {
+                format!(
                     "; pass a view with exactly those columns, e.g. CREATE VIEW {}_{} AS SELECT {} FROM {}",
                     input.role,
                     function,
-                    first.join(", "),
+                    likely_columns(roles, &found),
                     table.name
-                ),
-                _ => String::new(),
+                )
+            } else {
+                String::new()
             };
             return plan_err!(
                 "{function}: the {} table '{}' has {available} columns ({}), but {function} reads its \
