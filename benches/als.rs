@@ -1,7 +1,7 @@
 //! iALS training speed and quality on MovieLens 100K, recfusion against the `implicit` library
 //! in the same run: both train on the same leave-last-out training rows with the same factors,
 //! iterations, regularisation and alpha, then recommend 10 unseen items per user; the program
-//! prints each one's training time and test HR@10 / NDCG@10 (EVALUATION.md's protocol).
+//! prints each one's training time and test HR@10 / NDCG@10 (the evaluation protocol of README's MovieLens benchmark).
 //! `implicit` runs through `python3` when installed (skipped with a message otherwise).
 //!
 //! cargo bench --bench als [-- DATA_DIR [FACTORS ITERATIONS REGULARIZATION ALPHA]]

@@ -14,6 +14,12 @@ use recfusion::script::parse_definition;
 use recfusion::session::{SessionOptions, new_session, parse_memory_size};
 use recfusion::udfs::models::progress::{ProgressMode, TrainingProgress};
 
+/// mimalloc keeps freed memory for reuse: candle's training allocates and frees large
+/// temporary tensors at every step, and the system allocator handed them back to the kernel
+/// each time (more system time than user time, tens of millions of page faults).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const EXAMPLES: &str = "\
 Examples:
   recfusion                                         start the interactive shell

@@ -1,4 +1,5 @@
--- The MovieLens benchmark: EVALUATION.md's protocol, written in SQL.
+-- The MovieLens benchmark: recfusion's evaluation protocol (README, "The MovieLens benchmark"),
+-- written in SQL.
 --
 --   recfusion -f examples/movielens/evaluate.sql --define data=DIR
 --
