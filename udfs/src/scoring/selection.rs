@@ -88,9 +88,13 @@ pub struct Selection {
     pub threshold: Option<f32>,
 }
 
-/// Users per matrix multiply: large enough for gemm to run near peak, small enough that the
-/// block's scores (`BLOCK × items` floats) stay modest.
+/// Users per matrix multiply: large enough for gemm to run near peak.
 pub const BLOCK: usize = 64;
+
+/// Items per matrix multiply: a block's scores for one chunk (`BLOCK × CHUNK` floats, 512 KB)
+/// stay in the core's cache while each user's list takes its best, so scores never travel
+/// to main memory and back.
+const CHUNK: usize = 2048;
 
 /// The best items of each user, best first, as (item index, score). `users` holds one
 /// optional vector per user; `excluded(u)` lists item indices user `u` must not get.
@@ -104,134 +108,190 @@ where
     E: Fn(usize) -> &'a [u32] + Sync,
 {
     let blocks: Vec<usize> = (0..users.len()).step_by(BLOCK).collect();
-    blocks
+    let all_usable = items.usable.iter().all(|&ok| ok);
+    let per_block: Vec<Vec<Vec<(u32, f32)>>> = blocks
         .par_iter()
-        .flat_map_iter(|&start| {
+        .map_init(Vec::new, |scratch, &start| {
             let end = (start + BLOCK).min(users.len());
-            score_block(&users[start..end], start, items, selection, &excluded)
+            let block = Block {
+                users: &users[start..end],
+                first_user: start,
+                items,
+                selection,
+                all_usable,
+            };
+            block.score(&excluded, scratch)
         })
-        .collect()
+        .collect();
+    per_block.into_iter().flatten().collect()
 }
 
-fn score_block<'a, E>(
-    users: &[Option<&'a [f32]>],
+/// One block of users scored against every item.
+struct Block<'u, 'a> {
+    users: &'u [Option<&'a [f32]>],
     first_user: usize,
-    items: &ItemMatrix,
+    items: &'u ItemMatrix,
     selection: Selection,
-    excluded: &E,
-) -> Vec<Vec<(u32, f32)>>
-where
-    E: Fn(usize) -> &'a [u32],
-{
-    let dim = items.dim;
-    let n = items.len;
-    // A NULL user, or a zero user under cosine, has no scores: it gets no rows.
-    let mut lhs = vec![0.0f32; users.len() * dim];
-    let mut user_norms2 = vec![0.0f32; users.len()];
-    let mut active = vec![false; users.len()];
-    for (u, user) in users.iter().enumerate() {
-        if let Some(vector) = user {
-            let norm2: f32 = vector.iter().map(|x| x * x).sum();
-            user_norms2[u] = norm2;
-            active[u] = items.metric != Metric::Cosine || norm2 > 0.0;
-            let scale = if items.metric == Metric::Cosine && norm2 > 0.0 {
-                1.0 / norm2.sqrt()
-            } else {
-                1.0
-            };
-            lhs[u * dim..(u + 1) * dim]
-                .iter_mut()
-                .zip(*vector)
-                .for_each(|(dst, x)| *dst = x * scale);
+    all_usable: bool,
+}
+
+impl Block<'_, '_> {
+    /// Each user's list. `scratch` is reused between blocks of one thread.
+    fn score<'a, E>(&self, excluded: &E, scratch: &mut Vec<f32>) -> Vec<Vec<(u32, f32)>>
+    where
+        E: Fn(usize) -> &'a [u32],
+    {
+        let (items, users) = (self.items, self.users);
+        let (dim, n) = (items.dim, items.len);
+        // A NULL user, or a zero user under cosine, has no scores: it gets no rows.
+        let mut lhs = vec![0.0f32; users.len() * dim];
+        let mut user_norms2 = vec![0.0f32; users.len()];
+        let mut active = vec![false; users.len()];
+        for (u, user) in users.iter().enumerate() {
+            if let Some(vector) = user {
+                let norm2: f32 = vector.iter().map(|x| x * x).sum();
+                user_norms2[u] = norm2;
+                active[u] = items.metric != Metric::Cosine || norm2 > 0.0;
+                let scale = if items.metric == Metric::Cosine && norm2 > 0.0 {
+                    1.0 / norm2.sqrt()
+                } else {
+                    1.0
+                };
+                lhs[u * dim..(u + 1) * dim]
+                    .iter_mut()
+                    .zip(*vector)
+                    .for_each(|(dst, x)| *dst = x * scale);
+            }
+        }
+        let mut lists: Vec<TopList> = (0..users.len())
+            .map(|u| {
+                let floor = match (self.selection.threshold, items.metric) {
+                    (None, _) => f32::NEG_INFINITY,
+                    (Some(t), Metric::L2) => user_norms2[u] - t * t,
+                    (Some(t), _) => t,
+                };
+                TopList::new(self.selection.k.min(n), floor)
+            })
+            .collect();
+        if n == 0 || dim == 0 || users.is_empty() || !active.iter().any(|&a| a) {
+            return lists.into_iter().map(|_| Vec::new()).collect();
+        }
+        for chunk_start in (0..n).step_by(CHUNK) {
+            let width = CHUNK.min(n - chunk_start);
+            scratch.resize(users.len() * width, 0.0);
+            // SAFETY: every pointer covers its matrix: lhs is users × dim, the chunk's items
+            // are width × dim read transposed (row stride 1, column stride dim), dst is
+            // users × width; none overlap. gemm writes every dst value (it reads none).
+            unsafe {
+                gemm::gemm(
+                    users.len(),
+                    width,
+                    dim,
+                    scratch.as_mut_ptr(),
+                    1,
+                    width as isize,
+                    false,
+                    lhs.as_ptr(),
+                    1,
+                    dim as isize,
+                    items.values.as_ptr().add(chunk_start * dim),
+                    dim as isize,
+                    1,
+                    0.0,
+                    1.0,
+                    false,
+                    false,
+                    false,
+                    gemm::Parallelism::None,
+                );
+            }
+            let chunk = chunk_start..chunk_start + width;
+            for (u, list) in lists.iter_mut().enumerate() {
+                if !active[u] {
+                    continue;
+                }
+                let row = &mut scratch[u * width..(u + 1) * width];
+                // L2 ranks by 2·u·i − ‖i‖², which orders items as −‖u − i‖² does.
+                if items.metric == Metric::L2 {
+                    row.iter_mut()
+                        .zip(&items.squared_norms[chunk.clone()])
+                        .for_each(|(s, norm2)| *s = 2.0 * *s - norm2);
+                }
+                if !self.all_usable {
+                    for (s, &ok) in row.iter_mut().zip(&items.usable[chunk.clone()]) {
+                        if !ok {
+                            *s = f32::NEG_INFINITY;
+                        }
+                    }
+                }
+                for &item in excluded(self.first_user + u) {
+                    if chunk.contains(&(item as usize)) {
+                        row[item as usize - chunk_start] = f32::NEG_INFINITY;
+                    }
+                }
+                list.offer_all(row, chunk_start as u32);
+            }
+        }
+        lists
+            .into_iter()
+            .enumerate()
+            .map(|(u, list)| {
+                if !active[u] {
+                    return Vec::new();
+                }
+                let mut best = list.best;
+                if items.metric == Metric::L2 {
+                    best.iter_mut()
+                        .for_each(|(_, s)| *s = (user_norms2[u] - *s).max(0.0).sqrt());
+                }
+                best
+            })
+            .collect()
+    }
+}
+
+/// A user's best items so far, best first, and the score an item must beat to enter.
+struct TopList {
+    k: usize,
+    best: Vec<(u32, f32)>,
+    bar: f32,
+}
+
+impl TopList {
+    fn new(k: usize, floor: f32) -> Self {
+        Self {
+            k,
+            best: Vec::with_capacity(k + 1),
+            bar: floor,
         }
     }
-    let mut scores = vec![0.0f32; users.len() * n];
-    if n > 0 && dim > 0 && !users.is_empty() {
-        // SAFETY: every pointer covers its matrix: lhs is users × dim, the items are n × dim
-        // read transposed (row stride 1, column stride dim), dst is users × n; none overlap.
-        unsafe {
-            gemm::gemm(
-                users.len(),
-                n,
-                dim,
-                scores.as_mut_ptr(),
-                1,
-                n as isize,
-                false,
-                lhs.as_ptr(),
-                1,
-                dim as isize,
-                items.values.as_ptr(),
-                dim as isize,
-                1,
-                0.0,
-                1.0,
-                false,
-                false,
-                false,
-                gemm::Parallelism::None,
-            );
+
+    /// Offers `scores`, the scores of items `first, first + 1, …`; ties keep the lower index.
+    fn offer_all(&mut self, scores: &[f32], first: u32) {
+        if self.k == 0 {
+            return;
+        }
+        for (j, &s) in scores.iter().enumerate() {
+            if s > self.bar {
+                let position = self.best.partition_point(|&(_, b)| b >= s);
+                self.best.insert(position, (first + j as u32, s));
+                if self.best.len() > self.k {
+                    self.best.pop();
+                }
+                if self.best.len() == self.k {
+                    self.bar = self.best[self.k - 1].1;
+                }
+            }
         }
     }
-    (0..users.len())
-        .map(|u| {
-            if !active[u] {
-                return Vec::new();
-            }
-            let row = &mut scores[u * n..(u + 1) * n];
-            // L2 ranks by 2·u·i − ‖i‖², which orders items as −‖u − i‖² does.
-            if items.metric == Metric::L2 {
-                row.iter_mut()
-                    .zip(&items.squared_norms)
-                    .for_each(|(s, norm2)| *s = 2.0 * *s - norm2);
-            }
-            for (s, ok) in row.iter_mut().zip(&items.usable) {
-                if !ok {
-                    *s = f32::NEG_INFINITY;
-                }
-            }
-            for &item in excluded(first_user + u) {
-                if let Some(s) = row.get_mut(item as usize) {
-                    *s = f32::NEG_INFINITY;
-                }
-            }
-            let floor = match (selection.threshold, items.metric) {
-                (None, _) => f32::NEG_INFINITY,
-                (Some(t), Metric::L2) => user_norms2[u] - t * t,
-                (Some(t), _) => t,
-            };
-            let mut best = select(row, selection.k, floor);
-            if items.metric == Metric::L2 {
-                best.iter_mut()
-                    .for_each(|(_, s)| *s = (user_norms2[u] - *s).max(0.0).sqrt());
-            }
-            best
-        })
-        .collect()
 }
 
 /// The `k` highest scores above `floor`, best first; ties go to the lower item index.
 pub fn select(scores: &[f32], k: usize, floor: f32) -> Vec<(u32, f32)> {
     // Sized by the data: a k larger than the candidates asks for every candidate.
-    let k = k.min(scores.len());
-    let mut best: Vec<(u32, f32)> = Vec::with_capacity(k + 1);
-    let mut bar = floor;
-    if k == 0 {
-        return best;
-    }
-    for (j, &s) in scores.iter().enumerate() {
-        if s > bar {
-            let position = best.partition_point(|&(_, b)| b >= s);
-            best.insert(position, (j as u32, s));
-            if best.len() > k {
-                best.pop();
-            }
-            if best.len() == k {
-                bar = best[k - 1].1;
-            }
-        }
-    }
-    best
+    let mut list = TopList::new(k.min(scores.len()), floor);
+    list.offer_all(scores, 0);
+    list.best
 }
 
 #[cfg(test)]
@@ -290,6 +350,38 @@ mod tests {
             let got = top_k(&user_rows, &matrix, Selection { k: 7, threshold: None }, |_| &[]);
             let got: Vec<Vec<u32>> = got.iter().map(|r| r.iter().map(|(j, _)| *j).collect()).collect();
             assert_eq!(got, brute_force(&users, &items, 7, metric), "{metric:?}");
+        }
+    }
+
+    #[test]
+    fn catalogs_of_several_chunks_match_brute_force_with_exclusions() {
+        // Items span three chunks, with a NULL item in the middle one and each user's best
+        // item (found by brute force) excluded, so lists cross chunk borders.
+        let users = random(70, 8, 3);
+        let items = random(2 * CHUNK + 300, 8, 4);
+        for metric in [Metric::Dot, Metric::Cosine, Metric::L2] {
+            let null_item = CHUNK + 5;
+            let rows = items
+                .iter()
+                .enumerate()
+                .map(|(j, v)| (j != null_item).then_some(v.as_slice()));
+            let matrix = ItemMatrix::new(rows, 8, metric);
+            let mut expected = brute_force(&users, &items, 13, metric);
+            let excluded: Vec<[u32; 1]> = expected.iter().map(|best| [best[0]]).collect();
+            for list in &mut expected {
+                list.remove(0);
+                list.retain(|&j| j as usize != null_item);
+            }
+            let user_rows: Vec<Option<&[f32]>> = users.iter().map(|u| Some(u.as_slice())).collect();
+            let got = top_k(&user_rows, &matrix, Selection { k: 13, threshold: None }, |u| {
+                &excluded[u]
+            });
+            let got: Vec<Vec<u32>> = got
+                .iter()
+                .zip(&expected)
+                .map(|(r, want)| r.iter().map(|(j, _)| *j).take(want.len()).collect())
+                .collect();
+            assert_eq!(got, expected, "{metric:?}");
         }
     }
 
