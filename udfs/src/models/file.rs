@@ -130,16 +130,7 @@ impl ModelFile {
             return exec_err!("model '{shown}' does not exist");
         }
         let meta_path = json_path(path);
-        let text = std::fs::read(&meta_path)
-            .map_err(|e| exec_datafusion_err!("model '{shown}': cannot read '{}': {e}", meta_path.display()))?;
-        let meta: Value =
-            serde_json::from_slice(&text).map_err(|e| exec_datafusion_err!("model '{shown}': damaged JSON: {e}"))?;
-        if meta["format"] != "recfusion-model" {
-            return exec_err!(
-                "model '{shown}': '{}' is not a recfusion model description",
-                meta_path.display()
-            );
-        }
+        let meta = read_description(path)?;
         let found = meta["kind"].as_str().unwrap_or_default().to_string();
         if let Some(kind) = kind.filter(|k| *k != found) {
             return exec_err!("model '{shown}' is of kind '{found}', not '{kind}'");
@@ -219,6 +210,23 @@ fn now_utc() -> Option<String> {
     Some(time.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
 }
 
+/// The description beside the weights at `path`, checked to be recfusion's.
+fn read_description(path: &Path) -> Result<Value> {
+    let shown = path.display();
+    let meta_path = json_path(path);
+    let text = std::fs::read(&meta_path)
+        .map_err(|e| exec_datafusion_err!("model '{shown}': cannot read '{}': {e}", meta_path.display()))?;
+    let meta: Value =
+        serde_json::from_slice(&text).map_err(|e| exec_datafusion_err!("model '{shown}': damaged JSON: {e}"))?;
+    if meta["format"] != "recfusion-model" {
+        return exec_err!(
+            "model '{shown}': '{}' is not a recfusion model description",
+            meta_path.display()
+        );
+    }
+    Ok(meta)
+}
+
 /// What a model's description says about it, read without its weights.
 #[derive(Debug)]
 pub struct ModelSummary {
@@ -232,18 +240,7 @@ pub struct ModelSummary {
 /// Reads the description of the model at `path` (its `.json`); a missing or foreign one is an
 /// error that says which file.
 pub fn summary(path: &Path) -> Result<ModelSummary> {
-    let shown = path.display();
-    let meta_path = json_path(path);
-    let text = std::fs::read(&meta_path)
-        .map_err(|e| exec_datafusion_err!("model '{shown}': cannot read '{}': {e}", meta_path.display()))?;
-    let meta: Value =
-        serde_json::from_slice(&text).map_err(|e| exec_datafusion_err!("model '{shown}': damaged JSON: {e}"))?;
-    if meta["format"] != "recfusion-model" {
-        return exec_err!(
-            "model '{shown}': '{}' is not a recfusion model description",
-            meta_path.display()
-        );
-    }
+    let meta = read_description(path)?;
     let id_counts = meta["ids"]
         .as_object()
         .map(|maps| {
