@@ -67,11 +67,19 @@ pub struct StatementError {
     pub source: String,
     pub line: usize,
     pub error: DataFusionError,
+    /// A meta command's error: its message alone, without DataFusion's "Error during
+    /// planning:" prefix, which would read as if SQL had failed.
+    pub meta_command: bool,
 }
 
 impl fmt::Display for StatementError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} line {}: {}", self.source, self.line, self.error)
+        let message = if self.meta_command {
+            self.error.message()
+        } else {
+            self.error.to_string().into()
+        };
+        write!(f, "{} line {}: {message}", self.source, self.line)
     }
 }
 
@@ -83,6 +91,7 @@ impl StatementError {
             source: source.to_string(),
             line,
             error,
+            meta_command: false,
         }
     }
 }
@@ -185,7 +194,10 @@ impl Runner {
                 match outcome {
                     Ok(true) => {}
                     Ok(false) => return failures.finish(),
-                    Err(error) => failures.add(StatementError::new(source, number, error))?,
+                    Err(error) => failures.add(StatementError {
+                        meta_command: true,
+                        ..StatementError::new(source, number, error)
+                    })?,
                 }
                 continue;
             }

@@ -515,3 +515,13 @@ fn ctrl_c_stops_a_running_join() {
         stderr(&output)
     );
 }
+
+#[test]
+fn meta_command_errors_read_as_sentences() {
+    let output = piped(&["-q"], "SELECT 1;\n\\nope\n");
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(
+        stderr(&output).trim(),
+        "Error: <stdin> line 2: unknown command \\nope; \\? lists the commands"
+    );
+}
