@@ -263,36 +263,76 @@ fn fill_with_popular(picks: &mut Vec<Pick>, seen: &[u32], popular: &[(u32, f32)]
 /// The `neighbours` most similar rows to each row of `rows`, by shrunk cosine over `columns`
 /// (the same matrix transposed), as (row, similarity) lists.
 pub(super) fn neighbours(rows: &Csr, columns: &Csr, count: usize, shrinkage: f32) -> Vec<Vec<(u32, f32)>> {
-    let norms = rows.norms();
+    let similarity = Similarity::new(rows, columns, count, shrinkage);
     (0..rows.rows())
         .into_par_iter()
         .map_init(
-            || (vec![0.0f32; rows.rows()], Vec::<u32>::new()),
-            |(dots, touched), r| {
-                for (c, w) in rows.row(r) {
-                    for (other, w2) in columns.row(c as usize) {
-                        if dots[other as usize] == 0.0 {
-                            touched.push(other);
-                        }
-                        dots[other as usize] += w * w2;
-                    }
-                }
-                let mut similar: Vec<(u32, f32)> = touched
-                    .iter()
-                    .filter(|&&o| o as usize != r)
-                    .map(|&o| (o, dots[o as usize] / (norms[r] * norms[o as usize] + shrinkage)))
-                    .filter(|(_, s)| *s > 0.0)
-                    .collect();
-                for &o in touched.iter() {
-                    dots[o as usize] = 0.0;
-                }
-                touched.clear();
-                similar.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-                similar.truncate(count);
-                similar
-            },
+            || similarity.scratch(),
+            |scratch, r| similarity.most_similar(r, scratch),
         )
         .collect()
+}
+
+/// Cosine similarity between the rows of a sparse matrix (shrunk by `shrinkage`), keeping each
+/// row's `count` most similar other rows.
+pub(super) struct Similarity<'a> {
+    rows: &'a Csr,
+    columns: &'a Csr,
+    norms: Vec<f32>,
+    count: usize,
+    shrinkage: f32,
+}
+
+/// The working memory of one thread: one accumulator per row, and the rows it touched.
+pub(super) type Scratch = (Vec<f32>, Vec<u32>);
+
+impl<'a> Similarity<'a> {
+    pub(super) fn new(rows: &'a Csr, columns: &'a Csr, count: usize, shrinkage: f32) -> Self {
+        Self {
+            rows,
+            columns,
+            norms: rows.norms(),
+            count,
+            shrinkage,
+        }
+    }
+
+    pub(super) fn scratch(&self) -> Scratch {
+        (vec![0.0f32; self.rows.rows()], Vec::new())
+    }
+
+    /// Row `r`'s most similar rows, best first; ties go to the lower row.
+    pub(super) fn most_similar(&self, r: usize, (dots, touched): &mut Scratch) -> Vec<(u32, f32)> {
+        for (c, w) in self.rows.row(r) {
+            for (other, w2) in self.columns.row(c as usize) {
+                if dots[other as usize] == 0.0 {
+                    touched.push(other);
+                }
+                dots[other as usize] += w * w2;
+            }
+        }
+        let norms = &self.norms;
+        let mut similar: Vec<(u32, f32)> = touched
+            .iter()
+            .filter(|&&o| o as usize != r)
+            .map(|&o| (o, dots[o as usize] / (norms[r] * norms[o as usize] + self.shrinkage)))
+            .filter(|(_, s)| *s > 0.0)
+            .collect();
+        for &o in touched.iter() {
+            dots[o as usize] = 0.0;
+        }
+        touched.clear();
+        let order = |a: &(u32, f32), b: &(u32, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
+        if similar.len() > self.count && self.count > 0 {
+            similar.select_nth_unstable_by(self.count - 1, order);
+        }
+        similar.truncate(self.count);
+        similar.sort_by(order);
+        // The list was as long as every row touched: keeping its capacity for every row of a
+        // popular catalogue held tens of gigabytes.
+        similar.shrink_to_fit();
+        similar
+    }
 }
 
 /// The k best unseen items among the `touched` entries of `scores`.

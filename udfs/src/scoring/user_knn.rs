@@ -7,7 +7,9 @@ use datafusion::common::Result;
 use datafusion::logical_expr::Documentation;
 use datafusion_macros::user_doc;
 
-use super::knn::{Method, Options, Pick, best_of, neighbours};
+use std::cell::RefCell;
+
+use super::knn::{Method, Options, Pick, Scratch, Similarity, best_of};
 use crate::table_function::interactions::Interactions;
 use crate::table_function::{Arguments, Planned, Run, TableFunction};
 
@@ -57,8 +59,14 @@ impl TableFunction for UserKnn {
     }
 }
 
+thread_local! {
+    /// One accumulator per user, reused by every user a thread scores (it is left zeroed).
+    static SCRATCH: RefCell<Scratch> = const { RefCell::new((Vec::new(), Vec::new())) };
+}
+
 pub(super) fn scorer<'a>(interactions: &'a Interactions, options: &Options) -> impl Fn(usize) -> Vec<Pick> + Sync + 'a {
-    let similar = neighbours(
+    // Only the users asked for need neighbours: computed when each one is scored.
+    let similarity = Similarity::new(
         &interactions.by_user,
         &interactions.by_item,
         options.neighbours.unwrap_or(50),
@@ -66,10 +74,17 @@ pub(super) fn scorer<'a>(interactions: &'a Interactions, options: &Options) -> i
     );
     let k = options.k;
     move |u| {
-        let denominator: f32 = similar[u].iter().map(|(_, s)| s.abs()).sum();
+        let similar = SCRATCH.with(|scratch| {
+            let mut scratch = scratch.borrow_mut();
+            if scratch.0.len() < interactions.users() {
+                scratch.0.resize(interactions.users(), 0.0);
+            }
+            similarity.most_similar(u, &mut scratch)
+        });
+        let denominator: f32 = similar.iter().map(|(_, s)| s.abs()).sum();
         let mut scores = vec![0.0f32; interactions.items()];
         let mut touched = Vec::new();
-        for &(v, s) in &similar[u] {
+        for &(v, s) in &similar {
             for (i, r) in interactions.by_user.row(v as usize) {
                 if scores[i as usize] == 0.0 {
                     touched.push(i);
