@@ -56,8 +56,10 @@ impl Completer for ReplHelper {
     type Candidate = Pair;
 
     fn complete(&self, line: &str, pos: usize, _ctx: &Context<'_>) -> rustyline::Result<(usize, Vec<Pair>)> {
-        let words = self.words.lock().map(|words| words.clone()).unwrap_or_default();
-        Ok(complete(&words, line, pos))
+        match self.words.lock() {
+            Ok(words) => Ok(complete(&words, line, pos)),
+            Err(_) => Ok((pos, Vec::new())),
+        }
     }
 }
 

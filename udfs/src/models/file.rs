@@ -257,11 +257,6 @@ pub fn summary(path: &Path) -> Result<ModelSummary> {
     })
 }
 
-/// Whether `path` is a model's weights: a file beside a recfusion model description.
-pub fn is_model(path: &Path) -> bool {
-    path.is_file() && summary(path).is_ok()
-}
-
 pub fn named_error(function: &str) -> impl Fn(DataFusionError) -> DataFusionError + '_ {
     move |error| match error {
         DataFusionError::Execution(message) => DataFusionError::Plan(format!("{function}: {message}")),

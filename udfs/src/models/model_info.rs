@@ -8,13 +8,13 @@ use std::sync::Arc;
 use datafusion::arrow::array::{ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
-use datafusion::common::{Result, exec_err};
+use datafusion::common::Result;
 use datafusion::logical_expr::Documentation;
 use datafusion_macros::user_doc;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::file::{ModelSummary, is_model, named_error, summary};
+use super::file::{ModelSummary, named_error, summary};
 use crate::table_function::{Arguments, Planned, Run, TableFunction};
 
 const NAME: &str = "model_info";
@@ -58,18 +58,20 @@ fn created_at_type() -> DataType {
     DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into()))
 }
 
-/// The model files at `path`: the file itself, or every model in the directory, by name.
-fn model_files(path: &Path) -> Result<Vec<PathBuf>> {
+/// The models at `path` with their descriptions: the file itself (an error when it is not a
+/// model), or every model in the directory, by name.
+fn models(path: &Path) -> Result<Vec<(PathBuf, ModelSummary)>> {
     if !path.is_dir() {
-        return Ok(vec![path.to_path_buf()]);
+        return Ok(vec![(path.to_path_buf(), summary(path).map_err(named_error(NAME))?)]);
     }
     let entries = std::fs::read_dir(path).map_err(|e| named_error(NAME)(e.into()))?;
-    let mut files: Vec<PathBuf> = entries
+    let mut models: Vec<(PathBuf, ModelSummary)> = entries
         .filter_map(|entry| entry.ok().map(|entry| entry.path()))
-        .filter(|file| is_model(file))
+        .filter(|file| file.is_file())
+        .filter_map(|file| summary(&file).ok().map(|model| (file, model)))
         .collect();
-    files.sort();
-    Ok(files)
+    models.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(models)
 }
 
 impl TableFunction for ModelInfo {
@@ -97,13 +99,13 @@ impl TableFunction for ModelInfo {
 
     fn compute(&self, _inputs: &[RecordBatch], run: &Run) -> Result<RecordBatch> {
         let Options { path } = run.call.options()?;
-        let files = model_files(Path::new(&path))?;
-        let mut rows = Vec::with_capacity(files.len());
-        for file in &files {
-            let summary = summary(file).map_err(|e| named_error(NAME)(e))?;
-            let bytes = std::fs::metadata(file).map(|m| m.len()).unwrap_or(0);
-            rows.push((file, summary, bytes));
-        }
+        let rows: Vec<(PathBuf, ModelSummary, u64)> = models(Path::new(&path))?
+            .into_iter()
+            .map(|(file, summary)| {
+                let bytes = std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
+                (file, summary, bytes)
+            })
+            .collect();
         let number = |config: &Value, key: &str| config[key].as_f64();
         let whole = |config: &Value, key: &str| config[key].as_u64().and_then(|n| i64::try_from(n).ok());
         let count =
@@ -158,9 +160,6 @@ impl TableFunction for ModelInfo {
                     .collect::<Int64Array>(),
             ),
         ];
-        if columns[0].is_empty() && !Path::new(&path).is_dir() {
-            return exec_err!("{NAME}: no model at '{path}'");
-        }
         Ok(RecordBatch::try_new(Arc::clone(run.schema), columns)?)
     }
 }

@@ -438,11 +438,10 @@ impl Catalog {
         })
     }
 
-    /// The memory scoring `users` users at once takes: the score rows of the blocks that run
-    /// at the same time, and the output.
+    /// The memory scoring `users` users at once takes: the kernel's working memory and the
+    /// output.
     fn scoring_bytes(&self, users: usize, k: usize) -> usize {
-        let blocks_at_once = users.min(selection::BLOCK * rayon::current_num_threads());
-        let scores = blocks_at_once * self.matrix.len() * size_of::<f32>();
+        let scores = selection::working_bytes(users, self.matrix.len());
         let output = users * k.min(self.matrix.len()) * (size_of::<u64>() + 2 * size_of::<u32>() + size_of::<f32>());
         scores + output
     }

@@ -96,6 +96,13 @@ pub const BLOCK: usize = 64;
 /// to main memory and back.
 const CHUNK: usize = 2048;
 
+/// The working memory [`top_k`] takes for `users` users and `items` items, besides its
+/// output: one block's scores for one chunk of items on each thread that runs at once.
+pub fn working_bytes(users: usize, items: usize) -> usize {
+    let threads_busy = users.div_ceil(BLOCK).min(rayon::current_num_threads());
+    threads_busy * BLOCK.min(users) * CHUNK.min(items) * size_of::<f32>()
+}
+
 /// The best items of each user, best first, as (item index, score). `users` holds one
 /// optional vector per user; `excluded(u)` lists item indices user `u` must not get.
 pub fn top_k<'a, E>(

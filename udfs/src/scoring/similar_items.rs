@@ -87,10 +87,10 @@ impl TableFunction for SimilarItems {
         }
         let vectors = Vectors::try_new(NAME, 1, items.column(1))?;
         let (count, dim) = (vectors.len(), vectors.dim().unwrap_or(0));
-        let blocks_at_once = count.min(selection::BLOCK * rayon::current_num_threads());
         let k = k.min(count.saturating_sub(1));
         run.reserve(
-            (count * (dim + 2) + blocks_at_once * count) * size_of::<f32>()
+            count * (dim + 2) * size_of::<f32>()
+                + selection::working_bytes(count, count)
                 + count * k * (2 * size_of::<u32>() + size_of::<u64>() + size_of::<f32>()),
         )?;
         let rows: Vec<Option<&[f32]>> = (0..count).map(|row| vectors.row(row)).collect();
