@@ -3,10 +3,11 @@
 //! The engine is Apache DataFusion with recfusion's functions registered. This crate owns
 //! everything about sessions, scripts and people: session setup ([`session`]), splitting and
 //! templating SQL scripts ([`script`]), running statements and printing results ([`exec`],
-//! [`print`], [`statement`]), attached SQLite files ([`sqlite`]), and the interactive shell
-//! ([`command`], [`repl`]). The SQL functions live in the `recfusion-udfs` crate.
+//! [`print`], [`statement`]), attached SQLite files ([`sqlite`]), the interactive shell ([`command`], [`repl`]), and
+//! running on a Ballista cluster ([`cluster`]). The SQL functions live in the `recfusion-udfs` crate.
 #![deny(clippy::clone_on_ref_ptr)]
 
+pub mod cluster;
 pub mod command;
 pub mod exec;
 mod file_errors;
@@ -21,5 +22,5 @@ pub mod statement;
 mod yield_points;
 
 pub use recfusion_udfs as udfs;
-pub use session::{SessionOptions, new_session};
+pub use session::{SessionOptions, new_cluster_session, new_session};
 pub use statement::execute_sql;

@@ -8,10 +8,11 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{CommandFactory, FromArgMatches, Parser};
+use recfusion::cluster::ClusterOptions;
 use recfusion::exec::{PrintOptions, Runner};
 use recfusion::print::PrintFormat;
 use recfusion::script::parse_definition;
-use recfusion::session::{SessionOptions, new_session, parse_memory_size};
+use recfusion::session::{SessionOptions, new_cluster_session, new_session, parse_memory_size};
 use recfusion::udfs::models::progress::{ProgressMode, TrainingProgress};
 
 /// mimalloc keeps freed memory for reuse: candle's training allocates and frees large
@@ -27,7 +28,9 @@ Examples:
   recfusion -c \"SELECT * FROM 'events.parquet' LIMIT 5\"
   recfusion -f nightly.sql --define day=2026-01-31 -q --format csv > out.csv
   recfusion -m 4G -f big_job.sql --continue-on-error
-  recfusion --attach out/recs.sqlite=out -f nightly.sql   write results with CREATE OR REPLACE TABLE out.recs AS …";
+  recfusion --attach out/recs.sqlite=out -f nightly.sql   write results with CREATE OR REPLACE TABLE out.recs AS …
+  recfusion --cluster df://scheduler:50050 --cluster-dir /shared/tmp -f nightly.sql
+  recfusion --local-cluster 2 -f examples/quickstart.sql  try a cluster on this machine";
 
 /// recfusion: SQL for user profiles and recommendations, on Apache DataFusion.
 #[derive(Debug, Parser)]
@@ -70,6 +73,21 @@ struct Args {
     /// Keep running a batch after a statement fails (the exit code still reports the failure).
     #[arg(long)]
     continue_on_error: bool,
+
+    /// Run queries on the Ballista cluster whose scheduler (recfusion-scheduler) is at
+    /// df://HOST:PORT.
+    #[arg(long, value_name = "URL", conflicts_with = "local_cluster")]
+    cluster: Option<String>,
+
+    /// Run queries on a cluster of N executors started in this process, over loopback.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
+    local_cluster: Option<u16>,
+
+    /// Directory, at the same path on every executor, where tables created in a cluster
+    /// session that are too large to travel with each query are kept as Parquet (default with
+    /// --local-cluster: a temporary directory).
+    #[arg(long, value_name = "DIR")]
+    cluster_dir: Option<PathBuf>,
 }
 
 /// One unit of batch work, in command-line order.
@@ -93,6 +111,58 @@ fn jobs_in_order(matches: &clap::ArgMatches, args: &Args) -> Vec<Job> {
     }
     ordered.sort_by_key(|(index, _)| *index);
     ordered.into_iter().map(|(_, job)| job).collect()
+}
+
+/// The cluster a session runs on, if any, with the temporary directory of a local cluster
+/// (removed when dropped).
+async fn cluster_options(args: &Args) -> Result<Option<(ClusterOptions, Option<TemporaryDir>)>, String> {
+    if let Some(url) = &args.cluster {
+        let cluster = ClusterOptions {
+            url: url.clone(),
+            dir: args.cluster_dir.clone(),
+            target_partitions: None,
+        };
+        return Ok(Some((cluster, None)));
+    }
+    let Some(executors) = args.local_cluster else {
+        return Ok(None);
+    };
+    let executors = usize::from(executors);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let vcores = (cores / executors).max(1);
+    let address = recfusion_cluster::local::start_local_cluster(executors, vcores)
+        .await
+        .map_err(|e| e.to_string())?;
+    let (dir, temporary) = match &args.cluster_dir {
+        Some(dir) => (dir.clone(), None),
+        None => {
+            let dir = TemporaryDir::create()?;
+            (dir.0.clone(), Some(dir))
+        }
+    };
+    let cluster = ClusterOptions {
+        url: format!("df://localhost:{}", address.port()),
+        dir: Some(dir),
+        target_partitions: Some((executors * vcores).max(4)),
+    };
+    Ok(Some((cluster, temporary)))
+}
+
+/// A directory of this process, removed with everything in it when dropped.
+struct TemporaryDir(PathBuf);
+
+impl TemporaryDir {
+    fn create() -> Result<Self, String> {
+        let dir = std::env::temp_dir().join(format!("recfusion-cluster-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        Ok(Self(dir))
+    }
+}
+
+impl Drop for TemporaryDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 fn main() -> ExitCode {
@@ -127,7 +197,16 @@ async fn run(matches: &clap::ArgMatches, args: Args) -> ExitCode {
         Ok(limit) => limit,
         Err(error) => return fail(error.to_string()),
     };
-    let ctx = match new_session(&SessionOptions { memory_limit }) {
+    let options = SessionOptions { memory_limit };
+    let cluster = match cluster_options(&args).await {
+        Ok(cluster) => cluster,
+        Err(error) => return fail(error),
+    };
+    let session = match &cluster {
+        Some((cluster, _)) => new_cluster_session(&options, cluster).await,
+        None => new_session(&options),
+    };
+    let ctx = match session {
         Ok(ctx) => ctx,
         Err(error) => return fail(error.to_string()),
     };
@@ -179,12 +258,14 @@ async fn run(matches: &clap::ArgMatches, args: Args) -> ExitCode {
     runner.continue_on_error = args.continue_on_error;
 
     if interactive {
+        let _local_cluster_dir = cluster.and_then(|(_, dir)| dir);
         return match recfusion::repl::run(&mut runner).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => fail(error.to_string()),
         };
     }
     let mut failed = false;
+    let _local_cluster_dir = cluster.and_then(|(_, dir)| dir);
     for job in jobs {
         let result = match job {
             Job::Command(n, sql) => runner.run_script(&sql, &format!("--command #{n}")).await,

@@ -6,10 +6,12 @@ use std::num::NonZeroUsize;
 use std::sync::Arc;
 
 use datafusion::common::{Result, plan_err};
-use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::memory_pool::{FairSpillPool, TrackConsumersPool};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::execution::{SessionState, SessionStateBuilder};
 use datafusion::prelude::{SessionConfig, SessionContext};
+
+use crate::cluster::ClusterOptions;
 
 /// How many of the largest memory consumers an out-of-memory error names.
 const TRACKED_CONSUMERS: NonZeroUsize = NonZeroUsize::new(5).expect("5 is not zero");
@@ -23,6 +25,17 @@ pub struct SessionOptions {
 
 /// A session with recfusion's functions, ready for SQL over files.
 pub fn new_session(options: &SessionOptions) -> Result<SessionContext> {
+    let ctx = SessionContext::new_with_state(base_state(options)?).enable_url_table();
+    recfusion_udfs::register_all(&ctx)?;
+    Ok(ctx)
+}
+
+/// A session like [`new_session`]'s whose queries run on a cluster.
+pub async fn new_cluster_session(options: &SessionOptions, cluster: &ClusterOptions) -> Result<SessionContext> {
+    crate::cluster::connect(base_state(options)?, cluster).await
+}
+
+fn base_state(options: &SessionOptions) -> Result<SessionState> {
     let config = SessionConfig::new().with_information_schema(true);
     let mut runtime = RuntimeEnvBuilder::new();
     if let Some(limit) = options.memory_limit {
@@ -38,9 +51,7 @@ pub fn new_session(options: &SessionOptions) -> Result<SessionContext> {
         .with_default_features()
         .with_physical_optimizer_rule(Arc::new(crate::yield_points::JoinsYield))
         .build();
-    let ctx = SessionContext::new_with_state(state).enable_url_table();
-    recfusion_udfs::register_all(&ctx)?;
-    Ok(ctx)
+    Ok(state)
 }
 
 /// Parses a size such as `512M`, `2G`, `1.5g` or `1048576` into bytes.

@@ -144,6 +144,9 @@ pub async fn execute_sql(ctx: &SessionContext, sql: &str) -> Result<DataFrame> {
                 let rows = write(&database, request, input.execute_stream().await?).await?;
                 return count_result(ctx, rows);
             }
+            if let Some(created) = crate::cluster::create_table(ctx, create).await? {
+                return Ok(created);
+            }
         }
         LogicalPlan::Ddl(DdlStatement::DropTable(drop)) => {
             if let Some(database) = sqlite::attached(ctx, &drop.name) {

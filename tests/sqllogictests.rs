@@ -1,7 +1,11 @@
 //! Runs every `tests/sql/**/*.slt` file against a fresh recfusion session (the engine the
-//! CLI uses), printing one line per file and a `N passed, N failed` summary.
+//! CLI uses), then again through a session on an in-process Ballista cluster (a scheduler and
+//! two executors over loopback, one task slot each, 4 partitions per query), printing one line
+//! per file and run and a `N passed, N failed` summary. `-- FILTER` runs the files whose path
+//! contains FILTER; `--local` skips the cluster runs.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_trait::async_trait;
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
@@ -9,8 +13,16 @@ use datafusion::arrow::datatypes::{DataType, Float32Type, Float64Type};
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use datafusion::common::DataFusionError;
 use datafusion::prelude::SessionContext;
-use recfusion::{SessionOptions, new_session};
+use recfusion::cluster::ClusterOptions;
+use recfusion::{SessionOptions, new_cluster_session, new_session};
 use sqllogictest::{ColumnType, DBOutput};
+
+/// Files that do not run on a cluster, and why.
+const NOT_ON_CLUSTER: &[(&str, &str)] = &[];
+
+/// Whether the last query gives its rows in no particular order (it has no ORDER BY): on a
+/// cluster partitions finish in any order, so its rows are compared as a multiset there.
+static UNORDERED: AtomicBool = AtomicBool::new(false);
 
 struct Recfusion {
     ctx: SessionContext,
@@ -64,6 +76,7 @@ impl sqllogictest::AsyncDB for Recfusion {
     type ColumnType = Column;
 
     async fn run(&mut self, sql: &str) -> Result<DBOutput<Column>, DataFusionError> {
+        UNORDERED.store(!sql.to_uppercase().contains("ORDER BY"), Ordering::Relaxed);
         let df = recfusion::execute_sql(&self.ctx, sql).await?;
         let types: Vec<Column> = df.schema().fields().iter().map(|f| Column::of(f.data_type())).collect();
         let columns = types.len();
@@ -83,6 +96,25 @@ impl sqllogictest::AsyncDB for Recfusion {
     fn engine_name(&self) -> &str {
         "recfusion"
     }
+}
+
+/// Rows as the single-process run gives them, or — for a query without ORDER BY — the same
+/// rows in another order.
+fn cluster_validator(normalizer: sqllogictest::Normalizer, actual: &[Vec<String>], expected: &[String]) -> bool {
+    if sqllogictest::default_validator(normalizer, actual, expected) {
+        return true;
+    }
+    if !UNORDERED.load(Ordering::Relaxed) {
+        return false;
+    }
+    let mut actual: Vec<String> = actual
+        .iter()
+        .map(|row| row.iter().map(normalizer).collect::<Vec<_>>().join(" "))
+        .collect();
+    let mut expected: Vec<String> = expected.iter().map(normalizer).collect();
+    actual.sort();
+    expected.sort();
+    actual == expected
 }
 
 fn is_statement(sql: &str) -> bool {
@@ -157,38 +189,87 @@ fn slt_files(dir: &Path, found: &mut Vec<PathBuf>) {
     }
 }
 
+/// Where a file runs.
+#[derive(Clone)]
+enum Engine {
+    Local,
+    Cluster(ClusterOptions),
+}
+
+async fn run_file(file: &Path, engine: &Engine) -> Result<(), String> {
+    let on_cluster = matches!(engine, Engine::Cluster(_));
+    let engine = engine.clone();
+    let mut runner = sqllogictest::Runner::new(move || {
+        let engine = engine.clone();
+        async move {
+            let ctx = match &engine {
+                Engine::Local => new_session(&SessionOptions::default())?,
+                Engine::Cluster(cluster) => new_cluster_session(&SessionOptions::default(), cluster).await?,
+            };
+            Ok(Recfusion { ctx })
+        }
+    });
+    runner.with_column_validator(sqllogictest::strict_column_validator);
+    if on_cluster {
+        runner.with_validator(cluster_validator);
+    }
+    runner.run_file_async(file).await.map_err(|error| error.to_string())
+}
+
 #[tokio::main]
 async fn main() {
-    let filter = std::env::args().nth(1).filter(|a| !a.starts_with('-'));
+    let arguments: Vec<String> = std::env::args().skip(1).collect();
+    let filter = arguments.iter().find(|a| !a.starts_with('-')).cloned();
+    let on_cluster = !arguments.iter().any(|a| a == "--local");
     let mut files = Vec::new();
     slt_files(Path::new("tests/sql"), &mut files);
     files.sort();
-    let (mut passed, mut failed) = (0, 0);
-    for file in files {
-        if filter
+    files.retain(|file| {
+        filter
             .as_ref()
-            .is_some_and(|f| !file.to_string_lossy().contains(f.as_str()))
-        {
-            continue;
-        }
-        let mut runner = sqllogictest::Runner::new(|| async {
-            Ok(Recfusion {
-                ctx: new_session(&SessionOptions::default())?,
-            })
-        });
-        runner.with_column_validator(sqllogictest::strict_column_validator);
-        match runner.run_file_async(&file).await {
-            Ok(()) => {
-                println!("ok      {}", file.display());
-                passed += 1;
-            }
+            .is_none_or(|f| file.to_string_lossy().contains(f.as_str()))
+    });
+    let mut engines = vec![("local", Engine::Local)];
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    if on_cluster {
+        let scheduler = match recfusion_cluster::local::start_local_cluster(2, 1).await {
+            Ok(address) => address,
             Err(error) => {
-                println!("FAILED  {}\n{error}", file.display());
-                failed += 1;
+                println!("cannot start the in-process cluster: {error}");
+                std::process::exit(1);
+            }
+        };
+        let cluster = ClusterOptions {
+            url: format!("df://localhost:{}", scheduler.port()),
+            dir: Some(dir.path().to_path_buf()),
+            target_partitions: Some(4),
+        };
+        engines.push(("cluster", Engine::Cluster(cluster)));
+    }
+    let (mut passed, mut failed) = (0, 0);
+    for (label, engine) in &engines {
+        for file in &files {
+            let name = file.file_name().unwrap_or_default().to_string_lossy();
+            if matches!(engine, Engine::Cluster(_))
+                && let Some((_, reason)) = NOT_ON_CLUSTER.iter().find(|(skipped, _)| *skipped == name)
+            {
+                println!("skipped {} on the cluster: {reason}", file.display());
+                continue;
+            }
+            match run_file(file, engine).await {
+                Ok(()) => {
+                    println!("ok      {} ({label})", file.display());
+                    passed += 1;
+                }
+                Err(error) => {
+                    println!("FAILED  {} ({label})\n{error}", file.display());
+                    failed += 1;
+                }
             }
         }
     }
     println!("sqllogictest: {passed} passed, {failed} failed");
+    drop(dir);
     if failed > 0 || passed == 0 {
         std::process::exit(1);
     }

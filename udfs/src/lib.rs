@@ -68,6 +68,11 @@ pub fn table_functions() -> Vec<Arc<dyn TableFunction>> {
     ]
 }
 
+/// The table function called `name`.
+pub fn table_function(name: &str) -> Option<Arc<dyn TableFunction>> {
+    table_functions().into_iter().find(|function| function.name() == name)
+}
+
 /// The kind of a function, as listings name it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FunctionKind {
@@ -130,6 +135,16 @@ pub fn function_names() -> Vec<String> {
 /// Fails, registering nothing, if one of our names is already taken by a function of the
 /// session: a silently replaced built-in would change the meaning of existing queries.
 pub fn register_all(ctx: &SessionContext) -> Result<()> {
+    register_functions(ctx)?;
+    install_planner(ctx);
+    Ok(())
+}
+
+/// Registers every recfusion function in `ctx` and documents them in its
+/// `information_schema`, keeping the session's query planner as it is: for a session whose
+/// planner sends plans elsewhere (a cluster client), where the table function calls are
+/// planned by whoever receives them.
+pub fn register_functions(ctx: &SessionContext) -> Result<()> {
     let state = ctx.state();
     for name in function_names() {
         if state.scalar_functions().contains_key(&name)
@@ -149,23 +164,30 @@ pub fn register_all(ctx: &SessionContext) -> Result<()> {
     for function in table_functions() {
         ctx.register_udtf(function.name(), Arc::new(table_function::Registered(function)));
     }
-    install_planner_and_documentation(ctx);
+    install_documentation(ctx);
     Ok(())
 }
 
-fn install_planner_and_documentation(ctx: &SessionContext) {
+fn install_planner(ctx: &SessionContext) {
     let state = ctx.state_ref();
     let mut state = state.write();
     let previous = Arc::clone(state.query_planner());
     let planner = table_function::planner::TableCallQueryPlanner::wrapping(previous);
-    let mut builder = SessionStateBuilder::new_from_existing(state.clone()).with_query_planner(Arc::new(planner));
+    *state = SessionStateBuilder::new_from_existing(state.clone())
+        .with_query_planner(Arc::new(planner))
+        .build();
+}
+
+fn install_documentation(ctx: &SessionContext) {
+    let state = ctx.state_ref();
+    let mut state = state.write();
     if state.config().information_schema() {
         let catalogs = information_schema::DocumentedCatalogList::new(Arc::clone(state.catalog_list()));
-        builder = builder
+        *state = SessionStateBuilder::new_from_existing(state.clone())
             .with_config(state.config().clone().with_information_schema(false))
-            .with_catalog_list(Arc::new(catalogs));
+            .with_catalog_list(Arc::new(catalogs))
+            .build();
     }
-    *state = builder.build();
 }
 
 #[cfg(test)]

@@ -237,6 +237,13 @@ impl RecommendExec {
     }
 }
 
+impl RecommendExec {
+    /// The call this operator runs.
+    pub fn call(&self) -> &TableCall {
+        &self.call
+    }
+}
+
 impl DisplayAs for RecommendExec {
     fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
         write!(f, "RecommendExec: {}", self.call)

@@ -13,7 +13,9 @@ use datafusion::logical_expr::{LogicalPlan, UserDefinedLogicalNode};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_planner::{DefaultPhysicalPlanner, ExtensionPlanner, PhysicalPlanner};
 
-use super::{ComputeExec, TableCallNode};
+use datafusion::arrow::datatypes::SchemaRef;
+
+use super::{ComputeExec, TableCall, TableCallNode, TableFunction};
 
 /// Plans [`TableCallNode`]s; add it to a session's own `DefaultPhysicalPlanner` when the
 /// session has a query planner of its own.
@@ -35,16 +37,27 @@ impl ExtensionPlanner for TableCallPlanner {
             return Ok(None);
         };
         let schema = Arc::clone(node.schema.inner());
-        if let Some(operator) = node.function.own_operator(&node.call, physical_inputs, &schema)? {
-            return Ok(Some(operator));
-        }
-        Ok(Some(Arc::new(ComputeExec::new(
-            node.call.clone(),
-            Arc::clone(&node.function),
-            physical_inputs.to_vec(),
-            schema,
-        ))))
+        operator(&node.call, &node.function, physical_inputs, schema).map(Some)
     }
+}
+
+/// The operator that runs `call` over `inputs`: the function's own, or a [`ComputeExec`].
+/// Planning and decoding a shipped plan both build operators here, so they cannot differ.
+pub fn operator(
+    call: &TableCall,
+    function: &Arc<dyn TableFunction>,
+    inputs: &[Arc<dyn ExecutionPlan>],
+    schema: SchemaRef,
+) -> Result<Arc<dyn ExecutionPlan>> {
+    if let Some(operator) = function.own_operator(call, inputs, &schema)? {
+        return Ok(operator);
+    }
+    Ok(Arc::new(ComputeExec::new(
+        call.clone(),
+        Arc::clone(function),
+        inputs.to_vec(),
+        schema,
+    )))
 }
 
 /// A query planner that plans queries holding table function calls with

@@ -1,0 +1,326 @@
+//! Running on an Apache DataFusion Ballista cluster, from the client's side: connecting a
+//! session ([`connect`]), what stays at the client ([`ClientPlanner`]: statements over attached
+//! SQLite tables, and appending to in-memory tables), and where tables created in the session
+//! live ([`create_table`]: with the query, or as Parquet under the cluster directory).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use ballista::prelude::SessionContextExt;
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::catalog::{Session, TableProvider};
+use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::common::{DataFusionError, Result, TableReference, plan_err};
+use datafusion::config::{ConfigExtension, ExtensionOptions};
+use datafusion::dataframe::DataFrame;
+use datafusion::datasource::{MemTable, source_as_provider};
+use datafusion::execution::SessionStateBuilder;
+use datafusion::execution::context::{QueryPlanner, SessionState};
+use datafusion::logical_expr::{CreateMemoryTable, DmlStatement, LogicalPlan, WriteOp};
+use datafusion::parquet::arrow::ArrowWriter;
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_planner::{DefaultPhysicalPlanner, PhysicalPlanner};
+use datafusion::prelude::{ParquetReadOptions, SessionContext};
+use futures::StreamExt;
+use recfusion_udfs::table_function::planner::TableCallPlanner;
+
+use crate::sqlite::SqliteTable;
+
+pub use recfusion_cluster::MEMORY_TABLE_CAP;
+
+/// Where a session runs its queries.
+#[derive(Debug, Clone)]
+pub struct ClusterOptions {
+    /// The scheduler, `df://host:port`.
+    pub url: String,
+    /// Where tables created in the session that are too large to travel with a query are
+    /// written as Parquet: a directory every executor reads at the same path.
+    pub dir: Option<PathBuf>,
+    /// Partitions a query is split into (default: 16, Ballista's).
+    pub target_partitions: Option<usize>,
+}
+
+/// Marks a session as a cluster client, in its configuration.
+#[derive(Debug, Clone, Default)]
+struct ClusterClient {
+    dir: Option<PathBuf>,
+}
+
+impl ExtensionOptions for ClusterClient {
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+    fn as_any_mut(&mut self) -> &mut dyn std::any::Any {
+        self
+    }
+    fn cloned(&self) -> Box<dyn ExtensionOptions> {
+        Box::new(self.clone())
+    }
+    fn set(&mut self, key: &str, _value: &str) -> Result<()> {
+        plan_err!("recfusion.cluster.{key} cannot be set")
+    }
+    fn entries(&self) -> Vec<datafusion::config::ConfigEntry> {
+        Vec::new()
+    }
+}
+
+impl ConfigExtension for ClusterClient {
+    const PREFIX: &'static str = "recfusion_cluster";
+}
+
+/// A session whose queries run on the cluster at `options.url`, built from `state` (a
+/// session as [`crate::new_session`] builds it, before its functions are registered).
+pub async fn connect(state: SessionState, options: &ClusterOptions) -> Result<SessionContext> {
+    let mut config = recfusion_cluster::cluster_config(state.config().clone());
+    config = config
+        .with_target_partitions(options.target_partitions.unwrap_or(16))
+        .with_option_extension(ClusterClient {
+            dir: options.dir.clone(),
+        });
+    let state = SessionStateBuilder::new_from_existing(state)
+        .with_config(config)
+        .build();
+    let ctx = SessionContext::remote_with_state(&options.url, state)
+        .await?
+        .enable_url_table();
+    // Connecting replaced the session's function lists with Ballista's: ours go in after.
+    recfusion_udfs::register_functions(&ctx)?;
+    let state_ref = ctx.state_ref();
+    let mut state = state_ref.write();
+    let planner = ClientPlanner {
+        cluster: Arc::clone(state.query_planner()),
+    };
+    *state = SessionStateBuilder::new_from_existing(state.clone())
+        .with_query_planner(Arc::new(planner))
+        .build();
+    drop(state);
+    Ok(ctx)
+}
+
+/// Whether `ctx` sends its queries to a cluster.
+pub fn is_cluster(ctx: &SessionContext) -> bool {
+    client(ctx).is_some()
+}
+
+fn client(ctx: &SessionContext) -> Option<ClusterClient> {
+    ctx.state()
+        .config()
+        .options()
+        .extensions
+        .get::<ClusterClient>()
+        .cloned()
+}
+
+/// Plans a cluster client's statements: most go to the cluster; a statement over attached
+/// SQLite tables and in-memory tables only runs here, where the SQLite file is; an `INSERT`
+/// into an in-memory table runs its query on the cluster and appends the rows here.
+#[derive(Debug)]
+pub struct ClientPlanner {
+    cluster: Arc<dyn QueryPlanner + Send + Sync>,
+}
+
+#[async_trait]
+impl QueryPlanner for ClientPlanner {
+    async fn create_physical_plan(
+        &self,
+        logical_plan: &LogicalPlan,
+        session: &dyn Session,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        if let LogicalPlan::Dml(DmlStatement {
+            target,
+            op: WriteOp::Insert(op),
+            input,
+            ..
+        }) = logical_plan
+        {
+            let provider = source_as_provider(target)?;
+            if provider.downcast_ref::<MemTable>().is_some() {
+                let rows = self.cluster.create_physical_plan(input, session).await?;
+                return provider.insert_into(session, rows, *op).await;
+            }
+        }
+        let tables = client_tables(logical_plan)?;
+        if let Some(sqlite) = tables.sqlite.first() {
+            if let Some(other) = tables.others.first() {
+                return plan_err!(
+                    "this statement reads the attached SQLite table '{sqlite}' together with '{other}', \
+                     which is read on the cluster; SQLite tables are read at the client only, so write it \
+                     where the executors can read it first: COPY (SELECT * FROM {sqlite}) TO 'DIR/{}.parquet', \
+                     with DIR shared by every executor",
+                    sqlite.table()
+                );
+            }
+            return DefaultPhysicalPlanner::with_extension_planners(vec![Arc::new(TableCallPlanner)])
+                .create_physical_plan(logical_plan, session)
+                .await;
+        }
+        self.cluster.create_physical_plan(logical_plan, session).await
+    }
+}
+
+/// The tables a plan scans: attached SQLite tables, and the ones read on the cluster
+/// (in-memory tables travel with the query, so they count as neither).
+#[derive(Default)]
+struct ClientTables {
+    sqlite: Vec<TableReference>,
+    others: Vec<TableReference>,
+}
+
+fn client_tables(plan: &LogicalPlan) -> Result<ClientTables> {
+    let mut tables = ClientTables::default();
+    plan.apply_with_subqueries(|node| {
+        if let LogicalPlan::TableScan(scan) = node {
+            let provider = source_as_provider(&scan.source)?;
+            if provider.downcast_ref::<SqliteTable>().is_some() {
+                tables.sqlite.push(scan.table_name.clone());
+            } else if provider.downcast_ref::<MemTable>().is_none() {
+                tables.others.push(scan.table_name.clone());
+            }
+        }
+        Ok(TreeNodeRecursion::Continue)
+    })?;
+    Ok(tables)
+}
+
+/// `CREATE TABLE … AS` on a cluster client: the query runs on the cluster and its rows stream
+/// back; up to [`MEMORY_TABLE_CAP`] they are kept here as an in-memory table (which travels
+/// with each query that reads it), beyond it they go on into a Parquet file under the cluster
+/// directory, which becomes the table. `None` when `ctx` is not a cluster client.
+pub async fn create_table(ctx: &SessionContext, create: &CreateMemoryTable) -> Result<Option<DataFrame>> {
+    let Some(client) = client(ctx) else {
+        return Ok(None);
+    };
+    let name = &create.name;
+    if ctx.table_exist(name.clone())? {
+        if create.if_not_exists {
+            return ctx.read_empty().map(Some);
+        }
+        if !create.or_replace {
+            return plan_err!("Table '{name}' already exists");
+        }
+    }
+    let schema = Arc::clone(create.input.schema().inner());
+    let input = DataFrame::new(ctx.state(), create.input.as_ref().clone());
+    let mut rows = input.execute_stream().await?;
+    let mut held: Vec<RecordBatch> = Vec::new();
+    let mut held_bytes = 0;
+    let mut file: Option<ParquetFile> = None;
+    while let Some(batch) = rows.next().await {
+        let batch = batch?;
+        if let Some(file) = &mut file {
+            file.write(&batch)?;
+            continue;
+        }
+        held_bytes += batch.get_array_memory_size();
+        held.push(batch);
+        if held_bytes > MEMORY_TABLE_CAP {
+            let Some(dir) = &client.dir else {
+                return plan_err!(
+                    "CREATE TABLE {name}: the result holds more than {} MB, the most a table created in this \
+                     session can carry to the cluster with a query; start recfusion with --cluster-dir DIR, a \
+                     directory every executor reads at the same path, and larger tables are kept there as Parquet",
+                    MEMORY_TABLE_CAP >> 20
+                );
+            };
+            let mut opened = ParquetFile::create(dir, name, &schema)?;
+            for batch in held.drain(..) {
+                opened.write(&batch)?;
+            }
+            file = Some(opened);
+        }
+    }
+    let provider: Arc<dyn TableProvider> = match file {
+        Some(file) => {
+            let path = file.finish()?;
+            let table = ctx
+                .read_parquet(path.display().to_string(), ParquetReadOptions::default())
+                .await?;
+            table.into_view()
+        }
+        None => {
+            let partitions = ctx.state().config().target_partitions().max(1);
+            Arc::new(MemTable::try_new(schema, spread(held, partitions))?)
+        }
+    };
+    if create.or_replace {
+        ctx.deregister_table(name.clone())?;
+    }
+    ctx.register_table(name.clone(), provider)?;
+    ctx.read_empty().map(Some)
+}
+
+/// Batches dealt round-robin into `partitions` partitions, so the cluster reads them in
+/// parallel.
+fn spread(batches: Vec<RecordBatch>, partitions: usize) -> Vec<Vec<RecordBatch>> {
+    let mut spread = vec![Vec::new(); partitions.min(batches.len()).max(1)];
+    let count = spread.len();
+    for (n, batch) in batches.into_iter().enumerate() {
+        spread[n % count].push(batch);
+    }
+    spread
+}
+
+/// A table's Parquet file under the cluster directory, written under a hidden name until
+/// complete.
+struct ParquetFile {
+    writer: Option<ArrowWriter<std::fs::File>>,
+    partial: PathBuf,
+    path: PathBuf,
+}
+
+// A statement that fails part-way leaves no file behind.
+impl Drop for ParquetFile {
+    fn drop(&mut self) {
+        if self.writer.is_some() {
+            let _ = std::fs::remove_file(&self.partial);
+        }
+    }
+}
+
+impl ParquetFile {
+    fn create(dir: &Path, name: &TableReference, schema: &SchemaRef) -> Result<Self> {
+        let failed = |what: &str, e: &dyn std::fmt::Display| {
+            DataFusionError::Execution(format!(
+                "CREATE TABLE {name}: {what} in the cluster directory {}: {e}",
+                dir.display()
+            ))
+        };
+        std::fs::create_dir_all(dir).map_err(|e| failed("cannot create the directory", &e))?;
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let file_name = format!("{}-{}-{stamp}.parquet", name.table(), std::process::id());
+        let path = dir.join(&file_name);
+        let partial = dir.join(format!(".{file_name}.partial"));
+        let file = std::fs::File::create(&partial).map_err(|e| failed("cannot create a file", &e))?;
+        let writer = ArrowWriter::try_new(file, Arc::clone(schema), None)?;
+        Ok(Self {
+            writer: Some(writer),
+            partial,
+            path,
+        })
+    }
+
+    fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        match &mut self.writer {
+            Some(writer) => Ok(writer.write(batch)?),
+            None => Ok(()),
+        }
+    }
+
+    fn finish(mut self) -> Result<PathBuf> {
+        if let Some(writer) = self.writer.take() {
+            let closed = writer.close().map_err(DataFusionError::from).and_then(|_| {
+                std::fs::rename(&self.partial, &self.path)
+                    .map_err(|e| DataFusionError::Execution(format!("{}: {e}", self.path.display())))
+            });
+            if let Err(error) = closed {
+                let _ = std::fs::remove_file(&self.partial);
+                return Err(error);
+            }
+        }
+        Ok(self.path.clone())
+    }
+}
