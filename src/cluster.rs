@@ -1,8 +1,9 @@
 //! Running on an Apache DataFusion Ballista cluster, from the client's side: connecting a
-//! session ([`connect`]), what stays at the client ([`ClientPlanner`]: statements over attached
-//! SQLite tables, and appending to in-memory tables), and where tables created in the session
-//! live ([`create_table`]: with the query, or as Parquet under the cluster directory).
+//! session ([`connect`]), what stays at the client ([`ClientPlanner`]: reading attached SQLite
+//! tables, appending to in-memory tables), and where tables created in the session live
+//! ([`create_table`]: with the query, or as Parquet under the cluster directory).
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -10,23 +11,25 @@ use async_trait::async_trait;
 use ballista::prelude::SessionContextExt;
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::catalog::view::ViewTable;
 use datafusion::catalog::{Session, TableProvider};
-use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::common::tree_node::{Transformed, TreeNodeRecursion};
 use datafusion::common::{DataFusionError, Result, TableReference, plan_err};
 use datafusion::config::{ConfigExtension, ExtensionOptions};
 use datafusion::dataframe::DataFrame;
-use datafusion::datasource::{MemTable, source_as_provider};
+use datafusion::datasource::listing::ListingTable;
+use datafusion::datasource::{MemTable, provider_as_source, source_as_provider};
 use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::context::{QueryPlanner, SessionState};
-use datafusion::logical_expr::{CreateMemoryTable, DmlStatement, LogicalPlan, WriteOp};
+use datafusion::logical_expr::{
+    CreateMemoryTable, DmlStatement, Expr, LogicalPlan, LogicalPlanBuilder, TableScan, TableScanBuilder, WriteOp, lit,
+};
 use datafusion::parquet::arrow::ArrowWriter;
-use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::{ExecutionPlan, collect};
 use datafusion::physical_planner::{DefaultPhysicalPlanner, PhysicalPlanner};
 use datafusion::prelude::{ParquetReadOptions, SessionContext};
 use futures::StreamExt;
 use recfusion_udfs::table_function::planner::TableCallPlanner;
-
-use crate::sqlite::SqliteTable;
 
 pub use recfusion_cluster::MEMORY_TABLE_CAP;
 
@@ -113,9 +116,11 @@ fn client(ctx: &SessionContext) -> Option<ClusterClient> {
         .cloned()
 }
 
-/// Plans a cluster client's statements: most go to the cluster; a statement over attached
-/// SQLite tables and in-memory tables only runs here, where the SQLite file is; an `INSERT`
-/// into an in-memory table runs its query on the cluster and appends the rows here.
+/// Plans a cluster client's statements: most go to the cluster. A statement over attached
+/// SQLite tables and in-memory tables only runs here, where the SQLite file is; tables only
+/// this process can read (SQLite tables, `generate_series`) in a statement that also reads
+/// files are read here first and travel with the query, up to [`MEMORY_TABLE_CAP`] each; an
+/// `INSERT` into an in-memory table runs its query on the cluster and appends the rows here.
 #[derive(Debug)]
 pub struct ClientPlanner {
     cluster: Arc<dyn QueryPlanner + Send + Sync>,
@@ -137,51 +142,103 @@ impl QueryPlanner for ClientPlanner {
         {
             let provider = source_as_provider(target)?;
             if provider.downcast_ref::<MemTable>().is_some() {
-                let rows = self.cluster.create_physical_plan(input, session).await?;
+                let rows = self.create_physical_plan(input, session).await?;
                 return provider.insert_into(session, rows, *op).await;
             }
         }
-        let tables = client_tables(logical_plan)?;
-        if let Some(sqlite) = tables.sqlite.first() {
-            if let Some(other) = tables.others.first() {
+        let tables = Tables::of(logical_plan)?;
+        let here = DefaultPhysicalPlanner::with_extension_planners(vec![Arc::new(TableCallPlanner)]);
+        if tables.on_cluster.is_empty() && !tables.held_here.is_empty() {
+            return here.create_physical_plan(logical_plan, session).await;
+        }
+        let logical_plan = &one_row_as_values(logical_plan)?;
+        if tables.held_here.is_empty() {
+            return self.cluster.create_physical_plan(logical_plan, session).await;
+        }
+        let mut read = HashMap::new();
+        for scan in tables.held_here {
+            let rows = here
+                .create_physical_plan(&LogicalPlan::TableScan(scan.clone()), session)
+                .await?;
+            let batches = collect(rows, session.task_ctx()).await?;
+            let bytes: usize = batches.iter().map(RecordBatch::get_array_memory_size).sum();
+            if bytes > MEMORY_TABLE_CAP {
                 return plan_err!(
-                    "this statement reads the attached SQLite table '{sqlite}' together with '{other}', \
-                     which is read on the cluster; SQLite tables are read at the client only, so write it \
-                     where the executors can read it first: COPY (SELECT * FROM {sqlite}) TO 'DIR/{}.parquet', \
-                     with DIR shared by every executor",
-                    sqlite.table()
+                    "the table '{}' is read by this process only (an attached SQLite table or a table \
+                     function's rows) and holds more than {} MB, the most that travels to the cluster with a \
+                     query; write it where every executor can read it first, e.g. COPY (SELECT * FROM {}) TO \
+                     'DIR/{}.parquet', and read that file",
+                    scan.table_name,
+                    MEMORY_TABLE_CAP >> 20,
+                    scan.table_name,
+                    scan.table_name.table()
                 );
             }
-            return DefaultPhysicalPlanner::with_extension_planners(vec![Arc::new(TableCallPlanner)])
-                .create_physical_plan(logical_plan, session)
-                .await;
+            let schema = Arc::clone(scan.projected_schema.inner());
+            read.insert(
+                scan.table_name.clone(),
+                Arc::new(MemTable::try_new(schema, vec![batches])?),
+            );
         }
-        self.cluster.create_physical_plan(logical_plan, session).await
+        let shipped = logical_plan
+            .clone()
+            .transform_up_with_subqueries(|node| match &node {
+                LogicalPlan::TableScan(scan) if read.contains_key(&scan.table_name) => {
+                    let table = Arc::clone(&read[&scan.table_name]) as Arc<dyn TableProvider>;
+                    let scan = TableScanBuilder::new(scan.table_name.clone(), provider_as_source(table)).build()?;
+                    Ok(Transformed::yes(LogicalPlan::TableScan(scan)))
+                }
+                _ => Ok(Transformed::no(node)),
+            })?
+            .data;
+        self.cluster.create_physical_plan(&shipped, session).await
     }
 }
 
-/// The tables a plan scans: attached SQLite tables, and the ones read on the cluster
-/// (in-memory tables travel with the query, so they count as neither).
-#[derive(Default)]
-struct ClientTables {
-    sqlite: Vec<TableReference>,
-    others: Vec<TableReference>,
+/// The plan with every one-row relation (`SELECT 'd', 99`) made a one-row `VALUES`: on a
+/// Ballista 55 cluster of several executors, a union of a table and a one-row relation never
+/// finishes (the one-row leaf, restricted per task, loses its partition), while `VALUES`
+/// travels as data and is restricted correctly.
+fn one_row_as_values(plan: &LogicalPlan) -> Result<LogicalPlan> {
+    let rewritten = plan.clone().transform_up_with_subqueries(|node| match &node {
+        LogicalPlan::EmptyRelation(empty) if empty.produce_one_row && empty.schema.fields().is_empty() => {
+            let values = LogicalPlanBuilder::values(vec![vec![lit(true)]])?
+                .project(Vec::<Expr>::new())?
+                .build()?;
+            Ok(Transformed::yes(values))
+        }
+        _ => Ok(Transformed::no(node)),
+    })?;
+    Ok(rewritten.data)
 }
 
-fn client_tables(plan: &LogicalPlan) -> Result<ClientTables> {
-    let mut tables = ClientTables::default();
-    plan.apply_with_subqueries(|node| {
-        if let LogicalPlan::TableScan(scan) = node {
-            let provider = source_as_provider(&scan.source)?;
-            if provider.downcast_ref::<SqliteTable>().is_some() {
-                tables.sqlite.push(scan.table_name.clone());
-            } else if provider.downcast_ref::<MemTable>().is_none() {
-                tables.others.push(scan.table_name.clone());
+/// The tables a plan scans: those read on the cluster, and those only this process can read
+/// (in-memory tables travel with the query, so they are neither).
+#[derive(Default)]
+struct Tables {
+    on_cluster: Vec<TableReference>,
+    held_here: Vec<TableScan>,
+}
+
+impl Tables {
+    fn of(plan: &LogicalPlan) -> Result<Self> {
+        let mut tables = Self::default();
+        plan.apply_with_subqueries(|node| {
+            if let LogicalPlan::TableScan(scan) = node {
+                let provider = source_as_provider(&scan.source)?;
+                if provider.downcast_ref::<MemTable>().is_some() {
+                } else if provider.downcast_ref::<ListingTable>().is_some()
+                    || provider.downcast_ref::<ViewTable>().is_some()
+                {
+                    tables.on_cluster.push(scan.table_name.clone());
+                } else {
+                    tables.held_here.push(scan.clone());
+                }
             }
-        }
-        Ok(TreeNodeRecursion::Continue)
-    })?;
-    Ok(tables)
+            Ok(TreeNodeRecursion::Continue)
+        })?;
+        Ok(tables)
+    }
 }
 
 /// `CREATE TABLE … AS` on a cluster client: the query runs on the cluster and its rows stream
@@ -201,9 +258,10 @@ pub async fn create_table(ctx: &SessionContext, create: &CreateMemoryTable) -> R
             return plan_err!("Table '{name}' already exists");
         }
     }
-    let schema = Arc::clone(create.input.schema().inner());
     let input = DataFrame::new(ctx.state(), create.input.as_ref().clone());
     let mut rows = input.execute_stream().await?;
+    // The cluster's types, which can differ from the plan's (text comes back as Utf8).
+    let schema = rows.schema();
     let mut held: Vec<RecordBatch> = Vec::new();
     let mut held_bytes = 0;
     let mut file: Option<ParquetFile> = None;

@@ -15,13 +15,18 @@ use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::ipc::reader::StreamReader;
 use datafusion::arrow::ipc::writer::StreamWriter;
 use datafusion::catalog::TableProvider;
-use datafusion::common::{DataFusionError, Result, TableReference, exec_datafusion_err, plan_err};
+use datafusion::common::{
+    DFSchema, DFSchemaRef, DataFusionError, Result, TableReference, exec_datafusion_err, plan_err,
+};
 use datafusion::datasource::MemTable;
+use datafusion::datasource::file_format::FileFormatFactory;
 use datafusion::execution::TaskContext;
-use datafusion::logical_expr::{Extension, LogicalPlan};
+use datafusion::logical_expr::{EmptyRelation, Extension, LogicalPlan};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion_proto::logical_plan::LogicalExtensionCodec;
 use datafusion_proto::physical_plan::{PhysicalExtensionCodec, PhysicalProtoConverterExtension};
+use datafusion_proto::protobuf;
+use prost::Message;
 use recfusion_udfs::scoring::RecommendExec;
 use recfusion_udfs::table_function::planner::operator;
 use recfusion_udfs::table_function::{ComputeExec, TableCall, TableCallNode, TableFunction};
@@ -44,9 +49,11 @@ impl LogicalExtensionCodec for RecfusionLogicalCodec {
         let Some(payload) = buf.strip_prefix(TABLE_CALL) else {
             return self.inner.try_decode(buf, inputs, ctx);
         };
-        let (call, schema) = decode_call(payload)?;
-        let function = function_of(&call)?;
-        let node = TableCallNode::new(call, function, inputs.to_vec(), schema)?;
+        let decoded = decode_call(payload)?;
+        let function = function_of(&decoded.call)?;
+        let mut schemas = decoded.inputs.into_iter();
+        let inputs = inputs.iter().map(|input| with_schema(input, schemas.next())).collect();
+        let node = TableCallNode::new(decoded.call, function, inputs, decoded.schema)?;
         Ok(Extension { node: Arc::new(node) })
     }
 
@@ -54,7 +61,8 @@ impl LogicalExtensionCodec for RecfusionLogicalCodec {
         let Some(call) = node.node.as_any().downcast_ref::<TableCallNode>() else {
             return self.inner.try_encode(node, buf);
         };
-        encode_call(&call.call, call.schema.inner(), buf)
+        let inputs: Vec<DFSchemaRef> = call.inputs.iter().map(|input| Arc::clone(input.schema())).collect();
+        encode_call(&call.call, call.schema.inner(), &inputs, buf)
     }
 
     fn try_decode_table_provider(
@@ -89,6 +97,14 @@ impl LogicalExtensionCodec for RecfusionLogicalCodec {
         buf.extend_from_slice(MEMORY_TABLE);
         encode_partitions(table_ref, table, buf)
     }
+
+    fn try_decode_file_format(&self, buf: &[u8], ctx: &TaskContext) -> Result<Arc<dyn FileFormatFactory>> {
+        self.inner.try_decode_file_format(buf, ctx)
+    }
+
+    fn try_encode_file_format(&self, buf: &mut Vec<u8>, node: Arc<dyn FileFormatFactory>) -> Result<()> {
+        self.inner.try_encode_file_format(buf, node)
+    }
 }
 
 /// The physical codec of recfusion's scheduler and executors.
@@ -108,9 +124,9 @@ impl PhysicalExtensionCodec for RecfusionPhysicalCodec {
         let Some(payload) = buf.strip_prefix(TABLE_CALL) else {
             return self.inner.try_decode(buf, inputs, ctx, proto_converter);
         };
-        let (call, schema) = decode_call(payload)?;
-        let function = function_of(&call)?;
-        operator(&call, &function, inputs, schema)
+        let decoded = decode_call(payload)?;
+        let function = function_of(&decoded.call)?;
+        operator(&decoded.call, &function, inputs, decoded.schema)
     }
 
     fn try_encode(
@@ -126,7 +142,7 @@ impl PhysicalExtensionCodec for RecfusionPhysicalCodec {
         } else {
             return self.inner.try_encode(node, buf, proto_converter);
         };
-        encode_call(call, &node.schema(), buf)
+        encode_call(call, &node.schema(), &[], buf)
     }
 }
 
@@ -139,39 +155,76 @@ fn function_of(call: &TableCall) -> Result<Arc<dyn TableFunction>> {
     })
 }
 
-/// `[json length: u32][TableCall as JSON][schema as an Arrow IPC stream]`, after the tag.
-fn encode_call(call: &TableCall, schema: &SchemaRef, buf: &mut Vec<u8>) -> Result<()> {
-    let json =
-        serde_json::to_vec(call).map_err(|e| exec_datafusion_err!("{}: encoding the call: {e}", call.function))?;
+/// After the tag: the call as JSON, the output schema as an Arrow IPC stream, then — on the
+/// logical side — each input's schema, each part length-prefixed. The inputs' schemas are
+/// there because DataFusion's codec sends an empty input (`WHERE false`) without its columns.
+fn encode_call(call: &TableCall, schema: &SchemaRef, inputs: &[DFSchemaRef], buf: &mut Vec<u8>) -> Result<()> {
+    let failed = |e: &dyn std::fmt::Display| exec_datafusion_err!("{}: encoding the call: {e}", call.function);
     buf.extend_from_slice(TABLE_CALL);
-    buf.extend_from_slice(
-        &u32::try_from(json.len())
-            .map_err(|_| exec_datafusion_err!("{}: call too large", call.function))?
-            .to_le_bytes(),
-    );
-    buf.extend_from_slice(&json);
-    let mut writer = StreamWriter::try_new(buf, schema)?;
-    writer.finish()?;
+    put(buf, &serde_json::to_vec(call).map_err(|e| failed(&e))?);
+    let mut ipc = Vec::new();
+    StreamWriter::try_new(&mut ipc, schema)?.finish()?;
+    put(buf, &ipc);
+    for input in inputs {
+        let proto = protobuf::DfSchema::try_from(input).map_err(|e| failed(&e))?;
+        put(buf, &proto.encode_to_vec());
+    }
     Ok(())
 }
 
-fn decode_call(payload: &[u8]) -> Result<(TableCall, SchemaRef)> {
-    let damaged = |what: &str| exec_datafusion_err!("a table function call sent by the cluster is damaged: {what}");
-    let (length, rest) = payload.split_first_chunk::<4>().ok_or_else(|| damaged("no length"))?;
-    let length = u32::from_le_bytes(*length) as usize;
-    if rest.len() < length {
-        return Err(damaged("shorter than its length"));
-    }
-    let (json, schema) = rest.split_at(length);
-    let call: TableCall = serde_json::from_slice(json).map_err(|e| damaged(&e.to_string()))?;
-    let schema = StreamReader::try_new(Cursor::new(schema), None)?.schema();
-    Ok((call, schema))
+struct DecodedCall {
+    call: TableCall,
+    schema: SchemaRef,
+    inputs: Vec<DFSchema>,
 }
 
-/// `[partitions: u32]` then per partition `[length: u64][Arrow IPC stream]`.
+fn decode_call(mut payload: &[u8]) -> Result<DecodedCall> {
+    let damaged = |what: &dyn std::fmt::Display| {
+        exec_datafusion_err!("a table function call sent by the cluster is damaged: {what}")
+    };
+    let call: TableCall = serde_json::from_slice(take(&mut payload)?).map_err(|e| damaged(&e))?;
+    let schema = StreamReader::try_new(Cursor::new(take(&mut payload)?), None)?.schema();
+    let mut inputs = Vec::new();
+    while !payload.is_empty() {
+        let proto = protobuf::DfSchema::decode(take(&mut payload)?).map_err(|e| damaged(&e))?;
+        inputs.push(DFSchema::try_from(&proto).map_err(|e| damaged(&e))?);
+    }
+    Ok(DecodedCall { call, schema, inputs })
+}
+
+/// An input as it was sent: an empty relation arrives without columns, and gets back its own.
+fn with_schema(input: &LogicalPlan, schema: Option<DFSchema>) -> LogicalPlan {
+    match (input, schema) {
+        (LogicalPlan::EmptyRelation(empty), Some(schema)) if empty.schema.fields().is_empty() => {
+            LogicalPlan::EmptyRelation(EmptyRelation {
+                produce_one_row: empty.produce_one_row,
+                schema: Arc::new(schema),
+            })
+        }
+        _ => input.clone(),
+    }
+}
+
+fn put(buf: &mut Vec<u8>, part: &[u8]) {
+    buf.extend_from_slice(&(part.len() as u64).to_le_bytes());
+    buf.extend_from_slice(part);
+}
+
+fn take<'a>(payload: &mut &'a [u8]) -> Result<&'a [u8]> {
+    let damaged = || exec_datafusion_err!("a plan sent by the cluster is damaged: shorter than its lengths");
+    let (length, rest) = payload.split_first_chunk::<8>().ok_or_else(damaged)?;
+    let length = usize::try_from(u64::from_le_bytes(*length)).map_err(|_| damaged())?;
+    if rest.len() < length {
+        return Err(damaged());
+    }
+    let (part, rest) = rest.split_at(length);
+    *payload = rest;
+    Ok(part)
+}
+
+/// The partitions, each an Arrow IPC stream.
 fn encode_partitions(table_ref: &TableReference, table: &MemTable, buf: &mut Vec<u8>) -> Result<()> {
     let start = buf.len();
-    buf.extend_from_slice(&(table.batches.len() as u32).to_le_bytes());
     for partition in &table.batches {
         let batches = partition.try_read().map_err(|_| {
             DataFusionError::Plan(format!("the in-memory table '{table_ref}' is being written; try again"))
@@ -183,8 +236,7 @@ fn encode_partitions(table_ref: &TableReference, table: &MemTable, buf: &mut Vec
         }
         writer.finish()?;
         drop(writer);
-        buf.extend_from_slice(&(stream.len() as u64).to_le_bytes());
-        buf.extend_from_slice(&stream);
+        put(buf, &stream);
         if buf.len() - start > MEMORY_TABLE_CAP {
             return too_large(table_ref);
         }
@@ -201,21 +253,11 @@ fn too_large<T>(table_ref: &TableReference) -> Result<T> {
     )
 }
 
-fn decode_partitions(payload: &[u8]) -> Result<Vec<Vec<RecordBatch>>> {
-    let damaged = || exec_datafusion_err!("damaged: shorter than its lengths");
-    let (count, mut rest) = payload.split_first_chunk::<4>().ok_or_else(damaged)?;
-    let count = u32::from_le_bytes(*count) as usize;
-    let mut partitions = Vec::with_capacity(count.min(rest.len()));
-    for _ in 0..count {
-        let (length, tail) = rest.split_first_chunk::<8>().ok_or_else(damaged)?;
-        let length = usize::try_from(u64::from_le_bytes(*length)).map_err(|_| damaged())?;
-        if tail.len() < length {
-            return Err(damaged());
-        }
-        let (stream, tail) = tail.split_at(length);
-        let reader = StreamReader::try_new(Cursor::new(stream), None)?;
+fn decode_partitions(mut payload: &[u8]) -> Result<Vec<Vec<RecordBatch>>> {
+    let mut partitions = Vec::new();
+    while !payload.is_empty() {
+        let reader = StreamReader::try_new(Cursor::new(take(&mut payload)?), None)?;
         partitions.push(reader.collect::<std::result::Result<Vec<_>, _>>()?);
-        rest = tail;
     }
     Ok(partitions)
 }
