@@ -260,13 +260,17 @@ pub async fn create_table(ctx: &SessionContext, create: &CreateMemoryTable) -> R
     }
     let input = DataFrame::new(ctx.state(), create.input.as_ref().clone());
     let mut rows = input.execute_stream().await?;
-    // The cluster's types, which can differ from the plan's (text comes back as Utf8).
-    let schema = rows.schema();
+    // The types of the rows as they come back, which can differ from the plan's (text comes
+    // back as Utf8, lists with the cluster's field names).
+    let mut schema = rows.schema();
     let mut held: Vec<RecordBatch> = Vec::new();
     let mut held_bytes = 0;
     let mut file: Option<ParquetFile> = None;
     while let Some(batch) = rows.next().await {
         let batch = batch?;
+        if held.is_empty() && file.is_none() {
+            schema = batch.schema();
+        }
         if let Some(file) = &mut file {
             file.write(&batch)?;
             continue;

@@ -13,7 +13,7 @@ use ballista_core::extension::SessionConfigExt;
 use ballista_core::registry::BallistaFunctionRegistry;
 use ballista_core::serde::BallistaCodec;
 use datafusion::common::Result;
-use datafusion::execution::SessionState;
+use datafusion::execution::{SessionState, SessionStateBuilder};
 use datafusion::prelude::{SessionConfig, SessionContext};
 
 pub use codec::{MEMORY_TABLE_CAP, RecfusionLogicalCodec, RecfusionPhysicalCodec};
@@ -23,9 +23,14 @@ pub use codec::{MEMORY_TABLE_CAP, RecfusionLogicalCodec, RecfusionPhysicalCodec}
 pub const MAX_MESSAGE_BYTES: usize = 256 << 20;
 
 /// Ballista's settings with recfusion's codecs, as client, scheduler and executors use them.
+///
+/// The static distributed planner, not the adaptive one: the adaptive planner replaces the
+/// session's physical optimizer rules with its own list, which brings back `LimitPushdown`
+/// (see [`scheduler_session`]).
 pub fn cluster_config(config: SessionConfig) -> SessionConfig {
     config
         .upgrade_for_ballista()
+        .set_bool(ballista_core::config::BALLISTA_ADAPTIVE_PLANNER_ENABLED, false)
         .with_ballista_logical_extension_codec(Arc::new(RecfusionLogicalCodec::default()))
         .with_ballista_physical_extension_codec(Arc::new(RecfusionPhysicalCodec::default()))
         .with_ballista_grpc_client_max_message_size(MAX_MESSAGE_BYTES)
@@ -45,9 +50,21 @@ pub fn codec() -> BallistaCodec {
 }
 
 /// The scheduler's session: Ballista's, with every recfusion function and the planner of
-/// recfusion's table function calls.
+/// recfusion's table function calls, without the `LimitPushdown` rule: it moves a `LIMIT`
+/// into the scan of an in-memory table, and Ballista 55 drops that limit when it hands the
+/// scan's partitions to tasks (`SELECT … FROM t LIMIT 1` returned every row). The `LIMIT`
+/// stays an operator of its own instead.
 pub fn scheduler_session(config: SessionConfig) -> Result<SessionState> {
     let state = ballista_core::utils::default_session_builder(config)?;
+    let rules = state
+        .physical_optimizers()
+        .iter()
+        .filter(|rule| rule.name() != "LimitPushdown")
+        .cloned()
+        .collect();
+    let state = SessionStateBuilder::new_from_existing(state)
+        .with_physical_optimizer_rules(rules)
+        .build();
     let ctx = SessionContext::new_with_state(state);
     recfusion_udfs::register_all(&ctx)?;
     Ok(ctx.state())

@@ -22,6 +22,7 @@ use datafusion::common::{DataFusionError, Result, ScalarValue, exec_err, plan_er
 use datafusion::execution::memory_pool::{MemoryConsumer, MemoryReservation};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::Documentation;
+use datafusion::physical_expr::expressions::Column;
 use datafusion::physical_expr::{Distribution, EquivalenceProperties, PhysicalExpr};
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
 use datafusion::physical_plan::stream::RecordBatchReceiverStream;
@@ -265,10 +266,15 @@ impl ExecutionPlan for RecommendExec {
         children
     }
 
-    /// Users stream through in whatever partitions they come; items and exclusions are read
-    /// whole.
+    /// Users stream through partitioned by id, so a user listed twice meets its duplicate in
+    /// the same partition even when partitions run in different processes (a cluster's
+    /// tasks); items and exclusions are read whole.
     fn input_distribution_requirements(&self) -> InputDistributionRequirements {
-        let mut required = vec![Distribution::UnspecifiedDistribution, Distribution::SinglePartition];
+        let users = match self.users.schema().fields().first() {
+            Some(user) => Distribution::KeyPartitioned(vec![Arc::new(Column::new(user.name(), 0))]),
+            None => Distribution::UnspecifiedDistribution,
+        };
+        let mut required = vec![users, Distribution::SinglePartition];
         required.extend(self.exclude.as_ref().map(|_| Distribution::SinglePartition));
         InputDistributionRequirements::new(required)
     }
