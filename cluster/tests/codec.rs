@@ -24,6 +24,8 @@ async fn session(dir: &str) -> SessionContext {
         "CREATE TABLE users AS SELECT user_id, arrow_cast(vec, 'FixedSizeList(2, Float32)') AS vec FROM (VALUES \
          (10, [1.0, 0.2]), (20, [0.1, 1.0])) AS t(user_id, vec)",
         "CREATE TABLE profiles AS SELECT * FROM (VALUES (10, 31), (20, 45), (30, 22)) AS t(user_id, age)",
+        "CREATE VIEW user_ids AS SELECT user_id FROM users",
+        "CREATE VIEW nothing AS SELECT * FROM seen WHERE false",
         "CREATE TABLE texts AS SELECT * FROM (VALUES (1, 'red shoes'), (2, 'blue hat')) AS t(item_id, title)",
     ];
     for sql in setup {
@@ -43,7 +45,9 @@ async fn session(dir: &str) -> SessionContext {
 fn queries(dir: &str) -> Vec<String> {
     let table_functions = [
         "SELECT * FROM recommend('users', 'items', 2, 'cosine', 'seen')".to_string(),
-        "SELECT * FROM item_knn('seen', 2, 10, 0, 'users')".to_string(),
+        "SELECT * FROM item_knn('seen', 2, 10, 0, 'user_ids')".to_string(),
+        // an empty input keeps its columns
+        "SELECT * FROM item_knn('nothing', 2)".to_string(),
         "SELECT * FROM user_knn('seen', 2)".to_string(),
         "SELECT * FROM content_knn('seen', 'items', 2)".to_string(),
         "SELECT * FROM similar_items('items', 2, 'dot')".to_string(),
