@@ -20,7 +20,11 @@ fn recfusion(args: &[&str]) -> Result<String, String> {
         .output()
         .map_err(|e| e.to_string())?;
     if !output.status.success() {
-        return Err(String::from_utf8_lossy(&output.stderr).lines().take(3).collect::<Vec<_>>().join(" "));
+        return Err(String::from_utf8_lossy(&output.stderr)
+            .lines()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" "));
     }
     Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }

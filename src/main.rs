@@ -115,7 +115,10 @@ fn jobs_in_order(matches: &clap::ArgMatches, args: &Args) -> Vec<Job> {
 
 /// The cluster a session runs on, if any, with the temporary directory of a local cluster
 /// (removed when dropped).
-async fn cluster_options(args: &Args) -> Result<Option<(ClusterOptions, Option<TemporaryDir>)>, String> {
+async fn cluster_options(
+    args: &Args,
+    memory_limit: Option<usize>,
+) -> Result<Option<(ClusterOptions, Option<TemporaryDir>)>, String> {
     if let Some(url) = &args.cluster {
         let cluster = ClusterOptions {
             url: url.clone(),
@@ -130,7 +133,7 @@ async fn cluster_options(args: &Args) -> Result<Option<(ClusterOptions, Option<T
     let executors = usize::from(executors);
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let vcores = (cores / executors).max(1);
-    let address = recfusion_cluster::local::start_local_cluster(executors, vcores)
+    let address = recfusion_cluster::local::start_local_cluster(executors, vcores, memory_limit)
         .await
         .map_err(|e| e.to_string())?;
     let (dir, temporary) = match &args.cluster_dir {
@@ -198,7 +201,7 @@ async fn run(matches: &clap::ArgMatches, args: Args) -> ExitCode {
         Err(error) => return fail(error.to_string()),
     };
     let options = SessionOptions { memory_limit };
-    let cluster = match cluster_options(&args).await {
+    let cluster = match cluster_options(&args, memory_limit).await {
         Ok(cluster) => cluster,
         Err(error) => return fail(error),
     };

@@ -31,7 +31,7 @@ fn the_quickstart_prints_the_same_on_a_local_cluster() {
 }
 
 async fn local_cluster(dir: Option<std::path::PathBuf>) -> ClusterOptions {
-    let scheduler = recfusion_cluster::local::start_local_cluster(2, 1).await.unwrap();
+    let scheduler = recfusion_cluster::local::start_local_cluster(2, 1, None).await.unwrap();
     ClusterOptions {
         url: format!("df://localhost:{}", scheduler.port()),
         dir,

@@ -235,7 +235,7 @@ async fn main() {
     let mut engines = vec![("local", Engine::Local)];
     let dir = tempfile::tempdir().expect("a temporary directory");
     if on_cluster {
-        let scheduler = match recfusion_cluster::local::start_local_cluster(2, 1).await {
+        let scheduler = match recfusion_cluster::local::start_local_cluster(2, 1, None).await {
             Ok(address) => address,
             Err(error) => {
                 println!("cannot start the in-process cluster: {error}");

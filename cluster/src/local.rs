@@ -5,13 +5,16 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use ballista_core::RuntimeProducer;
 use ballista_core::serde::protobuf::scheduler_grpc_client::SchedulerGrpcClient;
 use datafusion::common::{DataFusionError, Result};
+use datafusion::execution::memory_pool::{FairSpillPool, MemoryPool};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 
 /// Starts a scheduler and `executors` executors of `vcores` task slots each in this process;
-/// returns the scheduler's address. They run until the process ends.
-pub async fn start_local_cluster(executors: usize, vcores: usize) -> Result<SocketAddr> {
+/// returns the scheduler's address. They run until the process ends. With `memory_limit`,
+/// each executor's queries share a pool of an equal part of it, as one process's do.
+pub async fn start_local_cluster(executors: usize, vcores: usize, memory_limit: Option<usize>) -> Result<SocketAddr> {
     let failed =
         |what: &str, e: &dyn std::fmt::Display| DataFusionError::Execution(format!("local cluster: {what}: {e}"));
     let address = ballista_scheduler::standalone::new_standalone_scheduler_with_builder(
@@ -30,7 +33,7 @@ pub async fn start_local_cluster(executors: usize, vcores: usize) -> Result<Sock
             scheduler,
             vcores.max(1),
             Arc::new(crate::default_config),
-            Arc::new(|_| Ok(Arc::new(RuntimeEnvBuilder::new().build()?))),
+            runtime(memory_limit.map(|limit| limit / executors.max(1))),
             crate::codec(),
             crate::function_registry()?,
         )
@@ -54,4 +57,17 @@ async fn connect(
             }
         }
     }
+}
+
+/// The runtime of an executor's tasks: one memory pool per executor, fair between spilling
+/// operators, as a single process's `-m` is.
+fn runtime(memory_limit: Option<usize>) -> RuntimeProducer {
+    let pool: Option<Arc<dyn MemoryPool>> = memory_limit.map(|limit| Arc::new(FairSpillPool::new(limit)) as _);
+    Arc::new(move |_| {
+        let mut builder = RuntimeEnvBuilder::new();
+        if let Some(pool) = &pool {
+            builder = builder.with_memory_pool(Arc::clone(pool));
+        }
+        Ok(Arc::new(builder.build()?))
+    })
 }

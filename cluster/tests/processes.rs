@@ -55,7 +55,12 @@ fn the_quickstart_runs_on_separate_processes() {
         let dir = work.path().join(format!("executor-{n}"));
         executors.push(Running(
             Command::new(env!("CARGO_BIN_EXE_recfusion-executor"))
-                .args(["--scheduler-host", "127.0.0.1", "--scheduler-port", &scheduler_port.to_string()])
+                .args([
+                    "--scheduler-host",
+                    "127.0.0.1",
+                    "--scheduler-port",
+                    &scheduler_port.to_string(),
+                ])
                 .args(["--bind-host", "127.0.0.1", "--bind-port", &free_port().to_string()])
                 .args(["--bind-grpc-port", &free_port().to_string(), "--vcores", "1"])
                 .args(["--work-dir", dir.to_str().unwrap()])
@@ -73,13 +78,24 @@ fn the_quickstart_runs_on_separate_processes() {
     let on_cluster = loop {
         let output = run(
             &recfusion,
-            &[&args[..], &["--cluster", &url, "--cluster-dir", shared.to_str().unwrap()]].concat(),
+            &[
+                &args[..],
+                &["--cluster", &url, "--cluster-dir", shared.to_str().unwrap()],
+            ]
+            .concat(),
         );
         if output.status.success() || started.elapsed() > Duration::from_secs(30) {
             break output;
         }
         std::thread::sleep(Duration::from_millis(500));
     };
-    assert!(on_cluster.status.success(), "{}", String::from_utf8_lossy(&on_cluster.stderr));
-    assert_eq!(String::from_utf8_lossy(&single.stdout), String::from_utf8_lossy(&on_cluster.stdout));
+    assert!(
+        on_cluster.status.success(),
+        "{}",
+        String::from_utf8_lossy(&on_cluster.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&single.stdout),
+        String::from_utf8_lossy(&on_cluster.stdout)
+    );
 }
