@@ -76,6 +76,7 @@ impl ConfigExtension for ClusterClient {
 /// A session whose queries run on the cluster at `options.url`, built from `state` (a
 /// session as [`crate::new_session`] builds it, before its functions are registered).
 pub async fn connect(state: SessionState, options: &ClusterOptions) -> Result<SessionContext> {
+    reach_scheduler(&options.url).await?;
     let mut config = recfusion_cluster::cluster_config(state.config().clone());
     config = config
         .with_target_partitions(options.target_partitions.unwrap_or(16))
@@ -100,6 +101,29 @@ pub async fn connect(state: SessionState, options: &ClusterOptions) -> Result<Se
         .build();
     drop(state);
     Ok(ctx)
+}
+
+/// Fails with a sentence, not at the first query with a transport error, when nothing listens
+/// at the scheduler's address.
+async fn reach_scheduler(url: &str) -> Result<()> {
+    let address = url
+        .split_once("://")
+        .map_or(url, |(_, rest)| rest)
+        .trim_end_matches('/');
+    let address = if address.contains(':') {
+        address.to_string()
+    } else {
+        format!("{address}:50050")
+    };
+    let attempt = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        tokio::net::TcpStream::connect(&address),
+    );
+    match attempt.await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => plan_err!("cannot reach the scheduler at {address}: {e} (is recfusion-scheduler running there?)"),
+        Err(_) => plan_err!("cannot reach the scheduler at {address}: no answer in 10 s"),
+    }
 }
 
 /// Whether `ctx` sends its queries to a cluster.

@@ -119,6 +119,9 @@ async fn cluster_options(
     args: &Args,
     memory_limit: Option<usize>,
 ) -> Result<Option<(ClusterOptions, Option<TemporaryDir>)>, String> {
+    if args.cluster_dir.is_some() && args.cluster.is_none() && args.local_cluster.is_none() {
+        return Err("--cluster-dir goes with --cluster or --local-cluster".to_string());
+    }
     if let Some(url) = &args.cluster {
         let cluster = ClusterOptions {
             url: url.clone(),
@@ -209,9 +212,10 @@ async fn run(matches: &clap::ArgMatches, args: Args) -> ExitCode {
         Some((cluster, _)) => new_cluster_session(&options, cluster).await,
         None => new_session(&options),
     };
-    let ctx = match session {
-        Ok(ctx) => ctx,
-        Err(error) => return fail(error.to_string()),
+    let ctx = match (session, &cluster) {
+        (Ok(ctx), _) => ctx,
+        (Err(error), Some((cluster, _))) => return fail(format!("--cluster {}: {error}", cluster.url)),
+        (Err(error), None) => return fail(error.to_string()),
     };
     // Training reports on stderr: a bar at a terminal, one line otherwise, nothing with -q.
     let progress = match (args.quiet, std::io::stderr().is_terminal()) {
