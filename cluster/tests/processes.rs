@@ -2,9 +2,9 @@
 //! `recfusion-executor`s on loopback, and `recfusion --cluster df://…` running the quickstart,
 //! which prints what the single-process run prints.
 
-use std::net::TcpListener;
+use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
-use std::process::{Child, Command, Output};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 /// Kills the process when the test ends, however it ends.
@@ -28,12 +28,37 @@ fn recfusion_binary() -> Option<PathBuf> {
     binary.exists().then_some(binary)
 }
 
+/// Runs recfusion, killing it after two minutes: a job waits for executors as long as none
+/// has registered.
 fn run(binary: &PathBuf, args: &[&str]) -> Output {
-    Command::new(binary)
+    let mut child = Command::new(binary)
         .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
         .args(args)
-        .output()
-        .expect("run recfusion")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run recfusion");
+    let started = Instant::now();
+    while child.try_wait().expect("wait for recfusion").is_none() {
+        if started.elapsed() > Duration::from_secs(120) {
+            let _ = child.kill();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.wait_with_output().expect("recfusion's output")
+}
+
+/// Waits until something listens on `port`.
+fn wait_for(port: u16) {
+    let started = Instant::now();
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "nothing listens on port {port}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 #[test]
@@ -49,6 +74,8 @@ fn the_quickstart_runs_on_separate_processes() {
             .spawn()
             .unwrap(),
     );
+    // An executor that finds no scheduler exits at once, as Ballista's does.
+    wait_for(scheduler_port);
     let work = tempfile::tempdir().unwrap();
     let mut executors = Vec::new();
     for n in 0..2 {
