@@ -126,11 +126,6 @@ async fn reach_scheduler(url: &str) -> Result<()> {
     }
 }
 
-/// Whether `ctx` sends its queries to a cluster.
-pub fn is_cluster(ctx: &SessionContext) -> bool {
-    client(ctx).is_some()
-}
-
 fn client(ctx: &SessionContext) -> Option<ClusterClient> {
     ctx.state()
         .config()

@@ -30,6 +30,14 @@ fn the_quickstart_prints_the_same_on_a_local_cluster() {
     assert_eq!(single, cluster);
 }
 
+/// The rows of `sql` as a printed table.
+async fn shown(ctx: &SessionContext, sql: &str) -> String {
+    let batches = execute_sql(ctx, sql).await.unwrap().collect().await.unwrap();
+    datafusion::arrow::util::pretty::pretty_format_batches(&batches)
+        .unwrap()
+        .to_string()
+}
+
 async fn local_cluster(dir: Option<std::path::PathBuf>) -> ClusterOptions {
     let scheduler = recfusion_cluster::local::start_local_cluster(2, 1, None).await.unwrap();
     ClusterOptions {
@@ -54,18 +62,11 @@ async fn functions_are_registered_after_connecting() {
     );
     // recfusion's cluster session registers them after connecting.
     let ctx = new_cluster_session(&SessionOptions::default(), &cluster).await.unwrap();
-    let batches = execute_sql(
+    let shown = shown(
         &ctx,
         "SELECT vector_to_text(vector_mean(v), 1) AS mean FROM (VALUES (vector('[1, 2]')), (vector('[3, 4]'))) t(v)",
     )
-    .await
-    .unwrap()
-    .collect()
-    .await
-    .unwrap();
-    let shown = datafusion::arrow::util::pretty::pretty_format_batches(&batches)
-        .unwrap()
-        .to_string();
+    .await;
     assert!(shown.contains("[2.0, 3.0]"), "{shown}");
 }
 
@@ -97,15 +98,7 @@ async fn a_large_table_is_kept_as_parquet_under_the_cluster_dir() {
     let files: Vec<_> = std::fs::read_dir(dir.path()).unwrap().flatten().collect();
     assert_eq!(files.len(), 1, "{files:?}");
     assert!(files[0].file_name().to_string_lossy().ends_with(".parquet"));
-    let counted = execute_sql(&ctx, "SELECT count(*) AS n, sum(value) AS total FROM big")
-        .await
-        .unwrap()
-        .collect()
-        .await
-        .unwrap();
-    let shown = datafusion::arrow::util::pretty::pretty_format_batches(&counted)
-        .unwrap()
-        .to_string();
+    let shown = shown(&ctx, "SELECT count(*) AS n, sum(value) AS total FROM big").await;
     let total = (rows as u128) * (rows as u128 + 1) / 2;
     assert!(
         shown.contains(&rows.to_string()) && shown.contains(&total.to_string()),

@@ -12,6 +12,10 @@ use datafusion_proto::bytes::{
 };
 use recfusion_cluster::{RecfusionLogicalCodec, RecfusionPhysicalCodec};
 
+async fn run(ctx: &SessionContext, sql: &str) {
+    ctx.sql(sql).await.unwrap().collect().await.unwrap();
+}
+
 async fn session(dir: &str) -> SessionContext {
     let ctx = SessionContext::new();
     recfusion_udfs::register_all(&ctx).unwrap();
@@ -29,7 +33,7 @@ async fn session(dir: &str) -> SessionContext {
         "CREATE TABLE texts AS SELECT * FROM (VALUES (1, 'red shoes'), (2, 'blue hat')) AS t(item_id, title)",
     ];
     for sql in setup {
-        ctx.sql(sql).await.unwrap().collect().await.unwrap();
+        run(&ctx, sql).await;
     }
     let models = [
         format!("SELECT * FROM train_als('seen', '{dir}/als.safetensors', 2, 2)"),
@@ -37,7 +41,7 @@ async fn session(dir: &str) -> SessionContext {
         format!("SELECT * FROM train_two_tower('seen', '{dir}/tt.safetensors', 'profiles', 4)"),
     ];
     for sql in models {
-        ctx.sql(&sql).await.unwrap().collect().await.unwrap();
+        run(&ctx, &sql).await;
     }
     ctx
 }
@@ -115,12 +119,11 @@ async fn every_plan_node_round_trips() {
 async fn an_in_memory_table_travels_by_value() {
     let ctx = SessionContext::new();
     recfusion_udfs::register_all(&ctx).unwrap();
-    ctx.sql("CREATE TABLE t AS SELECT * FROM (VALUES (1, 'a'), (2, 'b')) AS v(id, name)")
-        .await
-        .unwrap()
-        .collect()
-        .await
-        .unwrap();
+    run(
+        &ctx,
+        "CREATE TABLE t AS SELECT * FROM (VALUES (1, 'a'), (2, 'b')) AS v(id, name)",
+    )
+    .await;
     let plan = ctx.sql("SELECT * FROM t").await.unwrap().logical_plan().clone();
     let codec = RecfusionLogicalCodec::default();
     let bytes = logical_plan_to_bytes_with_extension_codec(&plan, &codec).unwrap();
@@ -140,14 +143,11 @@ async fn an_in_memory_table_travels_by_value() {
 async fn an_in_memory_table_over_the_cap_is_refused_by_name() {
     let ctx = SessionContext::new();
     let rows = recfusion_cluster::MEMORY_TABLE_CAP / 8 + 1024;
-    ctx.sql(&format!(
-        "CREATE TABLE big AS SELECT value FROM generate_series(1, {rows})"
-    ))
-    .await
-    .unwrap()
-    .collect()
-    .await
-    .unwrap();
+    run(
+        &ctx,
+        &format!("CREATE TABLE big AS SELECT value FROM generate_series(1, {rows})"),
+    )
+    .await;
     let plan = ctx.sql("SELECT * FROM big").await.unwrap().logical_plan().clone();
     let error = logical_plan_to_bytes_with_extension_codec(&plan, &RecfusionLogicalCodec::default())
         .unwrap_err()
