@@ -5,6 +5,7 @@
 //! [`progress`]).
 
 pub mod als;
+mod cross_entropy;
 pub mod file;
 pub mod item2vec;
 pub mod model_info;

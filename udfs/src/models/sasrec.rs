@@ -89,21 +89,28 @@ impl SasRec {
         x.mul(&Tensor::from_vec(mask, x.shape(), x.device())?)
     }
 
-    /// Hidden states `(batch, max_len, dim)` of left-padded id sequences `(batch, max_len)`.
+    /// Hidden states `(batch, length, dim)` of left-padded id sequences `(batch, length)`,
+    /// `length ≤ max_len`. Positions count back from the latest item, so a history encodes the
+    /// same whatever the padding: padded positions are zeroed and never attended to.
     pub fn encode(&self, ids: &Tensor, train: bool) -> Result<Tensor> {
         let (batch, length) = ids.dims2()?;
+        let max_len = self.config.max_len;
+        if length > max_len {
+            candle_core::bail!("sasrec: {length} positions, the model reads {max_len}");
+        }
         let d = self.config.dim;
         let heads = self.config.heads;
         let head = d / heads;
         let device = ids.device();
-        let keep = ids.ne(0u32)?.to_dtype(DType::F32)?.unsqueeze(2)?;
-        let positions = Tensor::arange(0u32, length as u32, device)?;
+        let padding = ids.eq(0u32)?.to_dtype(DType::F32)?;
+        let keep = (1.0 - &padding)?.unsqueeze(2)?;
+        let positions = Tensor::arange((max_len - length) as u32, max_len as u32, device)?;
         let mut x =
             (self.items.forward(ids)? * (d as f64).sqrt())?.broadcast_add(&self.positions.forward(&positions)?)?;
         x = self.dropout(&x, train)?.broadcast_mul(&keep)?;
-        // Causal: position i attends to positions ≤ i.
+        // Position i attends to the real positions ≤ i: `(batch, 1, length, length)`.
         let future = Tensor::triu2(length, DType::F32, device)?.sub(&Tensor::eye(length, DType::F32, device)?)?;
-        let mask = (future * -1e9)?;
+        let mask = (future.unsqueeze(0)?.broadcast_add(&padding.unsqueeze(1)?)? * -1e9)?.unsqueeze(1)?;
         for block in &self.blocks {
             let h = block.norm_attention.forward(&x)?;
             let split = |t: Tensor| t.reshape((batch, length, heads, head))?.transpose(1, 2)?.contiguous();
@@ -121,11 +128,6 @@ impl SasRec {
         self.norm.forward(&x)
     }
 
-    /// Scores of every catalogue item (1..=items) for hidden states `(n, dim)`.
-    fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
-        hidden.matmul(&self.items.embeddings().t()?)
-    }
-
     /// The item vectors (without the padding row), `items × dim`.
     pub fn item_vectors(&self) -> Result<Vec<f32>> {
         self.items
@@ -138,28 +140,41 @@ impl SasRec {
     /// One profile per sequence (item indices 1..=items, oldest first): the output at the
     /// last position of its last `max_len` items.
     pub fn profiles(&self, sequences: &[Vec<u32>]) -> Result<Vec<f32>> {
-        let mut out = Vec::with_capacity(sequences.len() * self.config.dim);
-        for chunk in sequences.chunks(256) {
-            let ids = self.padded(chunk.iter().map(|s| s.as_slice()))?;
+        let d = self.config.dim;
+        let mut out = vec![0f32; sequences.len() * d];
+        // Histories of like length together, so that little of a chunk is padding.
+        let mut by_length: Vec<usize> = (0..sequences.len()).collect();
+        by_length.sort_by_key(|&s| sequences[s].len());
+        for chunk in by_length.chunks(256) {
+            let ids = self.padded(chunk.iter().map(|&s| sequences[s].as_slice()))?;
             let hidden = self.encode(&ids, false)?;
-            let last = hidden.narrow(1, self.config.max_len - 1, 1)?.squeeze(1)?;
-            out.extend(last.flatten_all()?.to_vec1::<f32>()?);
+            let last = hidden.narrow(1, hidden.dim(1)? - 1, 1)?.squeeze(1)?;
+            for (&s, profile) in chunk.iter().zip(last.flatten_all()?.to_vec1::<f32>()?.chunks(d)) {
+                out[s * d..(s + 1) * d].copy_from_slice(profile);
+            }
         }
         Ok(out)
     }
 
-    /// Left-padded `(n, max_len)` ids of the last `max_len` items of each sequence.
-    fn padded<'a>(&self, sequences: impl Iterator<Item = &'a [u32]>) -> Result<Tensor> {
-        let l = self.config.max_len;
+    /// Left-padded `(n, length)` ids of the last `max_len` items of each sequence, `length`
+    /// the longest of those tails.
+    fn padded<'a>(&self, sequences: impl Iterator<Item = &'a [u32]> + Clone) -> Result<Tensor> {
+        let max_len = self.config.max_len;
+        let length = sequences
+            .clone()
+            .map(|s| s.len().min(max_len))
+            .max()
+            .unwrap_or(0)
+            .max(1);
         let mut ids = Vec::new();
         let mut rows = 0;
         for sequence in sequences {
-            let tail = &sequence[sequence.len().saturating_sub(l)..];
-            ids.extend(std::iter::repeat_n(0u32, l - tail.len()));
+            let tail = &sequence[sequence.len().saturating_sub(length)..];
+            ids.extend(std::iter::repeat_n(0u32, length - tail.len()));
             ids.extend_from_slice(tail);
             rows += 1;
         }
-        Tensor::from_vec(ids, (rows, l), &Device::Cpu)
+        Tensor::from_vec(ids, (rows, length), &Device::Cpu)
     }
 }
 
@@ -223,20 +238,22 @@ pub fn train(
     };
     let mut worse = 0;
     for epoch in 1..=config.epochs {
-        super::training::shuffle(&mut order, &mut random);
         let (mut loss_sum, mut batches) = (0.0f32, 0);
-        for chunk in order.chunks(config.batch) {
+        for chunk in length_bucketed_batches(&mut order, &training, config.batch, &mut random) {
             let inputs = model.padded(chunk.iter().map(|&u| &training[u][..training[u].len() - 1]))?;
             let targets = model.padded(chunk.iter().map(|&u| &training[u][1..]))?;
             let hidden = model.encode(&inputs, true)?;
             let (b, l, d) = hidden.dims3()?;
-            let logits = model.logits(&hidden.reshape((b * l, d))?)?;
-            let targets = targets.flatten_all()?;
-            let log_probs = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
-            let picked = log_probs.gather(&targets.unsqueeze(1)?, 1)?.squeeze(1)?;
-            let real = targets.ne(0u32)?.to_dtype(DType::F32)?;
-            let count = real.sum_all()?.to_scalar::<f32>()?.max(1.0);
-            let loss = ((picked * real)?.sum_all()? * (-1.0 / f64::from(count)))?;
+            // Only positions with a next item are scored: padding would cost a full row of
+            // logits each and contribute nothing.
+            let targets = targets.flatten_all()?.to_vec1::<u32>()?;
+            let positions: Vec<u32> = (0..targets.len() as u32)
+                .filter(|&p| targets[p as usize] != 0)
+                .collect();
+            let targets: Vec<u32> = targets.into_iter().filter(|&t| t != 0).collect();
+            let positions = Tensor::from_vec(positions, targets.len(), hidden.device())?;
+            let hidden = hidden.reshape((b * l, d))?.index_select(&positions, 0)?;
+            let loss = super::cross_entropy::softmax_cross_entropy(&hidden, model.items.embeddings(), targets)?;
             optimizer.backward_step(&loss)?;
             loss_sum += loss.to_scalar::<f32>()?;
             batches += 1;
@@ -280,6 +297,26 @@ pub fn train(
         }
     }
     Ok((varmap, report))
+}
+
+/// Training batches for one epoch: users shuffled, then sorted by history length within
+/// windows of 16 batches, so that a batch pads little (memory and time follow the lengths
+/// read, not `max_len`), and the batches shuffled again.
+fn length_bucketed_batches(
+    order: &mut [usize],
+    training: &[&[u32]],
+    batch: usize,
+    random: &mut super::als::SplitMix,
+) -> Vec<Vec<usize>> {
+    super::training::shuffle(order, random);
+    let mut batches: Vec<Vec<usize>> = Vec::new();
+    for window in order.chunks_mut(batch * 16) {
+        window.sort_by_key(|&u| training[u].len());
+        batches.extend(window.chunks(batch).map(<[usize]>::to_vec));
+    }
+    let mut shuffled: Vec<usize> = (0..batches.len()).collect();
+    super::training::shuffle(&mut shuffled, random);
+    shuffled.into_iter().map(|b| std::mem::take(&mut batches[b])).collect()
 }
 
 /// Loads a saved model's variables.

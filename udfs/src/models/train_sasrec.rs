@@ -1,5 +1,5 @@
 //! `train_sasrec(interactions, path [, dim [, epochs [, max_len [, layers [, heads [, dropout
-//! [, seed]]]]]]])`: trains the SASRec transformer ([`super::sasrec`]) on (user, item, order)
+//! [, seed [, learning_rate]]]]]]]]])`: trains the SASRec transformer ([`super::sasrec`]) on (user, item, order)
 //! rows — each user's items ordered by the third column — and saves the model at `path`;
 //! returns a report row (model, users, items, epochs, loss, validation_ndcg10, seconds).
 
@@ -29,7 +29,7 @@ const NAME: &str = "train_sasrec";
 #[user_doc(
     doc_section(label = "Model Functions"),
     description = "Trains a SASRec-style transformer on each user's items ordered by the third column: item and position embeddings, causal multi-head self-attention blocks, next-item prediction with a full softmax, early stopping on validation NDCG@10 (each user's last training item held out). Saves it at path and returns one report row (model, users, items, epochs, loss, validation_ndcg10, seconds).",
-    syntax_example = "train_sasrec(interactions, path [, dim [, epochs [, max_len [, layers [, heads [, dropout [, seed]]]]]]])",
+    syntax_example = "train_sasrec(interactions, path [, dim [, epochs [, max_len [, layers [, heads [, dropout [, seed [, learning_rate]]]]]]]])",
     sql_example = r#"```sql
 > SELECT * FROM train_sasrec('events', 'models/sasrec.safetensors', 64, 60, 50);
 ```"#,
@@ -53,6 +53,10 @@ const NAME: &str = "train_sasrec";
     argument(
         name = "seed",
         description = "A non-negative integer that fixes the model (default 42)."
+    ),
+    argument(
+        name = "learning_rate",
+        description = "The Adam step size, above 0 and at most 1 (default 0.001)."
     )
 )]
 #[derive(Debug, Default)]
@@ -76,7 +80,7 @@ impl TableFunction for TrainSasRec {
     }
 
     fn plan(&self, args: &Arguments) -> Result<Planned> {
-        args.expect_count(2..=9)?;
+        args.expect_count(2..=10)?;
         let (input, path) = interactions_and_path(args, "user, item, order")?;
         let config = SasRecConfig {
             items: 0,
@@ -86,7 +90,7 @@ impl TableFunction for TrainSasRec {
             layers: args.positive_integer(5, "layers", Some(2))?,
             heads: args.positive_integer(6, "heads", Some(1))?,
             dropout: args.number(7, "dropout", 0.0..=0.99, 0.2)? as f32,
-            learning_rate: 0.001,
+            learning_rate: args.number(9, "learning_rate", 1e-9..=1.0, 0.001)?,
             batch: 128,
             seed: args.seed(8)?,
         };
