@@ -1,4 +1,4 @@
-//! `item_knn(interactions, k [, neighbours [, shrinkage [, users]]])`: item-based
+//! `item_knn(interactions, k [, neighbours [, shrinkage [, users [, weighting]]]])`: item-based
 //! collaborative filtering, `R(u,i) = Σ_{j∈N(i)} sim(i,j)·r(u,j) / Σ_{j∈N(i)} |sim(i,j)|`, N(i)
 //! the `neighbours` items most similar to i by shrunk cosine `a·b / (‖a‖‖b‖ + shrinkage)`.
 
@@ -7,14 +7,14 @@ use datafusion::common::Result;
 use datafusion::logical_expr::Documentation;
 use datafusion_macros::user_doc;
 
-use super::knn::{EXPLAINED, Method, Options, Pick, best_of, neighbours};
+use super::knn::{EXPLAINED, Method, Options, Pick, Similarity, best_of, neighbours};
 use crate::table_function::interactions::Interactions;
 use crate::table_function::{Arguments, Planned, Run, TableFunction};
 
 #[user_doc(
     doc_section(label = "Recommendation Functions"),
     description = "Item-based collaborative filtering over (user, item[, weight]) rows: the top k unseen items per user by Σ sim(i,j)·r(u,j) / Σ |sim(i,j)| over the neighbours j of i (shrunk cosine a·b / (‖a‖‖b‖ + shrinkage)), with the history items that contributed most (because). Users of the users table without history get the most popular items (source = 'popular'). Rows: (user, rank, item, score, source, because).",
-    syntax_example = "item_knn(interactions, k [, neighbours [, shrinkage [, users]]])",
+    syntax_example = "item_knn(interactions, k [, neighbours [, shrinkage [, users [, weighting]]]])",
     sql_example = r#"```sql
 > SELECT * FROM item_knn('events', 10, 30);
 ```"#,
@@ -34,6 +34,10 @@ use crate::table_function::{Arguments, Planned, Run, TableFunction};
     argument(
         name = "users",
         description = "A table whose first column names the users to recommend for (default: every user of interactions)."
+    ),
+    argument(
+        name = "weighting",
+        description = "How interactions are weighted before similarities are computed: 'none' (default), 'tfidf' or 'bm25' (K1 = 100, B = 0.8, as the implicit library); pass '' as users to keep every user."
     )
 )]
 #[derive(Debug, Default)]
@@ -58,12 +62,12 @@ impl TableFunction for ItemKnn {
 }
 
 pub(super) fn scorer<'a>(interactions: &'a Interactions, options: &Options) -> impl Fn(usize) -> Vec<Pick> + Sync + 'a {
-    let similar = neighbours(
+    let similar = neighbours(&Similarity::new(
         &interactions.by_item,
         &interactions.by_user,
-        options.neighbours.unwrap_or(100),
-        options.shrinkage.unwrap_or(0.0),
-    );
+        options,
+        100,
+    ));
     let denominators: Vec<f32> = similar.iter().map(|n| n.iter().map(|(_, s)| s.abs()).sum()).collect();
     // reverse[j] = the items i that have j among their neighbours, with sim(i, j).
     let mut reverse: Vec<Vec<(u32, f32)>> = vec![Vec::new(); interactions.items()];

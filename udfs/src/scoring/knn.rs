@@ -1,11 +1,12 @@
 //! Neighbourhood and content recommenders over a table of (user, item[, weight]) rows, all
 //! sparse (no dense user × item matrix), returning the top k unseen items per user:
 //!
-//! - `item_knn(interactions, k [, neighbours [, shrinkage [, users]]])`: item-based CF,
+//! - `item_knn(interactions, k [, neighbours [, shrinkage [, users [, weighting]]]])`: item-based CF,
 //!   `R(u,i) = Σ_{j∈N(i)} sim(i,j)·r(u,j) / Σ_{j∈N(i)} |sim(i,j)|`, N(i) the `neighbours`
 //!   items most similar to i by shrunk cosine `a·b / (‖a‖‖b‖ + shrinkage)`;
-//! - `user_knn(interactions, k [, neighbours [, shrinkage [, users]]])`: user-based CF,
-//!   `R(u,i) = Σ_{v∈N(u)} sim(u,v)·r(v,i) / Σ_{v∈N(u)} |sim(u,v)|`;
+//! - `user_knn(interactions, k [, neighbours [, shrinkage [, users [, weighting]]]])`: user-based CF,
+//!   `R(u,i) = Σ_{v∈N(u)} sim(u,v)·r(v,i) / Σ_{v∈N(u)} |sim(u,v)|`; both compare rows of
+//!   interactions weighted by `weighting` ('none', 'tfidf' or 'bm25', see [`Weighting`]);
 //! - `content_knn(interactions, item_vectors, k [, users])`: content-based,
 //!   `R(u,i) = U(u)·C(i)` with `U(u)` the weighted mean of the content vectors of u's items,
 //!   which is `Σ_j w_j·sim(U(u), C(j))` over the content features j of item i.
@@ -24,6 +25,7 @@
 //! lists the history items that contributed most to an item-CF or content score, as (item,
 //! contribution). Items whose score is undefined (Σ|sim| = 0) are not scored.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
@@ -73,6 +75,82 @@ pub(super) struct Options {
     pub neighbours: Option<usize>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shrinkage: Option<f32>,
+    #[serde(default, skip_serializing_if = "Weighting::is_none")]
+    pub weighting: Weighting,
+}
+
+/// How interactions are weighted before similarities are computed, as `implicit` does: the
+/// rows compared are documents and their columns terms (for item_knn items are documents and
+/// users terms; for user_knn the other way round), `idf(t) = ln(N / (1 + df(t)))` over the N
+/// documents. The scores still combine the raw interactions.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(super) enum Weighting {
+    /// The interactions as they are.
+    #[default]
+    None,
+    /// `√w · idf(t)`.
+    Tfidf,
+    /// `w·(K1 + 1) / (K1·(1 − B + B·len(d)/avg len) + w) · idf(t)`, K1 = 100, B = 0.8, the
+    /// length of a document the sum of its weights.
+    Bm25,
+}
+
+impl Weighting {
+    fn is_none(&self) -> bool {
+        *self == Weighting::None
+    }
+
+    fn parse(args: &Arguments, index: usize) -> Result<Self> {
+        match args
+            .text(index, "weighting")?
+            .map(|t| t.to_ascii_lowercase())
+            .as_deref()
+        {
+            None | Some("none") => Ok(Weighting::None),
+            Some("tfidf") => Ok(Weighting::Tfidf),
+            Some("bm25") => Ok(Weighting::Bm25),
+            Some(other) => Err(args.invalid(index, "weighting", "'none', 'tfidf' or 'bm25'", format!("'{other}'"))),
+        }
+    }
+
+    /// `documents` (rows × `terms`) weighted, or `None` when nothing changes.
+    pub(super) fn apply(self, documents: &Csr, terms: usize) -> Option<Csr> {
+        const K1: f32 = 100.0;
+        const B: f32 = 0.8;
+        if self == Weighting::None {
+            return None;
+        }
+        let count = documents.rows() as f32;
+        let mut frequency = vec![0u32; terms];
+        for &t in &documents.indices {
+            frequency[t as usize] += 1;
+        }
+        let idf: Vec<f32> = frequency.iter().map(|&df| (count / (1.0 + df as f32)).ln()).collect();
+        let lengths: Vec<f32> = (0..documents.rows())
+            .map(|d| documents.row(d).map(|(_, w)| w).sum())
+            .collect();
+        let average = lengths.iter().sum::<f32>() / count.max(1.0);
+        let mut weighted = documents.clone();
+        for (d, length) in lengths.into_iter().enumerate() {
+            let norm = if average > 0.0 {
+                1.0 - B + B * length / average
+            } else {
+                1.0
+            };
+            let range = documents.offsets[d]..documents.offsets[d + 1];
+            for (w, &t) in weighted.weights[range.clone()]
+                .iter_mut()
+                .zip(&documents.indices[range])
+            {
+                *w = match self {
+                    Weighting::Tfidf => w.max(0.0).sqrt() * idf[t as usize],
+                    _ => *w * (K1 + 1.0) / (K1 * norm + *w) * idf[t as usize],
+                };
+            }
+        }
+        Some(weighted)
+    }
 }
 
 /// One recommended item.
@@ -108,16 +186,18 @@ pub(super) fn plan(method: Method, args: &Arguments) -> Result<Planned> {
                 k,
                 neighbours: None,
                 shrinkage: None,
+                weighting: Weighting::None,
             };
             (options, args.table(3, "users")?)
         }
         _ => {
-            args.expect_count(2..=5)?;
+            args.expect_count(2..=6)?;
             let default_neighbours = if method == Method::ItemKnn { 100 } else { 50 };
             let options = Options {
                 k: args.positive_integer(1, "k", None)?,
                 neighbours: Some(args.positive_integer(2, "neighbours", Some(default_neighbours))?),
                 shrinkage: Some(args.number(3, "shrinkage", 0.0..=f64::INFINITY, 0.0)? as f32),
+                weighting: Weighting::parse(args, 5)?,
             };
             (options, args.table(4, "users")?)
         }
@@ -260,11 +340,9 @@ fn fill_with_popular(picks: &mut Vec<Pick>, seen: &[u32], popular: &[(u32, f32)]
     }
 }
 
-/// The `neighbours` most similar rows to each row of `rows`, by shrunk cosine over `columns`
-/// (the same matrix transposed), as (row, similarity) lists.
-pub(super) fn neighbours(rows: &Csr, columns: &Csr, count: usize, shrinkage: f32) -> Vec<Vec<(u32, f32)>> {
-    let similarity = Similarity::new(rows, columns, count, shrinkage);
-    (0..rows.rows())
+/// The most similar rows to each row of the similarity's matrix, as (row, similarity) lists.
+pub(super) fn neighbours(similarity: &Similarity) -> Vec<Vec<(u32, f32)>> {
+    (0..similarity.rows.rows())
         .into_par_iter()
         .map_init(
             || similarity.scratch(),
@@ -276,8 +354,8 @@ pub(super) fn neighbours(rows: &Csr, columns: &Csr, count: usize, shrinkage: f32
 /// Cosine similarity between the rows of a sparse matrix (shrunk by `shrinkage`), keeping each
 /// row's `count` most similar other rows.
 pub(super) struct Similarity<'a> {
-    rows: &'a Csr,
-    columns: &'a Csr,
+    rows: Cow<'a, Csr>,
+    columns: Cow<'a, Csr>,
     norms: Vec<f32>,
     count: usize,
     shrinkage: f32,
@@ -287,13 +365,22 @@ pub(super) struct Similarity<'a> {
 pub(super) type Scratch = (Vec<f32>, Vec<u32>);
 
 impl<'a> Similarity<'a> {
-    pub(super) fn new(rows: &'a Csr, columns: &'a Csr, count: usize, shrinkage: f32) -> Self {
+    /// Similarities between the rows of `rows` (`columns` is the same matrix transposed),
+    /// over the interactions weighted by `weighting`.
+    pub(super) fn new(rows: &'a Csr, columns: &'a Csr, options: &Options, default_count: usize) -> Self {
+        let (rows, columns) = match options.weighting.apply(rows, columns.rows()) {
+            Some(weighted) => {
+                let transposed = weighted.transposed(columns.rows());
+                (Cow::Owned(weighted), Cow::Owned(transposed))
+            }
+            None => (Cow::Borrowed(rows), Cow::Borrowed(columns)),
+        };
         Self {
+            norms: rows.norms(),
             rows,
             columns,
-            norms: rows.norms(),
-            count,
-            shrinkage,
+            count: options.neighbours.unwrap_or(default_count),
+            shrinkage: options.shrinkage.unwrap_or(0.0),
         }
     }
 

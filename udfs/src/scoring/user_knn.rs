@@ -1,4 +1,4 @@
-//! `user_knn(interactions, k [, neighbours [, shrinkage [, users]]])`: user-based
+//! `user_knn(interactions, k [, neighbours [, shrinkage [, users [, weighting]]]])`: user-based
 //! collaborative filtering, `R(u,i) = Σ_{v∈N(u)} sim(u,v)·r(v,i) / Σ_{v∈N(u)} |sim(u,v)|` over
 //! the `neighbours` nearest users by shrunk cosine.
 
@@ -16,7 +16,7 @@ use crate::table_function::{Arguments, Planned, Run, TableFunction};
 #[user_doc(
     doc_section(label = "Recommendation Functions"),
     description = "User-based collaborative filtering over (user, item[, weight]) rows: the top k unseen items per user by Σ sim(u,v)·r(v,i) / Σ |sim(u,v)| over u's nearest users v (shrunk cosine). Users of the users table without history get the most popular items (source = 'popular'). Rows: (user, rank, item, score, source).",
-    syntax_example = "user_knn(interactions, k [, neighbours [, shrinkage [, users]]])",
+    syntax_example = "user_knn(interactions, k [, neighbours [, shrinkage [, users [, weighting]]]])",
     sql_example = r#"```sql
 > SELECT * FROM user_knn('events', 10, 25);
 ```"#,
@@ -36,6 +36,10 @@ use crate::table_function::{Arguments, Planned, Run, TableFunction};
     argument(
         name = "users",
         description = "A table whose first column names the users to recommend for (default: every user of interactions)."
+    ),
+    argument(
+        name = "weighting",
+        description = "How interactions are weighted before similarities are computed: 'none' (default), 'tfidf' or 'bm25' (K1 = 100, B = 0.8, as the implicit library); pass '' as users to keep every user."
     )
 )]
 #[derive(Debug, Default)]
@@ -66,12 +70,7 @@ thread_local! {
 
 pub(super) fn scorer<'a>(interactions: &'a Interactions, options: &Options) -> impl Fn(usize) -> Vec<Pick> + Sync + 'a {
     // Only the users asked for need neighbours: computed when each one is scored.
-    let similarity = Similarity::new(
-        &interactions.by_user,
-        &interactions.by_item,
-        options.neighbours.unwrap_or(50),
-        options.shrinkage.unwrap_or(0.0),
-    );
+    let similarity = Similarity::new(&interactions.by_user, &interactions.by_item, options, 50);
     let k = options.k;
     move |u| {
         let similar = SCRATCH.with(|scratch| {

@@ -12,7 +12,7 @@ use datafusion::arrow::row::{RowConverter, SortField};
 use datafusion::common::{Result, plan_err};
 
 /// Compressed sparse rows: row `r` holds `indices[offsets[r]..offsets[r + 1]]` with weights.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Csr {
     pub offsets: Vec<usize>,
     pub indices: Vec<u32>,
@@ -58,6 +58,33 @@ impl Csr {
             csr.offsets[r + 1] += csr.offsets[r];
         }
         csr
+    }
+
+    /// The same matrix by columns (`columns` of them), each column's rows in order.
+    pub fn transposed(&self, columns: usize) -> Csr {
+        let mut offsets = vec![0usize; columns + 1];
+        for &c in &self.indices {
+            offsets[c as usize + 1] += 1;
+        }
+        for c in 0..columns {
+            offsets[c + 1] += offsets[c];
+        }
+        let mut next = offsets.clone();
+        let mut indices = vec![0u32; self.indices.len()];
+        let mut weights = vec![0f32; self.weights.len()];
+        for r in 0..self.rows() {
+            for (c, w) in self.row(r) {
+                let at = &mut next[c as usize];
+                indices[*at] = r as u32;
+                weights[*at] = w;
+                *at += 1;
+            }
+        }
+        Csr {
+            offsets,
+            indices,
+            weights,
+        }
     }
 
     /// The Euclidean norm of each row.
