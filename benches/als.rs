@@ -9,14 +9,16 @@
 //! cargo bench --bench als [-- DATA_DIR [FACTORS ITERATIONS REGULARIZATION ALPHA]]
 //! (default ../shared/data/ml-100k, 64 factors, 20 iterations, 0.1, 1.0)
 
-use std::path::PathBuf;
 use std::process::Command;
 
 use datafusion::arrow::array::{AsArray, RecordBatch};
 use datafusion::arrow::datatypes::Float64Type;
 use datafusion::common::Result;
 use datafusion::prelude::SessionContext;
-use recfusion::{SessionOptions, execute_sql, new_session};
+use recfusion::{SessionOptions, new_session};
+
+mod common;
+use common::query;
 
 const PYTHON: &str = r#"
 import sys, time
@@ -51,10 +53,6 @@ for k, u in enumerate(users):
         hits += 1; ndcg += 1.0 / np.log2(recommended.index(test[u]) + 2)
 print("implicit", implicit.__version__, seconds, hits / len(users), ndcg / len(users))
 "#;
-
-async fn query(ctx: &SessionContext, sql: &str) -> Result<Vec<RecordBatch>> {
-    execute_sql(ctx, sql).await?.collect().await
-}
 
 fn float(batches: &[RecordBatch], column: usize) -> f64 {
     batches[0].column(column).as_primitive::<Float64Type>().value(0)
@@ -103,34 +101,15 @@ async fn train_and_score(
 #[tokio::main]
 async fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
-    let data = args
-        .first()
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("../shared/data/ml-100k"));
+    let Some(data) = common::movielens_dir(&args) else {
+        return Ok(());
+    };
     let number = |i: usize, default: &str| args.get(i).cloned().unwrap_or_else(|| default.to_string());
     let (factors, iterations, regularization, alpha) =
         (number(1, "64"), number(2, "20"), number(3, "0.1"), number(4, "1.0"));
-    if !data.join("u.data").exists() {
-        println!("skipped: no MovieLens data at {} (pass its directory)", data.display());
-        return Ok(());
-    }
     let model = std::env::temp_dir().join(format!("recfusion-als-bench-{}.safetensors", std::process::id()));
     let ctx = new_session(&SessionOptions::default())?;
-    let setup = [
-        format!(
-            "CREATE TABLE ratings AS SELECT column_1 AS user_id, column_2 AS item_id, column_4 AS ts \
-             FROM read_csv('{}/u.data', '\\t', 'utf-8', false)",
-            data.display()
-        ),
-        "CREATE TABLE ordered AS SELECT user_id, item_id, \
-         ROW_NUMBER() OVER (PARTITION BY user_id ORDER BY ts DESC, item_id DESC) AS from_end FROM ratings"
-            .to_string(),
-        "CREATE TABLE train AS SELECT user_id, item_id FROM ordered WHERE from_end > 1".to_string(),
-        "CREATE TABLE truth AS SELECT user_id, item_id FROM ordered WHERE from_end = 1".to_string(),
-    ];
-    for sql in &setup {
-        query(&ctx, sql).await?;
-    }
+    common::leave_last_out(&ctx, &data).await?;
     println!(
         "iALS on {}: {factors} factors, {iterations} iterations, regularization {regularization}, alpha {alpha}",
         data.display()

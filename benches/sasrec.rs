@@ -7,17 +7,13 @@
 //!
 //! cargo bench --bench sasrec [-- DATA_DIR]   (default ../shared/data/ml-100k)
 
-use std::path::PathBuf;
-
-use datafusion::arrow::array::{AsArray, RecordBatch};
+use datafusion::arrow::array::AsArray;
 use datafusion::arrow::datatypes::{Float64Type, Int64Type};
 use datafusion::common::Result;
-use datafusion::prelude::SessionContext;
-use recfusion::{SessionOptions, execute_sql, new_session};
+use recfusion::{SessionOptions, new_session};
 
-async fn query(ctx: &SessionContext, sql: &str) -> Result<Vec<RecordBatch>> {
-    execute_sql(ctx, sql).await?.collect().await
-}
+mod common;
+use common::query;
 
 /// The process's peak resident memory since the last reset, in MB (Linux; NaN elsewhere).
 fn peak_rss_mb() -> f64 {
@@ -37,32 +33,12 @@ fn reset_peak_rss() {
 #[tokio::main]
 async fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
-    let data = args
-        .first()
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("../shared/data/ml-100k"));
-    if !data.join("u.data").exists() {
-        println!("skipped: no MovieLens data at {} (pass its directory)", data.display());
+    let Some(data) = common::movielens_dir(&args) else {
         return Ok(());
-    }
+    };
     let model = std::env::temp_dir().join(format!("recfusion-sasrec-bench-{}.safetensors", std::process::id()));
     let ctx = new_session(&SessionOptions::default())?;
-    let setup = [
-        format!(
-            "CREATE TABLE ratings AS SELECT column_1 AS user_id, column_2 AS item_id, column_4 AS ts \
-             FROM read_csv('{}/u.data', '\\t', 'utf-8', false)",
-            data.display()
-        ),
-        "CREATE TABLE ordered AS SELECT user_id, item_id, ts, \
-         ROW_NUMBER() OVER (PARTITION BY user_id ORDER BY ts DESC, item_id DESC) AS from_end FROM ratings"
-            .to_string(),
-        "CREATE TABLE sequence AS SELECT user_id, item_id, ts FROM ordered WHERE from_end > 1".to_string(),
-        "CREATE TABLE seen AS SELECT user_id, item_id FROM sequence".to_string(),
-        "CREATE TABLE truth AS SELECT user_id, item_id FROM ordered WHERE from_end = 1".to_string(),
-    ];
-    for sql in &setup {
-        query(&ctx, sql).await?;
-    }
+    common::leave_last_out(&ctx, &data).await?;
     println!(
         "SASRec on {} (64 dims, 2 blocks, dropout 0.2, ≤ 60 epochs)",
         data.display()
@@ -97,7 +73,7 @@ async fn main() -> Result<()> {
             &ctx,
             "SELECT avg(ndcg_at_k(l.items, [t.item_id], 10)) FROM truth t LEFT JOIN \
              (SELECT user_id, array_agg(item_id ORDER BY rank) AS items \
-              FROM recommend('profiles', 'vectors', 10, 'dot', 'seen') GROUP BY user_id) l USING (user_id)",
+              FROM recommend('profiles', 'vectors', 10, 'dot', 'train') GROUP BY user_id) l USING (user_id)",
         )
         .await?;
         let test = test[0].column(0).as_primitive::<Float64Type>().value(0);
