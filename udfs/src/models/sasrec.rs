@@ -159,6 +159,13 @@ impl SasRec {
     /// Left-padded `(n, length)` ids of the last `max_len` items of each sequence, `length`
     /// the longest of those tails.
     fn padded<'a>(&self, sequences: impl Iterator<Item = &'a [u32]> + Clone) -> Result<Tensor> {
+        let (ids, length) = self.padded_ids(sequences);
+        let rows = ids.len() / length;
+        Tensor::from_vec(ids, (rows, length), &Device::Cpu)
+    }
+
+    /// The ids of [`Self::padded`], row after row, and the length of a row.
+    fn padded_ids<'a>(&self, sequences: impl Iterator<Item = &'a [u32]> + Clone) -> (Vec<u32>, usize) {
         let max_len = self.config.max_len;
         let length = sequences
             .clone()
@@ -167,14 +174,12 @@ impl SasRec {
             .unwrap_or(0)
             .max(1);
         let mut ids = Vec::new();
-        let mut rows = 0;
         for sequence in sequences {
             let tail = &sequence[sequence.len().saturating_sub(length)..];
             ids.extend(std::iter::repeat_n(0u32, length - tail.len()));
             ids.extend_from_slice(tail);
-            rows += 1;
         }
-        Tensor::from_vec(ids, (rows, length), &Device::Cpu)
+        (ids, length)
     }
 }
 
@@ -241,12 +246,11 @@ pub fn train(
         let (mut loss_sum, mut batches) = (0.0f32, 0);
         for chunk in length_bucketed_batches(&mut order, &training, config.batch, &mut random) {
             let inputs = model.padded(chunk.iter().map(|&u| &training[u][..training[u].len() - 1]))?;
-            let targets = model.padded(chunk.iter().map(|&u| &training[u][1..]))?;
+            let (targets, _) = model.padded_ids(chunk.iter().map(|&u| &training[u][1..]));
             let hidden = model.encode(&inputs, true)?;
             let (b, l, d) = hidden.dims3()?;
             // Only positions with a next item are scored: padding would cost a full row of
             // logits each and contribute nothing.
-            let targets = targets.flatten_all()?.to_vec1::<u32>()?;
             let positions: Vec<u32> = (0..targets.len() as u32)
                 .filter(|&p| targets[p as usize] != 0)
                 .collect();
