@@ -9,16 +9,16 @@
 //! matrix, users stream through in blocks scored with one matrix multiply each, and each user
 //! keeps a bounded list of its best items ([`selection`]), in parallel on every core.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::fmt;
 use std::sync::{Arc, Mutex};
 
 use datafusion::arrow::array::{Array, ArrayRef, Float32Array, RecordBatch, UInt32Array, UInt64Array};
 use datafusion::arrow::compute::{cast, concat_batches, sort_to_indices, take, take_record_batch};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-use datafusion::arrow::row::{RowConverter, SortField};
+use datafusion::arrow::row::{RowConverter, Rows, SortField};
 use datafusion::common::tree_node::TreeNodeRecursion;
-use datafusion::common::{DataFusionError, Result, ScalarValue, exec_err, plan_err};
+use datafusion::common::{DataFusionError, HashMap, Result, ScalarValue, exec_err, plan_err};
 use datafusion::execution::memory_pool::{MemoryConsumer, MemoryReservation};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::Documentation;
@@ -32,10 +32,12 @@ use datafusion::physical_plan::{
 };
 use datafusion_macros::user_doc;
 use futures::StreamExt;
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use tokio::sync::OnceCell;
 
 use super::selection::{self, ItemMatrix, Metric, Selection};
+use crate::table_function::interactions::IdIndex;
 use crate::table_function::{Arguments, Input, NamedTable, Planned, Run, TableCall, TableFunction, expect_same_ids};
 use crate::vector::Vectors;
 
@@ -372,11 +374,78 @@ struct Catalog {
     ids: ArrayRef,
     matrix: ItemMatrix,
     dim: Option<usize>,
-    /// Excluded item indices by user id.
-    excluded: HashMap<ScalarValue, Vec<u32>>,
-    user_id_type: Option<DataType>,
+    exclusions: Option<Exclusions>,
     /// The memory all of the above holds, accounted in the session's pool.
     _reservation: MemoryReservation,
+}
+
+/// Each user's excluded items, as sorted item indices, by the user id's row-format bytes.
+#[derive(Debug)]
+struct Exclusions {
+    converter: RowConverter,
+    user_type: DataType,
+    items: HashMap<Box<[u8]>, Vec<u32>>,
+}
+
+impl Exclusions {
+    /// Reads the (user, item) pairs of `exclude`, keeping those whose item is one of `ids`,
+    /// growing `reservation` as the lists grow.
+    async fn load(
+        exclude: Arc<dyn ExecutionPlan>,
+        ids: &ArrayRef,
+        reservation: &MemoryReservation,
+        context: Arc<TaskContext>,
+    ) -> Result<Self> {
+        reservation.try_grow(ids.len() * EXCLUDED_USER_BYTES)?;
+        let item_index = IdIndex::by_row(ids)?;
+        let user_type = exclude.schema().field(0).data_type().clone();
+        let converter = RowConverter::new(vec![SortField::new(user_type.clone())])?;
+        let mut items: HashMap<Box<[u8]>, Vec<u32>> = HashMap::new();
+        let mut pairs = execute_stream(exclude, context)?;
+        while let Some(batch) = pairs.next().await {
+            let batch = batch.map_err(|e| reading(e, "exclude"))?;
+            let item_rows = item_index.lookup(batch.column(1))?;
+            let users = batch.column(0);
+            let user_rows = converter.convert_columns(&[Arc::clone(users)])?;
+            let (users_before, mut pairs_added) = (items.len(), 0);
+            for (row, item) in item_rows.into_iter().enumerate() {
+                let Some(item) = item.filter(|_| users.is_valid(row)) else {
+                    continue;
+                };
+                let user = user_rows.row(row).data();
+                match items.get_mut(user) {
+                    Some(list) => list.push(item),
+                    None => {
+                        items.insert(Box::from(user), vec![item]);
+                    }
+                }
+                pairs_added += 1;
+            }
+            reservation
+                .try_grow((items.len() - users_before) * EXCLUDED_USER_BYTES + pairs_added * size_of::<u32>())?;
+        }
+        let lists: Vec<&mut Vec<u32>> = items.values_mut().collect();
+        lists.into_par_iter().for_each(|list| {
+            list.sort_unstable();
+            list.dedup();
+        });
+        Ok(Self {
+            converter,
+            user_type,
+            items,
+        })
+    }
+
+    /// `ids` in the row format the lists are keyed by.
+    fn user_rows(&self, ids: &ArrayRef) -> Result<Rows> {
+        let ids = cast(ids, &self.user_type)?;
+        Ok(self.converter.convert_columns(&[ids])?)
+    }
+
+    /// The excluded items of the user whose id converts to `user`, ascending.
+    fn of(&self, user: &[u8]) -> &[u32] {
+        self.items.get(user).map_or(&[], Vec::as_slice)
+    }
 }
 
 /// What one user's entry of the exclusions costs besides its items: the id and the list.
@@ -414,39 +483,15 @@ impl Catalog {
             options.metric,
         );
         let ids = Arc::clone(items.column(0));
-        let mut excluded: HashMap<ScalarValue, Vec<u32>> = HashMap::new();
-        let mut user_id_type = None;
-        if let Some(exclude) = exclude {
-            reservation.try_grow(ids.len() * EXCLUDED_USER_BYTES)?;
-            let index: HashMap<ScalarValue, u32> = (0..ids.len())
-                .map(|row| Ok((ScalarValue::try_from_array(&ids, row)?, row as u32)))
-                .collect::<Result<_>>()?;
-            let mut pairs = execute_stream(exclude, context)?;
-            while let Some(batch) = pairs.next().await {
-                let batch = batch.map_err(|e| reading(e, "exclude"))?;
-                let items_of_batch = cast(batch.column(1), ids.data_type())?;
-                user_id_type.get_or_insert_with(|| batch.column(0).data_type().clone());
-                let (users_before, pairs_before) = (excluded.len(), excluded.values().map(Vec::len).sum::<usize>());
-                for row in 0..batch.num_rows() {
-                    let item = ScalarValue::try_from_array(&items_of_batch, row)?;
-                    if let Some(&j) = index.get(&item) {
-                        let user = ScalarValue::try_from_array(batch.column(0), row)?;
-                        excluded.entry(user).or_default().push(j);
-                    }
-                }
-                let pairs_after: usize = excluded.values().map(Vec::len).sum();
-                reservation.try_grow(
-                    (excluded.len() - users_before) * EXCLUDED_USER_BYTES
-                        + (pairs_after - pairs_before) * size_of::<u32>(),
-                )?;
-            }
-        }
+        let exclusions = match exclude {
+            Some(exclude) => Some(Exclusions::load(exclude, &ids, &reservation, context).await?),
+            None => None,
+        };
         Ok(Self {
             ids,
             matrix,
             dim,
-            excluded,
-            user_id_type,
+            exclusions,
             _reservation: reservation,
         })
     }
@@ -468,16 +513,19 @@ impl Catalog {
             return exec_err!("{NAME}: user vectors have {user_dim} dimensions but item vectors have {item_dim}");
         }
         let user_ids = users.column(0);
-        let lookup_ids = match &self.user_id_type {
-            Some(t) if t != user_ids.data_type() => cast(user_ids, t)?,
-            _ => Arc::clone(user_ids),
+        let converted;
+        let exclusions: Vec<&[u32]> = match &self.exclusions {
+            Some(exclusions) => {
+                converted = exclusions.user_rows(user_ids)?;
+                (0..users.num_rows())
+                    .map(|row| match user_ids.is_valid(row) {
+                        true => exclusions.of(converted.row(row).data()),
+                        false => &[],
+                    })
+                    .collect()
+            }
+            None => vec![&[]; users.num_rows()],
         };
-        let exclusions: Vec<&[u32]> = (0..users.num_rows())
-            .map(|row| {
-                let key = ScalarValue::try_from_array(&lookup_ids, row)?;
-                Ok(self.excluded.get(&key).map(|v| v.as_slice()).unwrap_or(&[]))
-            })
-            .collect::<Result<_>>()?;
         let rows: Vec<Option<&[f32]>> = (0..vectors.len()).map(|row| vectors.row(row)).collect();
         let selection = Selection {
             k: options.k,

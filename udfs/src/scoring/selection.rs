@@ -104,7 +104,8 @@ pub fn working_bytes(users: usize, items: usize) -> usize {
 }
 
 /// The best items of each user, best first, as (item index, score). `users` holds one
-/// optional vector per user; `excluded(u)` lists item indices user `u` must not get.
+/// optional vector per user; `excluded(u)` lists, ascending, the item indices user `u` must
+/// not get.
 pub fn top_k<'a, E>(
     users: &[Option<&'a [f32]>],
     items: &ItemMatrix,
@@ -231,10 +232,10 @@ impl Block<'_, '_> {
                         }
                     }
                 }
-                for &item in excluded(self.first_user + u) {
-                    if chunk.contains(&(item as usize)) {
-                        row[item as usize - chunk_start] = f32::NEG_INFINITY;
-                    }
+                let skipped = excluded(self.first_user + u);
+                let from = skipped.partition_point(|&item| (item as usize) < chunk.start);
+                for &item in skipped[from..].iter().take_while(|&&item| (item as usize) < chunk.end) {
+                    row[item as usize - chunk_start] = f32::NEG_INFINITY;
                 }
                 list.offer_all(row, chunk_start as u32);
             }
@@ -362,8 +363,8 @@ mod tests {
 
     #[test]
     fn catalogs_of_several_chunks_match_brute_force_with_exclusions() {
-        // Items span three chunks, with a NULL item in the middle one and each user's best
-        // item (found by brute force) excluded, so lists cross chunk borders.
+        // Items span three chunks, with a NULL item in the middle one and some of each user's
+        // best items (found by brute force) excluded, so lists cross chunk borders.
         let users = random(70, 8, 3);
         let items = random(2 * CHUNK + 300, 8, 4);
         for metric in [Metric::Dot, Metric::Cosine, Metric::L2] {
@@ -374,10 +375,17 @@ mod tests {
                 .map(|(j, v)| (j != null_item).then_some(v.as_slice()));
             let matrix = ItemMatrix::new(rows, 8, metric);
             let mut expected = brute_force(&users, &items, 13, metric);
-            let excluded: Vec<[u32; 1]> = expected.iter().map(|best| [best[0]]).collect();
-            for list in &mut expected {
-                list.remove(0);
-                list.retain(|&j| j as usize != null_item);
+            // Three of each user's best items excluded, given in ascending order.
+            let excluded: Vec<Vec<u32>> = expected
+                .iter()
+                .map(|best| {
+                    let mut skipped = vec![best[0], best[2], best[5]];
+                    skipped.sort_unstable();
+                    skipped
+                })
+                .collect();
+            for (list, skipped) in expected.iter_mut().zip(&excluded) {
+                list.retain(|&j| !skipped.contains(&j) && j as usize != null_item);
             }
             let user_rows: Vec<Option<&[f32]>> = users.iter().map(|u| Some(u.as_slice())).collect();
             let got = top_k(&user_rows, &matrix, Selection { k: 13, threshold: None }, |u| {

@@ -2,14 +2,13 @@
 //! the ids mapped to dense indices in id order. Repeated (user, item) pairs add their weights; rows with a
 //! NULL id or weight are skipped. This is what every collaborative-filtering function reads.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch, UInt32Array};
 use datafusion::arrow::compute::{cast, take};
 use datafusion::arrow::datatypes::{DataType, Float32Type};
 use datafusion::arrow::row::{RowConverter, SortField};
-use datafusion::common::{Result, plan_err};
+use datafusion::common::{HashMap, Result, plan_err};
 
 /// Compressed sparse rows: row `r` holds `indices[offsets[r]..offsets[r + 1]]` with weights.
 #[derive(Debug, Default, Clone)]
@@ -149,6 +148,21 @@ impl IdIndex {
             positions,
             first_rows,
         ))
+    }
+
+    /// Indexes each id of `ids` by the row it first appears in.
+    pub fn by_row(ids: &ArrayRef) -> Result<Self> {
+        let converter = RowConverter::new(vec![SortField::new(ids.data_type().clone())])?;
+        let rows = converter.convert_columns(&[Arc::clone(ids)])?;
+        let mut index: HashMap<Box<[u8]>, u32> = HashMap::with_capacity(ids.len());
+        for row in (0..ids.len()).filter(|&row| ids.is_valid(row)) {
+            index.entry(Box::from(rows.row(row).data())).or_insert(row as u32);
+        }
+        Ok(Self {
+            converter,
+            data_type: ids.data_type().clone(),
+            index,
+        })
     }
 
     /// The index of each id in `ids` (cast to the indexed type), None when unknown or NULL.
