@@ -7,7 +7,7 @@ use datafusion::common::Result;
 use datafusion::logical_expr::Documentation;
 use datafusion_macros::user_doc;
 
-use super::knn::{EXPLAINED, Method, Options, Pick, Similarity, best_of, neighbours};
+use super::knn::{EXPLAINED, Method, Options, Pick, Similarity, best_of, neighbours, with_accumulators};
 use crate::table_function::interactions::Interactions;
 use crate::table_function::{Arguments, Planned, Run, TableFunction};
 
@@ -78,22 +78,21 @@ pub(super) fn scorer<'a>(interactions: &'a Interactions, options: &Options) -> i
     }
     let k = options.k;
     move |u| {
-        let mut scores = vec![0.0f32; interactions.items()];
-        let mut touched = Vec::new();
-        for (j, r) in interactions.by_user.row(u) {
-            for &(i, s) in &reverse[j as usize] {
-                if scores[i as usize] == 0.0 {
-                    touched.push(i);
-                }
-                scores[i as usize] += s * r;
-            }
-        }
-        for &i in &touched {
-            scores[i as usize] /= denominators[i as usize];
-        }
         let seen = interactions.by_user.row_indices(u);
-        best_of(&mut scores, &touched, seen, k)
-            .into_iter()
+        let best = with_accumulators(|_, scores| {
+            scores.start(interactions.items());
+            for (j, r) in interactions.by_user.row(u) {
+                for &(i, s) in &reverse[j as usize] {
+                    scores.add(i, s * r);
+                }
+            }
+            let (sums, touched) = scores.sums();
+            for &i in touched {
+                sums[i as usize] /= denominators[i as usize];
+            }
+            best_of(scores, seen, k)
+        });
+        best.into_iter()
             .map(|(i, score)| {
                 let history: Vec<(u32, f32)> = interactions.by_user.row(u).collect();
                 let mut because: Vec<(u32, f32)> = similar[i as usize]

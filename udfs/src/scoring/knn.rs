@@ -26,6 +26,7 @@
 //! contribution). Items whose score is undefined (Σ|sim| = 0) are not scored.
 
 use std::borrow::Cow;
+use std::cell::RefCell;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
@@ -344,12 +345,67 @@ fn fill_with_popular(picks: &mut Vec<Pick>, seen: &[u32], popular: &[(u32, f32)]
 pub(super) fn neighbours(similarity: &Similarity) -> Vec<Vec<(u32, f32)>> {
     (0..similarity.rows.rows())
         .into_par_iter()
-        .map_init(
-            || similarity.scratch(),
-            |scratch, r| similarity.most_similar(r, scratch),
-        )
+        .map_init(Accumulator::default, |sums, r| similarity.most_similar(r, sums))
         .collect()
 }
+
+/// Sparse sums over a dense array, reused from one row to the next: `sums` is all zeros
+/// between uses, and `touched` lists the entries a use has added to.
+#[derive(Debug, Default)]
+pub(super) struct Accumulator {
+    sums: Vec<f32>,
+    touched: Vec<u32>,
+    candidates: Vec<(u32, f32)>,
+}
+
+impl Accumulator {
+    /// Ready to sum over `len` entries.
+    pub(super) fn start(&mut self, len: usize) {
+        if self.sums.len() < len {
+            self.sums.resize(len, 0.0);
+        }
+    }
+
+    #[inline]
+    pub(super) fn add(&mut self, index: u32, value: f32) {
+        let sum = &mut self.sums[index as usize];
+        if *sum == 0.0 {
+            self.touched.push(index);
+        }
+        *sum += value;
+    }
+
+    /// The entries added to, and their sums.
+    pub(super) fn sums(&mut self) -> (&mut [f32], &[u32]) {
+        (&mut self.sums, &self.touched)
+    }
+
+    /// Zeroes what was added, for the next use.
+    pub(super) fn clear(&mut self) {
+        for &i in &self.touched {
+            self.sums[i as usize] = 0.0;
+        }
+        self.touched.clear();
+    }
+}
+
+thread_local! {
+    /// Each thread's accumulators, reused by every user it scores: one for similarities, one
+    /// for item scores.
+    static ACCUMULATORS: RefCell<(Accumulator, Accumulator)> = RefCell::default();
+}
+
+/// Runs `score` with this thread's two accumulators.
+pub(super) fn with_accumulators<T>(score: impl FnOnce(&mut Accumulator, &mut Accumulator) -> T) -> T {
+    ACCUMULATORS.with(|cell| {
+        let (similar, scores) = &mut *cell.borrow_mut();
+        score(similar, scores)
+    })
+}
+
+/// A row whose columns hold at least one entry per this many rows is summed densely: it
+/// touches most rows, so tracking which ones costs more than scanning them all.
+const DENSE_ROWS_PER_ENTRY: usize = 2;
 
 /// Cosine similarity between the rows of a sparse matrix (shrunk by `shrinkage`), keeping each
 /// row's `count` most similar other rows.
@@ -360,9 +416,6 @@ pub(super) struct Similarity<'a> {
     count: usize,
     shrinkage: f32,
 }
-
-/// The working memory of one thread: one accumulator per row, and the rows it touched.
-pub(super) type Scratch = (Vec<f32>, Vec<u32>);
 
 impl<'a> Similarity<'a> {
     /// Similarities between the rows of `rows` (`columns` is the same matrix transposed),
@@ -384,55 +437,96 @@ impl<'a> Similarity<'a> {
         }
     }
 
-    pub(super) fn scratch(&self) -> Scratch {
-        (vec![0.0f32; self.rows.rows()], Vec::new())
-    }
-
     /// Row `r`'s most similar rows, best first; ties go to the lower row.
-    pub(super) fn most_similar(&self, r: usize, (dots, touched): &mut Scratch) -> Vec<(u32, f32)> {
-        for (c, w) in self.rows.row(r) {
-            for (other, w2) in self.columns.row(c as usize) {
-                if dots[other as usize] == 0.0 {
-                    touched.push(other);
-                }
-                dots[other as usize] += w * w2;
-            }
-        }
-        let norms = &self.norms;
-        let mut similar: Vec<(u32, f32)> = touched
+    pub(super) fn most_similar(&self, r: usize, scratch: &mut Accumulator) -> Vec<(u32, f32)> {
+        let n = self.rows.rows();
+        scratch.start(n);
+        let entries: usize = self
+            .rows
+            .row_indices(r)
             .iter()
-            .filter(|&&o| o as usize != r)
-            .map(|&o| (o, dots[o as usize] / (norms[r] * norms[o as usize] + self.shrinkage)))
-            .filter(|(_, s)| *s > 0.0)
-            .collect();
-        for &o in touched.iter() {
-            dots[o as usize] = 0.0;
+            .map(|&c| self.columns.row_len(c as usize))
+            .sum();
+        let norms = &self.norms;
+        let similarity = |o: u32, dot: f32| (o, dot / (norms[r] * norms[o as usize] + self.shrinkage));
+        let mut candidates = std::mem::take(&mut scratch.candidates);
+        candidates.clear();
+        if entries * DENSE_ROWS_PER_ENTRY >= n {
+            let sums = &mut scratch.sums[..n];
+            for (c, w) in self.rows.row(r) {
+                for (other, w2) in self.columns.row(c as usize) {
+                    sums[other as usize] += w * w2;
+                }
+            }
+            sums[r] = 0.0;
+            candidates.extend(
+                sums.iter()
+                    .enumerate()
+                    .filter(|(_, dot)| **dot != 0.0)
+                    .map(|(o, &dot)| similarity(o as u32, dot))
+                    .filter(|(_, s)| *s > 0.0),
+            );
+            sums.fill(0.0);
+        } else {
+            for (c, w) in self.rows.row(r) {
+                for (other, w2) in self.columns.row(c as usize) {
+                    scratch.add(other, w * w2);
+                }
+            }
+            let (sums, touched) = scratch.sums();
+            candidates.extend(
+                touched
+                    .iter()
+                    .filter(|&&o| o as usize != r)
+                    .map(|&o| similarity(o, sums[o as usize]))
+                    .filter(|(_, s)| *s > 0.0),
+            );
+            scratch.clear();
         }
-        touched.clear();
         let order = |a: &(u32, f32), b: &(u32, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
-        if similar.len() > self.count && self.count > 0 {
-            similar.select_nth_unstable_by(self.count - 1, order);
+        if candidates.len() > self.count && self.count > 0 {
+            candidates.select_nth_unstable_by(self.count - 1, order);
         }
-        similar.truncate(self.count);
-        similar.sort_by(order);
-        // The list was as long as every row touched: keeping its capacity for every row of a
-        // popular catalogue held tens of gigabytes.
-        similar.shrink_to_fit();
+        let kept = candidates.len().min(self.count);
+        candidates[..kept].sort_by(order);
+        let similar = candidates[..kept].to_vec();
+        scratch.candidates = candidates;
         similar
     }
 }
 
-/// The k best unseen items among the `touched` entries of `scores`.
-pub(super) fn best_of(scores: &mut [f32], touched: &[u32], seen: &[u32], k: usize) -> Vec<(u32, f32)> {
-    for &i in seen {
-        scores[i as usize] = f32::NEG_INFINITY;
+/// The k best unseen items among the entries `scores` has summed; leaves it cleared.
+pub(super) fn best_of(scores: &mut Accumulator, seen: &[u32], k: usize) -> Vec<(u32, f32)> {
+    let mut candidates = std::mem::take(&mut scores.candidates);
+    candidates.clear();
+    {
+        let (sums, touched) = scores.sums();
+        for &i in seen {
+            if let Some(sum) = sums.get_mut(i as usize) {
+                *sum = f32::NEG_INFINITY;
+            }
+        }
+        candidates.extend(
+            touched
+                .iter()
+                .map(|&i| (i, sums[i as usize]))
+                .filter(|(_, s)| s.is_finite()),
+        );
+        for &i in seen {
+            if let Some(sum) = sums.get_mut(i as usize) {
+                *sum = 0.0;
+            }
+        }
     }
-    let mut candidates: Vec<(u32, f32)> = touched
-        .iter()
-        .map(|&i| (i, scores[i as usize]))
-        .filter(|(_, s)| s.is_finite())
-        .collect();
+    scores.clear();
     candidates.sort_unstable_by_key(|(i, _)| *i);
+    let best = top_of(&candidates, k);
+    scores.candidates = candidates;
+    best
+}
+
+/// The `k` highest-scoring of `candidates` (in item order), best first; ties go to the lower item.
+fn top_of(candidates: &[(u32, f32)], k: usize) -> Vec<(u32, f32)> {
     let values: Vec<f32> = candidates.iter().map(|(_, s)| *s).collect();
     select(&values, k, f32::NEG_INFINITY)
         .into_iter()
@@ -503,4 +597,85 @@ fn build_output(
         return exec_err!("{}: internal error: column lengths differ", method.name());
     }
     Ok(RecordBatch::try_new(Arc::clone(schema), columns)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Rows × columns of 0/1 entries as compressed rows.
+    fn csr(dense: &[Vec<bool>]) -> Csr {
+        let mut matrix = Csr {
+            offsets: vec![0],
+            ..Csr::default()
+        };
+        for row in dense {
+            for (c, _) in row.iter().enumerate().filter(|(_, on)| **on) {
+                matrix.indices.push(c as u32);
+                matrix.weights.push(1.0);
+            }
+            matrix.offsets.push(matrix.indices.len());
+        }
+        matrix
+    }
+
+    #[test]
+    fn dense_and_sparse_rows_match_brute_force_cosine() {
+        // Five items almost every user has (summed densely) and rare items each held by
+        // two or three users (summed sparsely).
+        let (items, users) = (40usize, 60usize);
+        let dense: Vec<Vec<bool>> = (0..items)
+            .map(|i| {
+                (0..users)
+                    .map(|u| {
+                        if i < 5 {
+                            (u + i) % 7 != 0
+                        } else {
+                            (u * 7 + i * 3) % 53 < 2
+                        }
+                    })
+                    .collect()
+            })
+            .collect();
+        let rows = csr(&dense);
+        let columns = rows.transposed(users);
+        let options = Options {
+            k: 10,
+            neighbours: Some(6),
+            shrinkage: Some(0.5),
+            weighting: Weighting::None,
+        };
+        let similarity = Similarity::new(&rows, &columns, &options, 6);
+        let mut scratch = Accumulator::default();
+        let (mut dense_rows, mut sparse_rows) = (0, 0);
+        for r in 0..items {
+            let entries: usize = rows.row_indices(r).iter().map(|&c| columns.row_len(c as usize)).sum();
+            if entries * DENSE_ROWS_PER_ENTRY >= items {
+                dense_rows += 1;
+            } else {
+                sparse_rows += 1;
+            }
+            let norm = |i: usize| (dense[i].iter().filter(|on| **on).count() as f32).sqrt();
+            let mut expected: Vec<(u32, f32)> = (0..items)
+                .filter(|&o| o != r)
+                .map(|o| {
+                    let dot = (0..users).filter(|&u| dense[r][u] && dense[o][u]).count() as f32;
+                    (o as u32, dot / (norm(r) * norm(o) + 0.5))
+                })
+                .filter(|(_, s)| *s > 0.0)
+                .collect();
+            expected.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+            expected.truncate(6);
+            let got = similarity.most_similar(r, &mut scratch);
+            let ids = |list: &[(u32, f32)]| list.iter().map(|(o, _)| *o).collect::<Vec<_>>();
+            assert_eq!(ids(&got), ids(&expected), "row {r}");
+            for ((_, a), (_, b)) in got.iter().zip(&expected) {
+                assert!((a - b).abs() < 1e-5, "row {r}: {a} vs {b}");
+            }
+        }
+        assert!(
+            dense_rows >= 5 && sparse_rows >= 5,
+            "{dense_rows} dense, {sparse_rows} sparse"
+        );
+    }
 }

@@ -7,9 +7,7 @@ use datafusion::common::Result;
 use datafusion::logical_expr::Documentation;
 use datafusion_macros::user_doc;
 
-use std::cell::RefCell;
-
-use super::knn::{Method, Options, Pick, Scratch, Similarity, best_of};
+use super::knn::{Method, Options, Pick, Similarity, best_of, with_accumulators};
 use crate::table_function::interactions::Interactions;
 use crate::table_function::{Arguments, Planned, Run, TableFunction};
 
@@ -63,43 +61,30 @@ impl TableFunction for UserKnn {
     }
 }
 
-thread_local! {
-    /// One accumulator per user, reused by every user a thread scores (it is left zeroed).
-    static SCRATCH: RefCell<Scratch> = const { RefCell::new((Vec::new(), Vec::new())) };
-}
-
 pub(super) fn scorer<'a>(interactions: &'a Interactions, options: &Options) -> impl Fn(usize) -> Vec<Pick> + Sync + 'a {
     // Only the users asked for need neighbours: computed when each one is scored.
     let similarity = Similarity::new(&interactions.by_user, &interactions.by_item, options, 50);
     let k = options.k;
     move |u| {
-        let similar = SCRATCH.with(|scratch| {
-            let mut scratch = scratch.borrow_mut();
-            if scratch.0.len() < interactions.users() {
-                scratch.0.resize(interactions.users(), 0.0);
-            }
-            similarity.most_similar(u, &mut scratch)
-        });
-        let denominator: f32 = similar.iter().map(|(_, s)| s.abs()).sum();
-        let mut scores = vec![0.0f32; interactions.items()];
-        let mut touched = Vec::new();
-        for &(v, s) in &similar {
-            for (i, r) in interactions.by_user.row(v as usize) {
-                if scores[i as usize] == 0.0 {
-                    touched.push(i);
-                }
-                scores[i as usize] += s * r / denominator;
-            }
-        }
         let seen = interactions.by_user.row_indices(u);
-        best_of(&mut scores, &touched, seen, k)
-            .into_iter()
-            .map(|(item, score)| Pick {
-                item,
-                score,
-                source: "user_knn",
-                because: Vec::new(),
-            })
-            .collect()
+        with_accumulators(|similar_users, scores| {
+            let similar = similarity.most_similar(u, similar_users);
+            let denominator: f32 = similar.iter().map(|(_, s)| s.abs()).sum();
+            scores.start(interactions.items());
+            for &(v, s) in &similar {
+                for (i, r) in interactions.by_user.row(v as usize) {
+                    scores.add(i, s * r / denominator);
+                }
+            }
+            best_of(scores, seen, k)
+        })
+        .into_iter()
+        .map(|(item, score)| Pick {
+            item,
+            score,
+            source: "user_knn",
+            because: Vec::new(),
+        })
+        .collect()
     }
 }

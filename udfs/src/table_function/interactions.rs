@@ -9,6 +9,7 @@ use datafusion::arrow::compute::{cast, take};
 use datafusion::arrow::datatypes::{DataType, Float32Type};
 use datafusion::arrow::row::{RowConverter, SortField};
 use datafusion::common::{HashMap, Result, plan_err};
+use rayon::prelude::*;
 
 /// Compressed sparse rows: row `r` holds `indices[offsets[r]..offsets[r + 1]]` with weights.
 #[derive(Debug, Default, Clone)]
@@ -31,32 +32,62 @@ impl Csr {
         &self.indices[self.offsets[r]..self.offsets[r + 1]]
     }
 
+    pub fn row_len(&self, r: usize) -> usize {
+        self.offsets[r + 1] - self.offsets[r]
+    }
+
     pub fn rows(&self) -> usize {
         self.offsets.len().saturating_sub(1)
     }
 
-    /// Builds rows from (row, column, weight) triples sorted by (row, column), adding repeats.
-    fn from_sorted(rows: usize, triples: &[(u32, u32, f32)]) -> Self {
-        let mut csr = Csr {
-            offsets: vec![0; rows + 1],
-            indices: Vec::with_capacity(triples.len()),
-            weights: Vec::with_capacity(triples.len()),
-        };
-        let mut previous: Option<(u32, u32)> = None;
-        for &(r, c, w) in triples {
-            if previous == Some((r, c)) {
-                *csr.weights.last_mut().expect("a previous entry") += w;
-                continue;
-            }
-            previous = Some((r, c));
-            csr.indices.push(c);
-            csr.weights.push(w);
-            csr.offsets[r as usize + 1] += 1;
-        }
+    /// Builds `rows` rows from (row, column, weight) entries in any order: each row's columns
+    /// sorted, repeated columns adding their weights. Placed by counting rather than sorting
+    /// all entries, so the memory is the matrix's own.
+    fn from_entries(rows: usize, entries: impl Fn(&mut dyn FnMut(u32, u32, f32))) -> Self {
+        let mut offsets = vec![0usize; rows + 1];
+        entries(&mut |r, _, _| offsets[r as usize + 1] += 1);
         for r in 0..rows {
-            csr.offsets[r + 1] += csr.offsets[r];
+            offsets[r + 1] += offsets[r];
         }
-        csr
+        let mut next = offsets.clone();
+        let mut indices = vec![0u32; offsets[rows]];
+        let mut weights = vec![0f32; offsets[rows]];
+        entries(&mut |r, c, w| {
+            let at = &mut next[r as usize];
+            indices[*at] = c;
+            weights[*at] = w;
+            *at += 1;
+        });
+        // Each row sorted and its repeats added, in parallel; then rows moved up over the gaps.
+        let mut rows_of: Vec<(&mut [u32], &mut [f32])> = Vec::with_capacity(rows);
+        let (mut rest_indices, mut rest_weights) = (indices.as_mut_slice(), weights.as_mut_slice());
+        for r in 0..rows {
+            let len = offsets[r + 1] - offsets[r];
+            let (row_indices, tail_indices) = std::mem::take(&mut rest_indices).split_at_mut(len);
+            let (row_weights, tail_weights) = std::mem::take(&mut rest_weights).split_at_mut(len);
+            rows_of.push((row_indices, row_weights));
+            (rest_indices, rest_weights) = (tail_indices, tail_weights);
+        }
+        let lengths: Vec<usize> = rows_of
+            .into_par_iter()
+            .map(|(row_indices, row_weights)| merge_repeats(row_indices, row_weights))
+            .collect();
+        let mut write = 0;
+        for (r, len) in lengths.into_iter().enumerate() {
+            let read = offsets[r];
+            indices.copy_within(read..read + len, write);
+            weights.copy_within(read..read + len, write);
+            offsets[r] = write;
+            write += len;
+        }
+        offsets[rows] = write;
+        indices.truncate(write);
+        weights.truncate(write);
+        Csr {
+            offsets,
+            indices,
+            weights,
+        }
     }
 
     /// The same matrix by columns (`columns` of them), each column's rows in order.
@@ -103,6 +134,27 @@ pub struct Interactions {
     pub by_user: Csr,
     pub by_item: Csr,
     user_index: IdIndex,
+}
+
+/// Sorts one row's entries by column and adds the weights of repeated columns; returns how
+/// many distinct columns lead the row.
+fn merge_repeats(indices: &mut [u32], weights: &mut [f32]) -> usize {
+    if indices.is_sorted_by(|a, b| a < b) {
+        return indices.len();
+    }
+    let mut pairs: Vec<(u32, f32)> = indices.iter().copied().zip(weights.iter().copied()).collect();
+    pairs.sort_by_key(|&(c, _)| c);
+    let mut len = 0;
+    for (c, w) in pairs {
+        if len > 0 && indices[len - 1] == c {
+            weights[len - 1] += w;
+        } else {
+            indices[len] = c;
+            weights[len] = w;
+            len += 1;
+        }
+    }
+    len
 }
 
 /// Maps ids of one type to dense indices.
@@ -190,28 +242,27 @@ impl Interactions {
         };
         let (user_index, users, user_rows) = IdIndex::build(batch.column(0))?;
         let (_, items, item_rows) = IdIndex::build(batch.column(1))?;
-        let mut triples = Vec::with_capacity(batch.num_rows());
-        for row in 0..batch.num_rows() {
-            let weight = match &weights {
-                Some(w) if w.is_null(row) => continue,
-                Some(w) => w.as_primitive::<Float32Type>().value(row),
-                None => 1.0,
-            };
-            if !weight.is_finite() {
-                let column = batch.schema().field(2).name().clone();
-                return plan_err!(
-                    "{function}: the weight column '{column}' of the interactions table holds {weight}; weights must be finite numbers"
-                );
-            }
-            if let (Some(u), Some(i)) = (users[row], items[row]) {
-                triples.push((u, i, weight));
-            }
+        let weights = weights.as_ref().map(|w| w.as_primitive::<Float32Type>());
+        if let Some(weight) = weights.and_then(|w| w.iter().flatten().find(|w| !w.is_finite())) {
+            let column = batch.schema().field(2).name().clone();
+            return plan_err!(
+                "{function}: the weight column '{column}' of the interactions table holds {weight}; weights must be finite numbers"
+            );
         }
-        triples.sort_unstable_by_key(|&(u, i, _)| (u, i));
-        let by_user = Csr::from_sorted(user_rows.len(), &triples);
-        let mut transposed: Vec<(u32, u32, f32)> = triples.iter().map(|&(u, i, w)| (i, u, w)).collect();
-        transposed.sort_unstable_by_key(|&(i, u, _)| (i, u));
-        let by_item = Csr::from_sorted(item_rows.len(), &transposed);
+        let weight = |row: usize| match weights {
+            Some(w) if w.is_null(row) => None,
+            Some(w) => Some(w.value(row)),
+            None => Some(1.0),
+        };
+        let by_user = Csr::from_entries(user_rows.len(), |add| {
+            for (row, (user, item)) in users.iter().zip(&items).enumerate() {
+                if let (Some(u), Some(i), Some(w)) = (user, item, weight(row)) {
+                    add(*u, *i, w);
+                }
+            }
+        });
+        drop((users, items));
+        let by_item = by_user.transposed(item_rows.len());
         Ok(Self {
             user_ids: take(batch.column(0).as_ref(), &UInt32Array::from(user_rows), None)?,
             item_ids: take(batch.column(1).as_ref(), &UInt32Array::from(item_rows), None)?,
@@ -261,6 +312,20 @@ mod tests {
     use super::*;
     use datafusion::arrow::array::{Float64Array, Int64Array, StringArray};
     use datafusion::arrow::datatypes::{Field, Schema};
+
+    #[test]
+    fn entries_in_any_order_become_sorted_rows_with_repeats_added() {
+        let entries = [(2, 5, 1.0), (0, 3, 1.0), (2, 1, 2.0), (0, 3, 0.5), (2, 5, 4.0), (0, 0, 1.0)];
+        let csr = Csr::from_entries(4, |add| {
+            for &(r, c, w) in &entries {
+                add(r, c, w);
+            }
+        });
+        assert_eq!(csr.offsets, vec![0, 2, 2, 4, 4]);
+        assert_eq!(csr.row(0).collect::<Vec<_>>(), vec![(0, 1.0), (3, 1.5)]);
+        assert_eq!(csr.row(2).collect::<Vec<_>>(), vec![(1, 2.0), (5, 5.0)]);
+        assert_eq!((csr.indices.len(), csr.weights.len()), (4, 4));
+    }
 
     #[test]
     fn repeated_pairs_add_and_nulls_are_skipped() {
