@@ -33,6 +33,19 @@ fn keep_freed_memory_for_reuse() {
     unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 10_000) };
 }
 
+/// Transparent huge pages off for this process. mimalloc asks for them on its arenas, and
+/// memory it returns and reuses then comes back as whole 2 MB pages the kernel must clear:
+/// item_knn on 50M events spent 9.9 s in the kernel with them and 1.8 s without, and a
+/// 200-item SASRec training ran 12.6 s instead of 9.6 s. The flag covers mappings made
+/// before it, so it can be set after the allocator has started.
+fn disable_transparent_huge_pages() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: PR_SET_THP_DISABLE takes integer arguments and reads no memory.
+    unsafe {
+        libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
+    }
+}
+
 const EXAMPLES: &str = "\
 Examples:
   recfusion                                         start the interactive shell
@@ -185,6 +198,7 @@ impl Drop for TemporaryDir {
 
 fn main() -> ExitCode {
     keep_freed_memory_for_reuse();
+    disable_transparent_huge_pages();
     let matches = Args::command().get_matches();
     let args = match Args::from_arg_matches(&matches) {
         Ok(args) => args,

@@ -315,7 +315,14 @@ mod tests {
 
     #[test]
     fn entries_in_any_order_become_sorted_rows_with_repeats_added() {
-        let entries = [(2, 5, 1.0), (0, 3, 1.0), (2, 1, 2.0), (0, 3, 0.5), (2, 5, 4.0), (0, 0, 1.0)];
+        let entries = [
+            (2, 5, 1.0),
+            (0, 3, 1.0),
+            (2, 1, 2.0),
+            (0, 3, 0.5),
+            (2, 5, 4.0),
+            (0, 0, 1.0),
+        ];
         let csr = Csr::from_entries(4, |add| {
             for &(r, c, w) in &entries {
                 add(r, c, w);
