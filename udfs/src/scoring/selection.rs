@@ -279,6 +279,22 @@ impl TopList {
         if self.k == 0 {
             return;
         }
+        // Once the list is full few scores beat the bar: a whole run of them is tested at
+        // once (vector compares, no branch per score) and only a run with a winner is walked.
+        const RUN: usize = 16;
+        let mut runs = scores.chunks_exact(RUN);
+        let mut start = first;
+        for run in &mut runs {
+            let bar = self.bar;
+            if run.iter().fold(false, |any, &s| any | (s > bar)) {
+                self.offer_each(run, start);
+            }
+            start += RUN as u32;
+        }
+        self.offer_each(runs.remainder(), start);
+    }
+
+    fn offer_each(&mut self, scores: &[f32], first: u32) {
         for (j, &s) in scores.iter().enumerate() {
             if s > self.bar {
                 let position = self.best.partition_point(|&(_, b)| b >= s);
