@@ -16,14 +16,10 @@
 //! and for the places a user's own scores cannot fill. `because` lists the history items that
 //! contributed most to an item-CF or content score, as (item, contribution). Items whose
 //! score is undefined (Σ|sim| = 0) are not scored.
-
-//! The machinery `item_knn`, `user_knn` and `content_knn` share: they read a table of
-//! (user, item[, weight]) rows, all sparse (no dense user × item matrix), and return the top k
-//! unseen items per user as rows (user, rank, item, score, source[, because]). `source` says
-//! where a row came from: the method, or `popular` for users with no history (cold start,
-//! when `users` names them) and for the places a user's own scores cannot fill. `because`
-//! lists the history items that contributed most to an item-CF or content score, as (item,
-//! contribution). Items whose score is undefined (Σ|sim| = 0) are not scored.
+//!
+//! This module holds what the three share: reading the interactions, the cosine similarity of
+//! sparse rows (summed per thread in reused accumulators), the top-k of a user's scores and the
+//! output rows.
 
 use std::borrow::Cow;
 use std::cell::RefCell;
