@@ -376,6 +376,13 @@ impl Accumulator {
         (&mut self.sums, &self.touched)
     }
 
+    /// Lists each touched entry once: with negative values a sum can return to zero and be
+    /// touched again.
+    pub(super) fn forget_repeats(&mut self) {
+        self.touched.sort_unstable();
+        self.touched.dedup();
+    }
+
     /// Zeroes what was added, for the next use.
     pub(super) fn clear(&mut self) {
         for &i in &self.touched {
@@ -411,6 +418,8 @@ pub(super) struct Similarity<'a> {
     norms: Vec<f32>,
     count: usize,
     shrinkage: f32,
+    /// Whether any weight is negative, so that a sum can return to zero.
+    signed: bool,
 }
 
 impl<'a> Similarity<'a> {
@@ -426,6 +435,7 @@ impl<'a> Similarity<'a> {
         };
         Self {
             norms: rows.norms(),
+            signed: rows.weights.iter().chain(&columns.weights).any(|&w| w < 0.0),
             rows,
             columns,
             count: options.neighbours.unwrap_or(default_count),
@@ -468,6 +478,9 @@ impl<'a> Similarity<'a> {
                 for (other, w2) in self.columns.row(c as usize) {
                     scratch.add(other, w * w2);
                 }
+            }
+            if self.signed {
+                scratch.forget_repeats();
             }
             let (sums, touched) = scratch.sums();
             candidates.extend(
@@ -516,6 +529,7 @@ pub(super) fn best_of(scores: &mut Accumulator, seen: &[u32], k: usize) -> Vec<(
     }
     scores.clear();
     candidates.sort_unstable_by_key(|(i, _)| *i);
+    candidates.dedup_by_key(|(i, _)| *i);
     let best = top_of(&candidates, k);
     scores.candidates = candidates;
     best
@@ -613,6 +627,39 @@ mod tests {
             matrix.offsets.push(matrix.indices.len());
         }
         matrix
+    }
+
+    #[test]
+    fn sums_that_return_to_zero_are_listed_once() {
+        // Row 0 meets row 1 through columns 0, 1 and 2 with weights 1, -1, 1: the sum goes
+        // 1, 0, 1. Rows 2.. each hold a column of their own, so row 0 is summed sparsely.
+        let mut rows = Csr {
+            offsets: vec![0, 3, 6],
+            indices: vec![0, 1, 2, 0, 1, 2],
+            weights: vec![1.0, 1.0, 1.0, 1.0, -1.0, 1.0],
+        };
+        for r in 2..20u32 {
+            rows.indices.push(r + 1);
+            rows.weights.push(1.0);
+            rows.offsets.push(rows.indices.len());
+        }
+        let columns = rows.transposed(21);
+        let options = Options {
+            k: 10,
+            neighbours: Some(5),
+            shrinkage: None,
+            weighting: Weighting::None,
+        };
+        let similarity = Similarity::new(&rows, &columns, &options, 5);
+        let similar = similarity.most_similar(0, &mut Accumulator::default());
+        assert_eq!(similar.iter().map(|(o, _)| *o).collect::<Vec<_>>(), vec![1]);
+
+        let mut scores = Accumulator::default();
+        scores.start(5);
+        for value in [1.0, -1.0, 0.5] {
+            scores.add(2, value);
+        }
+        assert_eq!(best_of(&mut scores, &[], 10), vec![(2, 0.5)]);
     }
 
     #[test]
