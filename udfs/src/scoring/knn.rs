@@ -504,29 +504,19 @@ impl<'a> Similarity<'a> {
     }
 }
 
-/// The k best unseen items among the entries `scores` has summed; leaves it cleared.
+/// The k best unseen items (`seen` ascending) among the entries `scores` has summed; leaves it
+/// cleared.
 pub(super) fn best_of(scores: &mut Accumulator, seen: &[u32], k: usize) -> Vec<(u32, f32)> {
     let mut candidates = std::mem::take(&mut scores.candidates);
     candidates.clear();
-    {
-        let (sums, touched) = scores.sums();
-        for &i in seen {
-            if let Some(sum) = sums.get_mut(i as usize) {
-                *sum = f32::NEG_INFINITY;
-            }
-        }
-        candidates.extend(
-            touched
-                .iter()
-                .map(|&i| (i, sums[i as usize]))
-                .filter(|(_, s)| s.is_finite()),
-        );
-        for &i in seen {
-            if let Some(sum) = sums.get_mut(i as usize) {
-                *sum = 0.0;
-            }
-        }
-    }
+    let (sums, touched) = scores.sums();
+    candidates.extend(
+        touched
+            .iter()
+            .filter(|i| seen.binary_search(i).is_err())
+            .map(|&i| (i, sums[i as usize]))
+            .filter(|(_, s)| s.is_finite()),
+    );
     scores.clear();
     candidates.sort_unstable_by_key(|(i, _)| *i);
     candidates.dedup_by_key(|(i, _)| *i);
