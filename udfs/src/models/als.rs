@@ -32,6 +32,7 @@ pub struct AlsModel {
 }
 
 /// Deterministic uniform numbers in [0, 1) from a seed (SplitMix64).
+#[derive(Clone)]
 pub(crate) struct SplitMix(u64);
 
 impl SplitMix {
@@ -39,9 +40,26 @@ impl SplitMix {
         Self(seed)
     }
 
+    const GAMMA: u64 = 0x9E37_79B9_7F4A_7C15;
+
     pub(crate) fn next_f32(&mut self) -> f32 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
+        self.0 = self.0.wrapping_add(Self::GAMMA);
+        Self::mix(self.0)
+    }
+
+    /// The `n`-th draw from now (`n ≥ 1`) without drawing it: a draw depends only on its
+    /// position, so many can be made in parallel.
+    pub(crate) fn peek(&self, n: u64) -> f32 {
+        Self::mix(self.0.wrapping_add(n.wrapping_mul(Self::GAMMA)))
+    }
+
+    /// Moves past the next `n` draws.
+    pub(crate) fn skip(&mut self, n: u64) {
+        self.0 = self.0.wrapping_add(n.wrapping_mul(Self::GAMMA));
+    }
+
+    fn mix(state: u64) -> f32 {
+        let mut z = state;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
         z ^= z >> 31;

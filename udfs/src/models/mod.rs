@@ -8,6 +8,7 @@ pub mod als;
 mod cross_entropy;
 pub mod file;
 pub mod item2vec;
+mod layers;
 pub mod model_info;
 pub mod model_vectors;
 pub mod progress;

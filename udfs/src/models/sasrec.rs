@@ -7,8 +7,9 @@
 //! the next item. Early stopping keeps the weights with the best validation NDCG@10 (each
 //! user's last training item held out).
 
-use candle_core::{D, DType, Device, Module, Result, Tensor};
+use candle_core::{DType, Device, Module, Result, Tensor};
 use candle_nn::{Embedding, LayerNorm, Linear, Optimizer, VarBuilder, VarMap};
+use rayon::prelude::*;
 
 /// Settings of a model and its training.
 #[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
@@ -81,11 +82,25 @@ impl SasRec {
         if !train || p <= 0.0 {
             return Ok(x.clone());
         }
-        let mut random = self.random.lock().expect("dropout generator");
+        let count = x.elem_count();
+        let start = {
+            let mut random = self.random.lock().expect("dropout generator");
+            let start = random.clone();
+            random.skip(count as u64);
+            start
+        };
         let scale = 1.0 / (1.0 - p);
-        let mask: Vec<f32> = (0..x.elem_count())
-            .map(|_| if random.next_f32() >= p { scale } else { 0.0 })
-            .collect();
+        // The same draws as one after another, made in parallel.
+        const DRAWS_PER_TASK: usize = 1 << 14;
+        let mut mask = vec![0f32; count];
+        mask.par_chunks_mut(DRAWS_PER_TASK)
+            .enumerate()
+            .for_each(|(task, mask)| {
+                for (i, m) in mask.iter_mut().enumerate() {
+                    let draw = start.peek((task * DRAWS_PER_TASK + i + 1) as u64);
+                    *m = if draw >= p { scale } else { 0.0 };
+                }
+            });
         x.mul(&Tensor::from_vec(mask, x.shape(), x.device())?)
     }
 
@@ -102,30 +117,36 @@ impl SasRec {
         let heads = self.config.heads;
         let head = d / heads;
         let device = ids.device();
-        let padding = ids.eq(0u32)?.to_dtype(DType::F32)?;
-        let keep = (1.0 - &padding)?.unsqueeze(2)?;
+        let keys: Vec<bool> = ids
+            .flatten_all()?
+            .to_vec1::<u32>()?
+            .into_iter()
+            .map(|id| id != 0)
+            .collect();
+        let keep =
+            Tensor::from_iter(keys.iter().map(|&key| f32::from(u8::from(key))), device)?.reshape((batch, length, 1))?;
         let positions = Tensor::arange((max_len - length) as u32, max_len as u32, device)?;
-        let mut x =
-            (self.items.forward(ids)? * (d as f64).sqrt())?.broadcast_add(&self.positions.forward(&positions)?)?;
+        let items = (self.items.forward(ids)? * (d as f64).sqrt())?.reshape((batch, length * d))?;
+        let positions = self.positions.forward(&positions)?.flatten_all()?;
+        let mut x = super::layers::add_rows(&items, &positions)?.reshape((batch, length, d))?;
         x = self.dropout(&x, train)?.broadcast_mul(&keep)?;
-        // Position i attends to the real positions ≤ i: `(batch, 1, length, length)`.
-        let future = Tensor::triu2(length, DType::F32, device)?.sub(&Tensor::eye(length, DType::F32, device)?)?;
-        let mask = (future.unsqueeze(0)?.broadcast_add(&padding.unsqueeze(1)?)? * -1e9)?.unsqueeze(1)?;
         for block in &self.blocks {
-            let h = block.norm_attention.forward(&x)?;
+            let h = normalize(&block.norm_attention, &x)?;
             let split = |t: Tensor| t.reshape((batch, length, heads, head))?.transpose(1, 2)?.contiguous();
-            let q = split(block.query.forward(&h)?)?;
-            let k = split(block.key.forward(&h)?)?;
-            let v = split(block.value.forward(&h)?)?;
-            let scores = (q.matmul(&k.t()?)? / (head as f64).sqrt())?.broadcast_add(&mask)?;
-            let weights = self.dropout(&candle_nn::ops::softmax(&scores, D::Minus1)?, train)?;
+            let q = split(affine(&block.query, &h)?)?;
+            let k = split(affine(&block.key, &h)?)?;
+            let v = split(affine(&block.value, &h)?)?;
+            // Position i attends to the real positions ≤ i.
+            let scale = 1.0 / (head as f32).sqrt();
+            let weights = super::layers::causal_softmax(&q.matmul(&k.t()?)?, keys.clone(), scale)?;
+            let weights = self.dropout(&weights, train)?;
             let attended = weights.matmul(&v)?.transpose(1, 2)?.reshape((batch, length, d))?;
-            x = (x + self.dropout(&block.output.forward(&attended)?, train)?)?;
-            let h = block.norm_feed_forward.forward(&x)?;
-            let h = block.down.forward(&block.up.forward(&h)?.relu()?)?;
+            x = (x + self.dropout(&affine(&block.output, &attended)?, train)?)?;
+            let h = normalize(&block.norm_feed_forward, &x)?;
+            let h = affine(&block.down, &affine(&block.up, &h)?.relu()?)?;
             x = (x + self.dropout(&h, train)?)?.broadcast_mul(&keep)?;
         }
-        self.norm.forward(&x)
+        normalize(&self.norm, &x)
     }
 
     /// The item vectors (without the padding row), `items × dim`.
@@ -181,6 +202,27 @@ impl SasRec {
         }
         (ids, length)
     }
+}
+
+/// Layer norm that back-propagates. candle's `LayerNorm::forward` runs, on a contiguous tensor,
+/// a fused kernel that records no backward pass: gradients would stop there, and of the whole
+/// encoder only the item embeddings (as the output layer) would learn.
+fn normalize(norm: &LayerNorm, x: &Tensor) -> Result<Tensor> {
+    match norm.bias() {
+        Some(bias) => super::layers::layer_norm(x, norm.weight(), bias, norm.eps() as f32),
+        None => candle_core::bail!("sasrec: layer norms have a bias"),
+    }
+}
+
+/// `x · weightᵀ + bias` over the last dimension of `(batch, length, dim)`.
+fn affine(linear: &Linear, x: &Tensor) -> Result<Tensor> {
+    let (batch, length, dim) = x.dims3()?;
+    let product = x.reshape((batch * length, dim))?.matmul(&linear.weight().t()?)?;
+    let product = match linear.bias() {
+        Some(bias) => super::layers::add_rows(&product, bias)?,
+        None => product,
+    };
+    product.reshape((batch, length, ()))
 }
 
 /// NDCG@10 of predicting each sequence's last item from the rest, seen items excluded.
@@ -327,4 +369,45 @@ fn length_bucketed_batches(
 pub fn load(config: SasRecConfig, tensors: std::collections::HashMap<String, Tensor>) -> Result<SasRec> {
     let vb = VarBuilder::from_tensors(tensors, DType::F32, &Device::Cpu);
     SasRec::new(config, vb)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The loss reaches every variable of the encoder — attention, feed-forward, layer norms,
+    /// positions — and not only the item embeddings it scores against.
+    #[test]
+    fn every_variable_gets_a_gradient() -> Result<()> {
+        let config = SasRecConfig {
+            items: 20,
+            dim: 8,
+            layers: 2,
+            heads: 2,
+            max_len: 6,
+            dropout: 0.0,
+            epochs: 1,
+            learning_rate: 0.01,
+            batch: 2,
+            seed: 7,
+        };
+        let varmap = VarMap::new();
+        let model = SasRec::new(config, VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu))?;
+        super::super::training::seeded_init(&varmap, &mut super::super::als::SplitMix::new(7))?;
+        let ids = Tensor::from_vec((0..12u32).collect::<Vec<_>>(), (2, 6), &Device::Cpu)?;
+        let hidden = model.encode(&ids, true)?.reshape((12, 8))?;
+        let targets = (0..12u32).map(|t| (t * 7) % 20 + 1).collect();
+        let loss = super::super::cross_entropy::softmax_cross_entropy(&hidden, model.items.embeddings(), targets)?;
+        let gradients = loss.backward()?;
+        let data = varmap.data().lock().expect("variables");
+        assert!(data.len() > 10, "{} variables", data.len());
+        for (name, var) in data.iter() {
+            let magnitude = match gradients.get(var.as_tensor()) {
+                Some(gradient) => gradient.sqr()?.sum_all()?.to_scalar::<f32>()?,
+                None => 0.0,
+            };
+            assert!(magnitude > 0.0, "{name} gets no gradient");
+        }
+        Ok(())
+    }
 }
