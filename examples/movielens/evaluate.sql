@@ -187,9 +187,9 @@ INSERT INTO candidates SELECT 'test', 'item2vec attention-pooled', 'recency deca
 CREATE TABLE item2vec_attention_test_1_0 AS SELECT h.user_id, attention_pool(i.vector, m.profile, -1.0 * h.age) AS profile FROM history_test h JOIN item2vec_test_items i USING (item_id) JOIN item2vec_mean_test m USING (user_id) GROUP BY h.user_id;
 INSERT INTO candidates SELECT 'test', 'item2vec attention-pooled', 'recency decay=1.0', user_id, rank, item_id, score FROM recommend('item2vec_attention_test_1_0', 'item2vec_test_items', 50, 'cosine', 'train_test');
 -- SASRec: a transformer over each user's time-ordered items (64 dims, 2 blocks, the last 50
--- items, 60 epochs, learning rate 0.001, early stopping on the last training item); the profile
--- is its output at the user's latest item. "SASRec transformer, last 200 items" reads the
--- longest histories whole, with a learning rate of 0.002 and dropout tuned on validation.
+-- items, at most 30 epochs at learning rate 0.003, early stopping on the last training item);
+-- the profile is its output at the user's latest item. "SASRec transformer, last 200 items"
+-- reads the longest histories whole, with dropout tuned on validation.
 -- Two-tower: a user tower over age, gender and occupation (u.user) trained with item vectors;
 -- the profile needs only the user's features, so it also serves users without history.
 -- A learned attention query: the query vector and recency slope trained so that pooled
@@ -214,31 +214,31 @@ CREATE TABLE two_tower_test_users AS SELECT * FROM two_tower_profiles('/tmp/recf
 CREATE TABLE two_tower_test_items AS SELECT * FROM model_vectors('/tmp/recfusion-movielens-two-tower-test.safetensors', 'items');
 INSERT INTO candidates SELECT 'test', 'two-tower (user features)', 'dim=32', user_id, rank, item_id, score FROM recommend('two_tower_test_users', 'two_tower_test_items', 50, 'dot', 'train_test');
 INSERT INTO timings VALUES ('SASRec transformer', now());
-CREATE TABLE sasrec_valid AS SELECT * FROM train_sasrec('sequence_valid', '/tmp/recfusion-movielens-sasrec-valid.safetensors', 64, 60, 50, 2, 1, 0.2, 42);
+CREATE TABLE sasrec_valid AS SELECT * FROM train_sasrec('sequence_valid', '/tmp/recfusion-movielens-sasrec-valid.safetensors', 64, 30, 50, 2, 1, 0.2, 42, 0.003);
 CREATE TABLE sasrec_valid_users AS SELECT * FROM sasrec_profiles('/tmp/recfusion-movielens-sasrec-valid.safetensors', 'sequence_valid');
 CREATE TABLE sasrec_valid_items AS SELECT * FROM model_vectors('/tmp/recfusion-movielens-sasrec-valid.safetensors', 'items');
-INSERT INTO candidates SELECT 'valid', 'SASRec transformer', 'dim=64 blocks=2 max_len=50', user_id, rank, item_id, score FROM recommend('sasrec_valid_users', 'sasrec_valid_items', 50, 'dot', 'train_valid');
-CREATE TABLE sasrec_test AS SELECT * FROM train_sasrec('sequence_test', '/tmp/recfusion-movielens-sasrec-test.safetensors', 64, 60, 50, 2, 1, 0.2, 42);
+INSERT INTO candidates SELECT 'valid', 'SASRec transformer', 'dim=64 blocks=2 max_len=50 lr=0.003', user_id, rank, item_id, score FROM recommend('sasrec_valid_users', 'sasrec_valid_items', 50, 'dot', 'train_valid');
+CREATE TABLE sasrec_test AS SELECT * FROM train_sasrec('sequence_test', '/tmp/recfusion-movielens-sasrec-test.safetensors', 64, 30, 50, 2, 1, 0.2, 42, 0.003);
 CREATE TABLE sasrec_test_users AS SELECT * FROM sasrec_profiles('/tmp/recfusion-movielens-sasrec-test.safetensors', 'sequence_test');
 CREATE TABLE sasrec_test_items AS SELECT * FROM model_vectors('/tmp/recfusion-movielens-sasrec-test.safetensors', 'items');
-INSERT INTO candidates SELECT 'test', 'SASRec transformer', 'dim=64 blocks=2 max_len=50', user_id, rank, item_id, score FROM recommend('sasrec_test_users', 'sasrec_test_items', 50, 'dot', 'train_test');
+INSERT INTO candidates SELECT 'test', 'SASRec transformer', 'dim=64 blocks=2 max_len=50 lr=0.003', user_id, rank, item_id, score FROM recommend('sasrec_test_users', 'sasrec_test_items', 50, 'dot', 'train_test');
 INSERT INTO timings VALUES ('SASRec transformer, last 200 items', now());
-CREATE TABLE sasrec200_valid_0_2 AS SELECT * FROM train_sasrec('sequence_valid', '/tmp/recfusion-movielens-sasrec200-valid-0_2.safetensors', 64, 60, 200, 2, 1, 0.2, 42, 0.002);
+CREATE TABLE sasrec200_valid_0_2 AS SELECT * FROM train_sasrec('sequence_valid', '/tmp/recfusion-movielens-sasrec200-valid-0_2.safetensors', 64, 30, 200, 2, 1, 0.2, 42, 0.003);
 CREATE TABLE sasrec200_valid_0_2_users AS SELECT * FROM sasrec_profiles('/tmp/recfusion-movielens-sasrec200-valid-0_2.safetensors', 'sequence_valid');
 CREATE TABLE sasrec200_valid_0_2_items AS SELECT * FROM model_vectors('/tmp/recfusion-movielens-sasrec200-valid-0_2.safetensors', 'items');
-INSERT INTO candidates SELECT 'valid', 'SASRec transformer, last 200 items', 'dim=64 blocks=2 max_len=200 dropout=0.2 lr=0.002', user_id, rank, item_id, score FROM recommend('sasrec200_valid_0_2_users', 'sasrec200_valid_0_2_items', 50, 'dot', 'train_valid');
-CREATE TABLE sasrec200_test_0_2 AS SELECT * FROM train_sasrec('sequence_test', '/tmp/recfusion-movielens-sasrec200-test-0_2.safetensors', 64, 60, 200, 2, 1, 0.2, 42, 0.002);
+INSERT INTO candidates SELECT 'valid', 'SASRec transformer, last 200 items', 'dim=64 blocks=2 max_len=200 dropout=0.2 lr=0.003', user_id, rank, item_id, score FROM recommend('sasrec200_valid_0_2_users', 'sasrec200_valid_0_2_items', 50, 'dot', 'train_valid');
+CREATE TABLE sasrec200_test_0_2 AS SELECT * FROM train_sasrec('sequence_test', '/tmp/recfusion-movielens-sasrec200-test-0_2.safetensors', 64, 30, 200, 2, 1, 0.2, 42, 0.003);
 CREATE TABLE sasrec200_test_0_2_users AS SELECT * FROM sasrec_profiles('/tmp/recfusion-movielens-sasrec200-test-0_2.safetensors', 'sequence_test');
 CREATE TABLE sasrec200_test_0_2_items AS SELECT * FROM model_vectors('/tmp/recfusion-movielens-sasrec200-test-0_2.safetensors', 'items');
-INSERT INTO candidates SELECT 'test', 'SASRec transformer, last 200 items', 'dim=64 blocks=2 max_len=200 dropout=0.2 lr=0.002', user_id, rank, item_id, score FROM recommend('sasrec200_test_0_2_users', 'sasrec200_test_0_2_items', 50, 'dot', 'train_test');
-CREATE TABLE sasrec200_valid_0_5 AS SELECT * FROM train_sasrec('sequence_valid', '/tmp/recfusion-movielens-sasrec200-valid-0_5.safetensors', 64, 60, 200, 2, 1, 0.5, 42, 0.002);
+INSERT INTO candidates SELECT 'test', 'SASRec transformer, last 200 items', 'dim=64 blocks=2 max_len=200 dropout=0.2 lr=0.003', user_id, rank, item_id, score FROM recommend('sasrec200_test_0_2_users', 'sasrec200_test_0_2_items', 50, 'dot', 'train_test');
+CREATE TABLE sasrec200_valid_0_5 AS SELECT * FROM train_sasrec('sequence_valid', '/tmp/recfusion-movielens-sasrec200-valid-0_5.safetensors', 64, 30, 200, 2, 1, 0.5, 42, 0.003);
 CREATE TABLE sasrec200_valid_0_5_users AS SELECT * FROM sasrec_profiles('/tmp/recfusion-movielens-sasrec200-valid-0_5.safetensors', 'sequence_valid');
 CREATE TABLE sasrec200_valid_0_5_items AS SELECT * FROM model_vectors('/tmp/recfusion-movielens-sasrec200-valid-0_5.safetensors', 'items');
-INSERT INTO candidates SELECT 'valid', 'SASRec transformer, last 200 items', 'dim=64 blocks=2 max_len=200 dropout=0.5 lr=0.002', user_id, rank, item_id, score FROM recommend('sasrec200_valid_0_5_users', 'sasrec200_valid_0_5_items', 50, 'dot', 'train_valid');
-CREATE TABLE sasrec200_test_0_5 AS SELECT * FROM train_sasrec('sequence_test', '/tmp/recfusion-movielens-sasrec200-test-0_5.safetensors', 64, 60, 200, 2, 1, 0.5, 42, 0.002);
+INSERT INTO candidates SELECT 'valid', 'SASRec transformer, last 200 items', 'dim=64 blocks=2 max_len=200 dropout=0.5 lr=0.003', user_id, rank, item_id, score FROM recommend('sasrec200_valid_0_5_users', 'sasrec200_valid_0_5_items', 50, 'dot', 'train_valid');
+CREATE TABLE sasrec200_test_0_5 AS SELECT * FROM train_sasrec('sequence_test', '/tmp/recfusion-movielens-sasrec200-test-0_5.safetensors', 64, 30, 200, 2, 1, 0.5, 42, 0.003);
 CREATE TABLE sasrec200_test_0_5_users AS SELECT * FROM sasrec_profiles('/tmp/recfusion-movielens-sasrec200-test-0_5.safetensors', 'sequence_test');
 CREATE TABLE sasrec200_test_0_5_items AS SELECT * FROM model_vectors('/tmp/recfusion-movielens-sasrec200-test-0_5.safetensors', 'items');
-INSERT INTO candidates SELECT 'test', 'SASRec transformer, last 200 items', 'dim=64 blocks=2 max_len=200 dropout=0.5 lr=0.002', user_id, rank, item_id, score FROM recommend('sasrec200_test_0_5_users', 'sasrec200_test_0_5_items', 50, 'dot', 'train_test');
+INSERT INTO candidates SELECT 'test', 'SASRec transformer, last 200 items', 'dim=64 blocks=2 max_len=200 dropout=0.5 lr=0.003', user_id, rank, item_id, score FROM recommend('sasrec200_test_0_5_users', 'sasrec200_test_0_5_items', 50, 'dot', 'train_test');
 INSERT INTO timings VALUES ('hybrid', now());
 
 -- Scores of every list: HR@10 and NDCG@10 against the held-out item.
