@@ -2,8 +2,11 @@
 //! skewed popularity; deterministic, so every run sees the same data) with recfusion itself,
 //! then runs each step of a recommendation job as its own `recfusion -m LIMIT` process and
 //! prints its time, peak RSS and outcome: `train_als`, `recommend()` for every user with seen
-//! items excluded, `item_knn` and `user_knn` for 2,000 users, and the `vector_mean` profile of
-//! every user over a join. Peak RSS comes from `/usr/bin/time` (left out when it is missing).
+//! items excluded, `item_knn` (exact, and over at most 100 items of each user) and `user_knn`
+//! for 2,000 users, and the `vector_mean` profile of every user over a join. The events grow
+//! per user (the users stay 200,000), so exact item similarities, which cost Σ len(u)², grow
+//! with the square of the events; `max_history` bounds them. Peak RSS comes from
+//! `/usr/bin/time` (left out when it is missing).
 //!
 //! cargo bench --bench scale [-- EVENTS[,EVENTS…] [LIMIT]]   (default 10000000,50000000 4G)
 
@@ -30,6 +33,11 @@ const STEPS: &[(&str, &str)] = &[
         "item_knn for 2,000 users",
         "CREATE VIEW some_users AS SELECT DISTINCT user_id FROM events WHERE user_id < 2000;
          COPY (SELECT * FROM item_knn('events', 10, 50, 0, 'some_users')) TO '{dir}/item_knn.parquet'",
+    ),
+    (
+        "item_knn, max_history 100",
+        "CREATE VIEW some_users AS SELECT DISTINCT user_id FROM events WHERE user_id < 2000;
+         COPY (SELECT * FROM item_knn('events', 10, 50, 0, 'some_users', NULL, 100)) TO '{dir}/item_knn.parquet'",
     ),
     (
         "user_knn for 2,000 users",

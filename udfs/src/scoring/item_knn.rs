@@ -1,6 +1,7 @@
-//! `item_knn(interactions, k [, neighbours [, shrinkage [, users [, weighting]]]])`: item-based
-//! collaborative filtering, `R(u,i) = Σ_{j∈N(i)} sim(i,j)·r(u,j) / Σ_{j∈N(i)} |sim(i,j)|`, N(i)
-//! the `neighbours` items most similar to i by shrunk cosine `a·b / (‖a‖‖b‖ + shrinkage)`.
+//! `item_knn(interactions, k [, neighbours [, shrinkage [, users [, weighting [, max_history]]]]])`:
+//! item-based collaborative filtering, `R(u,i) = Σ_{j∈N(i)} sim(i,j)·r(u,j) / Σ_{j∈N(i)} |sim(i,j)|`,
+//! N(i) the `neighbours` items most similar to i by shrunk cosine `a·b / (‖a‖‖b‖ + shrinkage)`,
+//! computed over a sample of at most `max_history` items of each user when it is given.
 
 use datafusion::arrow::array::RecordBatch;
 use datafusion::common::Result;
@@ -14,7 +15,7 @@ use crate::table_function::{Arguments, Planned, Run, TableFunction};
 #[user_doc(
     doc_section(label = "Recommendation Functions"),
     description = "Item-based collaborative filtering over (user, item[, weight]) rows: the top k unseen items per user by Σ sim(i,j)·r(u,j) / Σ |sim(i,j)| over the neighbours j of i (shrunk cosine a·b / (‖a‖‖b‖ + shrinkage)), with the history items that contributed most (because). Users of the users table without history get the most popular items (source = 'popular'). Rows: (user, rank, item, score, source, because).",
-    syntax_example = "item_knn(interactions, k [, neighbours [, shrinkage [, users [, weighting]]]])",
+    syntax_example = "item_knn(interactions, k [, neighbours [, shrinkage [, users [, weighting [, max_history]]]]])",
     sql_example = r#"```sql
 > SELECT * FROM item_knn('events', 10, 30);
 ```"#,
@@ -38,6 +39,10 @@ use crate::table_function::{Arguments, Planned, Run, TableFunction};
     argument(
         name = "weighting",
         description = "How interactions are weighted before similarities are computed: 'none' (default), 'tfidf' or 'bm25' (K1 = 100, B = 0.8, as the implicit library); pass '' as users to keep every user."
+    ),
+    argument(
+        name = "max_history",
+        description = "A positive integer: users with more items are sampled down to this many (a fixed sample, the same every run) when item similarities are computed; scores still use every interaction. Exact similarities cost Σ len(u)² over the users' history lengths, so long histories make them slow; this bounds the cost by users × max_history². Default (or NULL): every item; pass NULL as weighting to keep 'none'."
     )
 )]
 #[derive(Debug, Default)]

@@ -1,9 +1,10 @@
 //! Neighbourhood and content recommenders over a table of (user, item[, weight]) rows, all
 //! sparse (no dense user × item matrix), returning the top k unseen items per user:
 //!
-//! - `item_knn(interactions, k [, neighbours [, shrinkage [, users [, weighting]]]])`: item-based CF,
-//!   `R(u,i) = Σ_{j∈N(i)} sim(i,j)·r(u,j) / Σ_{j∈N(i)} |sim(i,j)|`, N(i) the `neighbours`
-//!   items most similar to i by shrunk cosine `a·b / (‖a‖‖b‖ + shrinkage)`;
+//! - `item_knn(interactions, k [, neighbours [, shrinkage [, users [, weighting [, max_history]]]]])`:
+//!   item-based CF, `R(u,i) = Σ_{j∈N(i)} sim(i,j)·r(u,j) / Σ_{j∈N(i)} |sim(i,j)|`, N(i) the
+//!   `neighbours` items most similar to i by shrunk cosine `a·b / (‖a‖‖b‖ + shrinkage)`, over
+//!   at most `max_history` items of each user (a fixed sample, see [`sampled`]);
 //! - `user_knn(interactions, k [, neighbours [, shrinkage [, users [, weighting]]]])`: user-based CF,
 //!   `R(u,i) = Σ_{v∈N(u)} sim(u,v)·r(v,i) / Σ_{v∈N(u)} |sim(u,v)|`; both compare rows of
 //!   interactions weighted by `weighting` ('none', 'tfidf' or 'bm25', see [`Weighting`]);
@@ -74,6 +75,10 @@ pub(super) struct Options {
     pub shrinkage: Option<f32>,
     #[serde(default, skip_serializing_if = "Weighting::is_none")]
     pub weighting: Weighting,
+    /// item_knn: a user with more items is sampled down to this many when similarities are
+    /// computed (see [`sampled`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_history: Option<usize>,
 }
 
 /// How interactions are weighted before similarities are computed, as `implicit` does: the
@@ -184,17 +189,22 @@ pub(super) fn plan(method: Method, args: &Arguments) -> Result<Planned> {
                 neighbours: None,
                 shrinkage: None,
                 weighting: Weighting::None,
+                max_history: None,
             };
             (options, args.table(3, "users")?)
         }
         _ => {
-            args.expect_count(2..=6)?;
-            let default_neighbours = if method == Method::ItemKnn { 100 } else { 50 };
+            let item_based = method == Method::ItemKnn;
+            args.expect_count(if item_based { 2..=7 } else { 2..=6 })?;
             let options = Options {
                 k: args.positive_integer(1, "k", None)?,
-                neighbours: Some(args.positive_integer(2, "neighbours", Some(default_neighbours))?),
+                neighbours: Some(args.positive_integer(2, "neighbours", Some(if item_based { 100 } else { 50 }))?),
                 shrinkage: Some(args.number(3, "shrinkage", 0.0..=f64::INFINITY, 0.0)? as f32),
                 weighting: Weighting::parse(args, 5)?,
+                max_history: match item_based {
+                    true => args.optional_positive_integer(6, "max_history")?,
+                    false => None,
+                },
             };
             (options, args.table(4, "users")?)
         }
@@ -285,8 +295,10 @@ pub(super) fn compute(method: Method, tables: &[RecordBatch], run: &Run) -> Resu
     let neighbours = options.neighbours.unwrap_or(0).min(rows);
     let threads = rayon::current_num_threads();
     let pick = size_of::<Pick>() + EXPLAINED * size_of::<(u32, f32)>();
+    // Weighted or sampled interactions are a second copy of the matrices.
+    let copies = 1 + usize::from(!options.weighting.is_none() || options.max_history.is_some());
     run.reserve(
-        interactions.memory_size()
+        copies * interactions.memory_size()
             + 2 * rows * neighbours * size_of::<(u32, f32)>()
             + threads * (interactions.users() + interactions.items()) * (size_of::<f32>() + size_of::<u32>())
             + interactions.users().max(1) * options.k.min(interactions.items()) * pick,
@@ -425,13 +437,21 @@ pub(super) struct Similarity<'a> {
 impl<'a> Similarity<'a> {
     /// Similarities between the rows of `rows` (`columns` is the same matrix transposed),
     /// over the interactions weighted by `weighting`.
+    /// With `max_history`, each row of `columns` longer than it is sampled down first.
     pub(super) fn new(rows: &'a Csr, columns: &'a Csr, options: &Options, default_count: usize) -> Self {
-        let (rows, columns) = match options.weighting.apply(rows, columns.rows()) {
+        let (rows, columns): (Cow<Csr>, Cow<Csr>) = match options.max_history {
+            Some(limit) if (0..columns.rows()).any(|c| columns.row_len(c) > limit) => {
+                let sample = sampled(columns, limit);
+                (Cow::Owned(sample.transposed(rows.rows())), Cow::Owned(sample))
+            }
+            _ => (Cow::Borrowed(rows), Cow::Borrowed(columns)),
+        };
+        let (rows, columns) = match options.weighting.apply(&rows, columns.rows()) {
             Some(weighted) => {
                 let transposed = weighted.transposed(columns.rows());
                 (Cow::Owned(weighted), Cow::Owned(transposed))
             }
-            None => (Cow::Borrowed(rows), Cow::Borrowed(columns)),
+            None => (rows, columns),
         };
         Self {
             norms: rows.norms(),
@@ -502,6 +522,37 @@ impl<'a> Similarity<'a> {
         scratch.candidates = candidates;
         similar
     }
+}
+
+/// `matrix` with every row of more than `limit` entries cut down to `limit` of them, in order:
+/// those with the lowest seeded draw for their (row, column), so the sample is the same
+/// whatever order the rows were read in (indices follow the ids' sorted order). Exact similarity costs Σ len(row)² over these rows
+/// (a user's items, for item_knn); sampling bounds it by `rows × limit²`, as Mahout's
+/// `maxPrefsPerUser` does.
+fn sampled(matrix: &Csr, limit: usize) -> Csr {
+    let mut sample = Csr {
+        offsets: vec![0],
+        indices: Vec::new(),
+        weights: Vec::new(),
+    };
+    let mut draws: Vec<(f32, u32, f32)> = Vec::new();
+    for r in 0..matrix.rows() {
+        if matrix.row_len(r) <= limit {
+            sample.indices.extend_from_slice(matrix.row_indices(r));
+            sample.weights.extend(matrix.row(r).map(|(_, w)| w));
+        } else {
+            let draw = crate::models::als::SplitMix::new(r as u64);
+            draws.clear();
+            draws.extend(matrix.row(r).map(|(c, w)| (draw.peek(u64::from(c) + 1), c, w)));
+            draws.select_nth_unstable_by(limit - 1, |a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+            draws.truncate(limit);
+            draws.sort_unstable_by_key(|&(_, c, _)| c);
+            sample.indices.extend(draws.iter().map(|&(_, c, _)| c));
+            sample.weights.extend(draws.iter().map(|&(_, _, w)| w));
+        }
+        sample.offsets.push(sample.indices.len());
+    }
+    sample
 }
 
 /// The k best unseen items (`seen` ascending) among the entries `scores` has summed; leaves it
@@ -639,6 +690,7 @@ mod tests {
             neighbours: Some(5),
             shrinkage: None,
             weighting: Weighting::None,
+            max_history: None,
         };
         let similarity = Similarity::new(&rows, &columns, &options, 5);
         let similar = similarity.most_similar(0, &mut Accumulator::default());
@@ -677,6 +729,7 @@ mod tests {
             neighbours: Some(6),
             shrinkage: Some(0.5),
             weighting: Weighting::None,
+            max_history: None,
         };
         let similarity = Similarity::new(&rows, &columns, &options, 6);
         let mut scratch = Accumulator::default();
@@ -710,5 +763,34 @@ mod tests {
             dense_rows >= 5 && sparse_rows >= 5,
             "{dense_rows} dense, {sparse_rows} sparse"
         );
+    }
+
+    #[test]
+    fn long_rows_are_sampled_down_to_the_limit_in_order() {
+        let dense: Vec<Vec<bool>> = (0..40)
+            .map(|r| (0..60).map(|c| (r * 7 + c * 3) % (r % 5 + 1) == 0).collect())
+            .collect();
+        let matrix = csr(&dense);
+        let limit = 12;
+        let sample = sampled(&matrix, limit);
+        assert_eq!(sample.rows(), matrix.rows());
+        for r in 0..matrix.rows() {
+            let (all, kept) = (matrix.row_indices(r), sample.row_indices(r));
+            if all.len() <= limit {
+                assert_eq!(kept, all, "row {r} is short and kept whole");
+            } else {
+                assert_eq!(kept.len(), limit, "row {r}");
+                assert!(kept.windows(2).all(|w| w[0] < w[1]), "row {r} stays in column order");
+                assert!(
+                    kept.iter().all(|c| all.binary_search(c).is_ok()),
+                    "row {r} keeps its own entries"
+                );
+            }
+        }
+        assert!(
+            (0..matrix.rows()).any(|r| matrix.row_len(r) > limit),
+            "some row is sampled"
+        );
+        assert_eq!(sampled(&matrix, limit), sample, "the same sample every time");
     }
 }

@@ -100,10 +100,18 @@ impl<'a> Arguments<'a> {
 
     /// An integer argument ≥ 1, or `default` when absent or NULL.
     pub fn positive_integer(&self, index: usize, role: &str, default: Option<usize>) -> Result<usize> {
-        match (self.integer(index), default) {
-            (None, Some(default)) => Ok(default),
-            (Some(Ok(n)), _) if n > 0 => Ok(n as usize),
-            (other, _) => Err(self.invalid(index, role, "a positive integer", show(self, index, other))),
+        match (self.optional_positive_integer(index, role)?, default) {
+            (Some(n), _) | (None, Some(n)) => Ok(n),
+            (None, None) => Err(self.invalid(index, role, "a positive integer", show(self, index, None))),
+        }
+    }
+
+    /// An integer argument ≥ 1, `None` when absent or NULL.
+    pub fn optional_positive_integer(&self, index: usize, role: &str) -> Result<Option<usize>> {
+        match self.integer(index) {
+            None => Ok(None),
+            Some(Ok(n)) if n > 0 => Ok(Some(n as usize)),
+            other => Err(self.invalid(index, role, "a positive integer", show(self, index, other))),
         }
     }
 

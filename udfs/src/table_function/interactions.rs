@@ -12,7 +12,7 @@ use datafusion::common::{HashMap, Result, plan_err};
 use rayon::prelude::*;
 
 /// Compressed sparse rows: row `r` holds `indices[offsets[r]..offsets[r + 1]]` with weights.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, PartialEq)]
 pub struct Csr {
     pub offsets: Vec<usize>,
     pub indices: Vec<u32>,
