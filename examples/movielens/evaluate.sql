@@ -268,22 +268,50 @@ SELECT method, config FROM (
 CREATE TABLE steps (w DOUBLE);
 INSERT INTO steps VALUES (0.0), (0.25), (0.5), (0.75), (1.0);
 CREATE TABLE weights AS
-SELECT a.w AS w_item, b.w AS w_sasrec, c.w AS w_als, 1.0 - a.w - b.w - c.w AS w_attention
+SELECT a.w AS w_item, b.w AS w_sasrec, c.w AS w_als, 1.0 - a.w - b.w - c.w AS w_attention,
+       concat('item-CF=', a.w, ' iALS=', c.w, ' attention=', 1.0 - a.w - b.w - c.w, ' SASRec=', b.w) AS config
 FROM steps a, steps b, steps c WHERE a.w + b.w + c.w <= 1.0;
 
-CREATE TABLE blended AS
-SELECT c.split, w.w_item, w.w_sasrec, w.w_als, w.w_attention, c.user_id, c.item_id,
-       sum(CASE c.method WHEN 'item-CF' THEN w.w_item WHEN 'SASRec transformer, last 200 items' THEN w.w_sasrec WHEN 'iALS' THEN w.w_als
-                         ELSE w.w_attention END / (10.0 + c.rank)) AS score
-FROM candidates c JOIN chosen USING (method, config) CROSS JOIN weights w
+-- Each candidate's 1 / (10 + rank) in each of the four lists (0 where a list lacks it).
+CREATE TABLE fused AS
+SELECT c.split, c.user_id, c.item_id,
+       sum(CASE c.method WHEN 'item-CF' THEN 1.0 / (10.0 + c.rank) ELSE 0.0 END) AS item_cf,
+       sum(CASE c.method WHEN 'SASRec transformer, last 200 items' THEN 1.0 / (10.0 + c.rank) ELSE 0.0 END) AS sasrec,
+       sum(CASE c.method WHEN 'iALS' THEN 1.0 / (10.0 + c.rank) ELSE 0.0 END) AS als,
+       sum(CASE c.method WHEN 'attention-pooled (iALS items)' THEN 1.0 / (10.0 + c.rank) ELSE 0.0 END) AS attention
+FROM candidates c JOIN chosen USING (method, config)
 WHERE c.method IN ('item-CF', 'SASRec transformer, last 200 items', 'iALS', 'attention-pooled (iALS items)')
-GROUP BY c.split, w.w_item, w.w_sasrec, w.w_als, w.w_attention, c.user_id, c.item_id;
+GROUP BY c.split, c.user_id, c.item_id;
+
+-- The weights chosen on validation: each user's held-out item is placed among the fused
+-- candidates (1 + those scoring higher; ties go to the lower item id, as in the lists) for
+-- every weighting at once, which costs far less memory than ranking every list of every
+-- weighting.
+CREATE TABLE hybrid_weights AS
+WITH scored AS (
+  SELECT w.config, f.user_id, f.item_id,
+         w.w_item * f.item_cf + w.w_sasrec * f.sasrec + w.w_als * f.als + w.w_attention * f.attention AS score
+  FROM fused f CROSS JOIN weights w WHERE f.split = 'valid'),
+held_out AS (
+  SELECT s.config, s.user_id, s.item_id, s.score
+  FROM scored s JOIN truth t ON t.split = 'valid' AND t.user_id = s.user_id AND t.item_id = s.item_id),
+places AS (
+  SELECT h.config, h.user_id,
+         1 + count(*) FILTER (WHERE s.score > h.score OR (s.score = h.score AND s.item_id < h.item_id)) AS place
+  FROM held_out h JOIN scored s ON s.config = h.config AND s.user_id = h.user_id
+  GROUP BY h.config, h.user_id),
+gains AS (
+  SELECT w.config, coalesce(sum(CASE WHEN p.place <= 10 THEN 1.0 / log2(p.place + 1.0) ELSE 0.0 END), 0.0) AS gain
+  FROM weights w LEFT JOIN places p USING (config) GROUP BY w.config)
+SELECT w.* FROM weights w JOIN gains g USING (config) ORDER BY g.gain DESC, w.config LIMIT 1;
 
 INSERT INTO candidates
-SELECT split, 'hybrid', concat('item-CF=', w_item, ' iALS=', w_als, ' attention=', w_attention, ' SASRec=', w_sasrec),
-       user_id, rank, item_id, score
-FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY split, w_item, w_sasrec, w_als, w_attention, user_id ORDER BY score DESC, item_id) AS rank
-      FROM blended) WHERE rank <= 10;
+SELECT split, 'hybrid', config, user_id, rank, item_id, score
+FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY split, user_id ORDER BY score DESC, item_id) AS rank
+      FROM (SELECT f.split, w.config, f.user_id, f.item_id,
+                   w.w_item * f.item_cf + w.w_sasrec * f.sasrec + w.w_als * f.als + w.w_attention * f.attention AS score
+            FROM fused f CROSS JOIN hybrid_weights w))
+WHERE rank <= 10;
 INSERT INTO timings VALUES ('end', now());
 
 -- Score the hybrid lists too.
