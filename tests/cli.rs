@@ -525,3 +525,65 @@ fn meta_command_errors_read_as_sentences() {
         "Error: <stdin> line 2: unknown command \\nope; \\? lists the commands"
     );
 }
+
+#[test]
+fn the_movielens_benchmark_runs_on_generated_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let generated = recfusion(&[
+        "-q",
+        "--format",
+        "csv",
+        "-f",
+        "examples/movielens/synthetic.sql",
+        "--define",
+        &format!("out={data}"),
+        "--define",
+        "users=40",
+        "--define",
+        "items=60",
+        "--define",
+        "mean_history=25",
+    ]);
+    assert!(generated.status.success(), "{}", stderr(&generated));
+    let summary = stdout(&generated);
+    let counts: Vec<&str> = summary.lines().last().unwrap().split(',').collect();
+    let lines = |file: &str| std::fs::read_to_string(dir.path().join(file)).unwrap().lines().count();
+    assert_eq!(counts[..2], ["40", "60"], "{summary}");
+    assert_eq!(counts[2], lines("u.data").to_string(), "every rating is written");
+    assert_eq!((lines("u.item"), lines("u.user")), (60, 40));
+
+    let evaluated = recfusion(&[
+        "-q",
+        "--format",
+        "csv",
+        "-f",
+        "examples/movielens/evaluate.sql",
+        "--define",
+        &format!("data={data}"),
+    ]);
+    assert!(evaluated.status.success(), "{}", stderr(&evaluated));
+    let table = stdout(&evaluated);
+    let rows: Vec<&str> = table
+        .lines()
+        .skip_while(|l| !l.starts_with("method,"))
+        .skip(1)
+        .collect();
+    let methods: Vec<&str> = rows
+        .iter()
+        .map(|row| match row.strip_prefix('"') {
+            Some(quoted) => quoted.split('"').next().unwrap(),
+            None => row.split(',').next().unwrap(),
+        })
+        .collect();
+    assert_eq!(methods.first(), Some(&"popularity"), "{table}");
+    assert_eq!(methods.last(), Some(&"hybrid"), "{table}");
+    assert_eq!(methods.len(), 14, "one row per method: {table}");
+    for row in &rows {
+        let figures: Vec<f64> = row.rsplitn(6, ',').take(5).map(|f| f.parse().unwrap()).collect();
+        assert!(
+            figures[1..].iter().all(|f| (0.0..=1.0).contains(f)),
+            "rates in [0, 1]: {row}"
+        );
+    }
+}
