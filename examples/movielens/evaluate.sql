@@ -294,15 +294,18 @@ FROM candidates c JOIN chosen USING (method, config)
 WHERE c.method IN ('item-CF', 'SASRec transformer, last 200 items', 'iALS', 'attention-pooled (iALS items)')
 GROUP BY c.split, c.user_id, c.item_id;
 
+-- Every candidate's fused score under every weighting.
+CREATE VIEW weighted AS
+SELECT f.split, w.config, f.user_id, f.item_id,
+       w.w_item * f.item_cf + w.w_sasrec * f.sasrec + w.w_als * f.als + w.w_attention * f.attention AS score
+FROM fused f CROSS JOIN weights w;
+
 -- The weights chosen on validation: each user's held-out item is placed among the fused
 -- candidates (1 + those scoring higher; ties go to the lower item id, as in the lists) for
 -- every weighting at once, which costs far less memory than ranking every list of every
 -- weighting.
 CREATE TABLE hybrid_weights AS
-WITH scored AS (
-  SELECT w.config, f.user_id, f.item_id,
-         w.w_item * f.item_cf + w.w_sasrec * f.sasrec + w.w_als * f.als + w.w_attention * f.attention AS score
-  FROM fused f CROSS JOIN weights w WHERE f.split = 'valid'),
+WITH scored AS (SELECT config, user_id, item_id, score FROM weighted WHERE split = 'valid'),
 held_out AS (
   SELECT s.config, s.user_id, s.item_id, s.score
   FROM scored s JOIN truth t ON t.split = 'valid' AND t.user_id = s.user_id AND t.item_id = s.item_id),
@@ -319,9 +322,7 @@ SELECT w.* FROM weights w JOIN gains g USING (config) ORDER BY g.gain DESC, w.co
 INSERT INTO candidates
 SELECT split, 'hybrid', config, user_id, rank, item_id, score
 FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY split, user_id ORDER BY score DESC, item_id) AS rank
-      FROM (SELECT f.split, w.config, f.user_id, f.item_id,
-                   w.w_item * f.item_cf + w.w_sasrec * f.sasrec + w.w_als * f.als + w.w_attention * f.attention AS score
-            FROM fused f CROSS JOIN hybrid_weights w))
+      FROM weighted JOIN hybrid_weights USING (config))
 WHERE rank <= 10;
 INSERT INTO timings VALUES ('end', now());
 

@@ -526,9 +526,9 @@ impl<'a> Similarity<'a> {
 
 /// `matrix` with every row of more than `limit` entries cut down to `limit` of them, in order:
 /// those with the lowest seeded draw for their (row, column), so the sample is the same
-/// whatever order the rows were read in (indices follow the ids' sorted order). Exact similarity costs Σ len(row)² over these rows
-/// (a user's items, for item_knn); sampling bounds it by `rows × limit²`, as Mahout's
-/// `maxPrefsPerUser` does.
+/// whatever order the rows were read in (indices follow the ids' sorted order). Exact
+/// similarity costs Σ len(row)² over these rows (a user's items, for item_knn); sampling
+/// bounds it by `rows × limit²`, as Mahout's `maxPrefsPerUser` does.
 fn sampled(matrix: &Csr, limit: usize) -> Csr {
     let mut sample = Csr {
         offsets: vec![0],
