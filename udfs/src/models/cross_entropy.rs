@@ -12,6 +12,8 @@ use std::sync::Mutex;
 use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
+use super::matrix::{View, multiply};
+
 /// Rows whose logits are held at once: a block of 64 rows × a few thousand items fits in L2.
 const BLOCK: usize = 64;
 
@@ -50,72 +52,16 @@ fn contiguous_f32<'a>(storage: &'a CpuStorage, layout: &Layout) -> Result<&'a [f
     }
 }
 
-/// A row-major view: values with the strides of a row and of a column.
-struct View<'a> {
-    values: &'a [f32],
-    row_stride: usize,
-    column_stride: usize,
-}
-
-impl View<'_> {
-    fn fits(&self, rows: usize, columns: usize) -> bool {
-        rows == 0
-            || columns == 0
-            || (rows - 1) * self.row_stride + (columns - 1) * self.column_stride < self.values.len()
-    }
-}
-
-/// `out (m × n, row-major) = [out +] a (m × k) · b (k × n)`, single-threaded (callers run
-/// blocks in parallel).
-fn multiply(out: &mut [f32], accumulate: bool, (m, n, k): (usize, usize, usize), a: View, b: View) {
-    assert!(
-        out.len() >= m * n && a.fits(m, k) && b.fits(k, n),
-        "multiply: views out of bounds"
-    );
-    // SAFETY: the assertion above keeps every index gemm touches inside the three slices,
-    // and `out` is borrowed mutably, so it overlaps neither input.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            out.as_mut_ptr(),
-            1,
-            n as isize,
-            accumulate,
-            a.values.as_ptr(),
-            a.column_stride as isize,
-            a.row_stride as isize,
-            b.values.as_ptr(),
-            b.column_stride as isize,
-            b.row_stride as isize,
-            1.0,
-            1.0,
-            false,
-            false,
-            false,
-            gemm::Parallelism::None,
-        );
-    }
-}
-
 /// The logits `block (rows × dim) · itemsᵀ` into `out`.
 fn block_logits(out: &mut [f32], block: &[f32], items: &[f32], dim: usize) {
     let (rows, catalogue) = (block.len() / dim, items.len() / dim);
     multiply(
         &mut out[..rows * catalogue],
+        catalogue,
         false,
         (rows, catalogue, dim),
-        View {
-            values: block,
-            row_stride: dim,
-            column_stride: 1,
-        },
-        View {
-            values: items,
-            row_stride: 1,
-            column_stride: dim,
-        },
+        View::rows(block, dim),
+        View::transposed(items, dim),
     );
 }
 
@@ -202,29 +148,21 @@ fn block_loss_and_gradients(
         row.iter_mut().for_each(|p| *p *= inverse);
         row[target] -= 1.0;
     }
-    let gradient = |row_stride, column_stride| View {
-        values: logits,
-        row_stride,
-        column_stride,
-    };
-    let by_rows = |values| View {
-        values,
-        row_stride: dim,
-        column_stride: 1,
-    };
     multiply(
         grad_block,
+        dim,
         false,
         (rows, dim, catalogue),
-        gradient(catalogue, 1),
-        by_rows(items),
+        View::rows(logits, catalogue),
+        View::rows(items, dim),
     );
     multiply(
         grad_items,
+        dim,
         true,
         (catalogue, dim, rows),
-        gradient(1, catalogue),
-        by_rows(block),
+        View::transposed(logits, catalogue),
+        View::rows(block, dim),
     );
     loss
 }

@@ -1,18 +1,17 @@
 //! Candle operations of the SASRec encoder with a backward pass written for the CPU: layer
-//! norm, adding one row to every row of a matrix (biases, position embeddings), and the causal
-//! attention softmax. candle's own fused layer norm records no backward pass, its composed one
-//! allocates a dozen temporaries, the gradient of a broadcast addition sums over the leading
-//! dimensions with a division per element, and a scaled, masked softmax is seven operations
-//! forward and more backward — together most of a training step's time.
+//! norm and adding one row to every row of a matrix (position embeddings). candle's own fused
+//! layer norm records no backward pass, its composed one allocates a dozen temporaries, and the
+//! gradient of a broadcast addition sums over the leading dimensions with a division per
+//! element. The layer norm's arithmetic on slices is shared with [`super::encoder_block`].
 
-use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Result, Shape, Storage, Tensor};
+use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Storage, Tensor};
 use rayon::prelude::*;
 
 /// Rows handled by one task: enough to amortise scheduling, few enough to share the work.
-const ROWS_PER_TASK: usize = 256;
+pub(super) const ROWS_PER_TASK: usize = 256;
 
 /// The contiguous f32 values of a CPU tensor, for `f` to read.
-fn with_values<R>(tensor: &Tensor, f: impl FnOnce(&[f32]) -> Result<R>) -> Result<R> {
+pub(super) fn with_values<R>(tensor: &Tensor, f: impl FnOnce(&[f32]) -> Result<R>) -> Result<R> {
     let tensor = tensor.contiguous()?;
     let (storage, layout) = tensor.storage_and_layout();
     match &*storage {
@@ -21,7 +20,7 @@ fn with_values<R>(tensor: &Tensor, f: impl FnOnce(&[f32]) -> Result<R>) -> Resul
     }
 }
 
-fn values<'a>(storage: &'a CpuStorage, layout: &Layout) -> Result<&'a [f32]> {
+pub(super) fn values<'a>(storage: &'a CpuStorage, layout: &Layout) -> Result<&'a [f32]> {
     match (storage, layout.contiguous_offsets()) {
         (CpuStorage::F32(values), Some((start, end))) => Ok(&values[start..end]),
         _ => candle_core::bail!("layers: expects contiguous f32 tensors"),
@@ -29,7 +28,7 @@ fn values<'a>(storage: &'a CpuStorage, layout: &Layout) -> Result<&'a [f32]> {
 }
 
 /// Sums `partials` (each `width` long) into one.
-fn sum_partials(partials: impl ParallelIterator<Item = Vec<f32>>, width: usize) -> Vec<f32> {
+pub(super) fn sum_partials(partials: impl ParallelIterator<Item = Vec<f32>>, width: usize) -> Vec<f32> {
     partials.reduce(
         || vec![0.0; width],
         |mut a, b| {
@@ -112,14 +111,71 @@ struct LayerNorm {
     eps: f32,
 }
 
-impl LayerNorm {
-    /// The mean of `row` and `1 / √(variance + eps)`.
-    fn moments(&self, row: &[f32]) -> (f32, f32) {
-        let n = row.len() as f32;
-        let mean = row.iter().sum::<f32>() / n;
-        let variance = row.iter().map(|x| (x - mean) * (x - mean)).sum::<f32>() / n;
-        (mean, 1.0 / (variance + self.eps).sqrt())
-    }
+/// The mean of `row` and `1 / √(variance + eps)`.
+fn moments(row: &[f32], eps: f32) -> (f32, f32) {
+    let n = row.len() as f32;
+    let mean = row.iter().sum::<f32>() / n;
+    let variance = row.iter().map(|x| (x - mean) * (x - mean)).sum::<f32>() / n;
+    (mean, 1.0 / (variance + eps).sqrt())
+}
+
+/// Layer norm of each row of `x` (rows as long as `weight`).
+pub(super) fn layer_norm_rows(x: &[f32], weight: &[f32], bias: &[f32], eps: f32) -> Vec<f32> {
+    let width = weight.len();
+    let mut out = vec![0f32; x.len()];
+    out.par_chunks_mut(width * ROWS_PER_TASK)
+        .zip(x.par_chunks(width * ROWS_PER_TASK))
+        .for_each(|(out, x)| {
+            for (out, x) in out.chunks_mut(width).zip(x.chunks(width)) {
+                let (mean, inverse) = moments(x, eps);
+                for (((o, x), w), b) in out.iter_mut().zip(x).zip(weight).zip(bias) {
+                    *o = (x - mean) * inverse * w + b;
+                }
+            }
+        });
+    out
+}
+
+/// The gradients of [`layer_norm_rows`] given the gradient `grad` of its output: that of `x`,
+/// and those of weight then bias side by side. With `x̂ = (x − mean)·inverse` and
+/// `g = grad · weight`: `dx = inverse · (g − mean(g) − x̂ · mean(g · x̂))`,
+/// `dweight = Σ grad · x̂`, `dbias = Σ grad`.
+pub(super) fn layer_norm_backward(x: &[f32], weight: &[f32], grad: &[f32], eps: f32) -> (Vec<f32>, Vec<f32>) {
+    let width = weight.len();
+    let mut grad_x = vec![0f32; x.len()];
+    let sums = sum_partials(
+        grad_x
+            .par_chunks_mut(width * ROWS_PER_TASK)
+            .zip(x.par_chunks(width * ROWS_PER_TASK))
+            .zip(grad.par_chunks(width * ROWS_PER_TASK))
+            .map(|((grad_x, x), grad)| {
+                let mut sums = vec![0f32; 2 * width];
+                let mut normed = vec![0f32; width];
+                let rows = grad_x.chunks_mut(width).zip(x.chunks(width)).zip(grad.chunks(width));
+                for ((grad_x, x), grad) in rows {
+                    let (mean, inverse) = moments(x, eps);
+                    normed.iter_mut().zip(x).for_each(|(n, x)| *n = (x - mean) * inverse);
+                    let (mut mean_g, mut mean_g_normed) = (0f32, 0f32);
+                    for ((g, w), n) in grad.iter().zip(weight).zip(&normed) {
+                        mean_g += g * w;
+                        mean_g_normed += g * w * n;
+                    }
+                    mean_g /= width as f32;
+                    mean_g_normed /= width as f32;
+                    for (((dx, g), w), n) in grad_x.iter_mut().zip(grad).zip(weight).zip(&normed) {
+                        *dx = inverse * (g * w - mean_g - n * mean_g_normed);
+                    }
+                    let (grad_weight, grad_bias) = sums.split_at_mut(width);
+                    for (((dw, db), g), n) in grad_weight.iter_mut().zip(grad_bias).zip(grad).zip(&normed) {
+                        *dw += g * n;
+                        *db += g;
+                    }
+                }
+                sums
+            }),
+        2 * width,
+    );
+    (grad_x, sums)
 }
 
 impl CustomOp3 for LayerNorm {
@@ -141,23 +197,10 @@ impl CustomOp3 for LayerNorm {
             values(weight, weight_layout)?,
             values(bias, bias_layout)?,
         );
-        let width = weight.len();
-        let mut out = vec![0f32; x.len()];
-        out.par_chunks_mut(width * ROWS_PER_TASK)
-            .zip(x.par_chunks(width * ROWS_PER_TASK))
-            .for_each(|(out, x)| {
-                for (out, x) in out.chunks_mut(width).zip(x.chunks(width)) {
-                    let (mean, inverse) = self.moments(x);
-                    for (((o, x), w), b) in out.iter_mut().zip(x).zip(weight).zip(bias) {
-                        *o = (x - mean) * inverse * w + b;
-                    }
-                }
-            });
+        let out = layer_norm_rows(x, weight, bias, self.eps);
         Ok((CpuStorage::F32(out), x_layout.shape().clone()))
     }
 
-    /// With `x̂ = (x − mean)·inverse` and `g = grad · weight`:
-    /// `dx = inverse · (g − mean(g) − x̂ · mean(g · x̂))`, `dweight = Σ grad · x̂`, `dbias = Σ grad`.
     fn bwd(
         &self,
         x: &Tensor,
@@ -169,45 +212,7 @@ impl CustomOp3 for LayerNorm {
         let width = weight.dims1()?;
         let (grad_x, sums) = with_values(x, |x| {
             with_values(weight, |weight| {
-                with_values(grad, |grad| {
-                    let mut grad_x = vec![0f32; x.len()];
-                    let sums = sum_partials(
-                        grad_x
-                            .par_chunks_mut(width * ROWS_PER_TASK)
-                            .zip(x.par_chunks(width * ROWS_PER_TASK))
-                            .zip(grad.par_chunks(width * ROWS_PER_TASK))
-                            .map(|((grad_x, x), grad)| {
-                                // dweight then dbias, side by side.
-                                let mut sums = vec![0f32; 2 * width];
-                                let mut normed = vec![0f32; width];
-                                let rows = grad_x.chunks_mut(width).zip(x.chunks(width)).zip(grad.chunks(width));
-                                for ((grad_x, x), grad) in rows {
-                                    let (mean, inverse) = self.moments(x);
-                                    normed.iter_mut().zip(x).for_each(|(n, x)| *n = (x - mean) * inverse);
-                                    let (mut mean_g, mut mean_g_normed) = (0f32, 0f32);
-                                    for ((g, w), n) in grad.iter().zip(weight).zip(&normed) {
-                                        mean_g += g * w;
-                                        mean_g_normed += g * w * n;
-                                    }
-                                    mean_g /= width as f32;
-                                    mean_g_normed /= width as f32;
-                                    for (((dx, g), w), n) in grad_x.iter_mut().zip(grad).zip(weight).zip(&normed) {
-                                        *dx = inverse * (g * w - mean_g - n * mean_g_normed);
-                                    }
-                                    let (grad_weight, grad_bias) = sums.split_at_mut(width);
-                                    for (((dw, db), g), n) in
-                                        grad_weight.iter_mut().zip(grad_bias).zip(grad).zip(&normed)
-                                    {
-                                        *dw += g * n;
-                                        *db += g;
-                                    }
-                                }
-                                sums
-                            }),
-                        2 * width,
-                    );
-                    Ok((grad_x, sums))
-                })
+                with_values(grad, |grad| Ok(layer_norm_backward(x, weight, grad, self.eps)))
             })
         })?;
         let device = x.device();
@@ -216,98 +221,6 @@ impl CustomOp3 for LayerNorm {
             Some(Tensor::from_vec(sums[..width].to_vec(), width, device)?),
             Some(Tensor::from_vec(sums[width..].to_vec(), width, device)?),
         ))
-    }
-}
-
-/// Attention weights from `scores` `(batch, heads, length, length)`: for each query `i` the
-/// softmax of `scale · scores` over the keys `j ≤ i` that `keys[b · length + j]` allows, zero
-/// elsewhere; a query that sees no key (padding) gets a row of zeros.
-pub fn causal_softmax(scores: &Tensor, keys: Vec<bool>, scale: f32) -> Result<Tensor> {
-    let (batch, _, length, columns) = scores.dims4()?;
-    if columns != length || keys.len() != batch * length {
-        candle_core::bail!(
-            "causal_softmax: scores {:?} against {} key flags",
-            scores.dims(),
-            keys.len()
-        );
-    }
-    scores.contiguous()?.apply_op1(CausalSoftmax { keys, scale })
-}
-
-struct CausalSoftmax {
-    keys: Vec<bool>,
-    scale: f32,
-}
-
-impl CausalSoftmax {
-    /// The keys row `row` of the scores (`row` counted over batch, heads and queries) may see.
-    fn visible(&self, row: usize, heads: usize, length: usize) -> impl Fn(usize) -> bool + '_ {
-        let (batch, query) = (row / (heads * length), row % length);
-        let keys = &self.keys[batch * length..(batch + 1) * length];
-        move |j| j <= query && keys[j]
-    }
-}
-
-impl CustomOp1 for CausalSoftmax {
-    fn name(&self) -> &'static str {
-        "causal-softmax"
-    }
-
-    fn cpu_fwd(&self, scores: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
-        let scores = values(scores, layout)?;
-        let (_, heads, length, _) = layout.shape().dims4()?;
-        let mut out = vec![0f32; scores.len()];
-        out.par_chunks_mut(length * ROWS_PER_TASK)
-            .zip(scores.par_chunks(length * ROWS_PER_TASK))
-            .enumerate()
-            .for_each(|(task, (out, scores))| {
-                let rows = out.chunks_mut(length).zip(scores.chunks(length));
-                for (r, (out, scores)) in rows.enumerate() {
-                    let visible = self.visible(task * ROWS_PER_TASK + r, heads, length);
-                    let max = (0..length)
-                        .filter(|&j| visible(j))
-                        .map(|j| scores[j])
-                        .fold(f32::NEG_INFINITY, f32::max);
-                    if max == f32::NEG_INFINITY {
-                        continue;
-                    }
-                    let mut sum = 0.0;
-                    for j in (0..length).filter(|&j| visible(j)) {
-                        out[j] = super::cross_entropy::exp_nonpositive(self.scale * (scores[j] - max));
-                        sum += out[j];
-                    }
-                    out.iter_mut().for_each(|p| *p /= sum);
-                }
-            });
-        Ok((CpuStorage::F32(out), layout.shape().clone()))
-    }
-
-    /// `dscores = scale · y · (grad − Σ grad · y)` row by row, `y` the weights.
-    fn bwd(&self, scores: &Tensor, weights: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
-        let length = scores.dim(3)?;
-        let grad_scores = with_values(weights, |weights| {
-            with_values(grad, |grad| {
-                let mut grad_scores = vec![0f32; weights.len()];
-                grad_scores
-                    .par_chunks_mut(length * ROWS_PER_TASK)
-                    .zip(weights.par_chunks(length * ROWS_PER_TASK))
-                    .zip(grad.par_chunks(length * ROWS_PER_TASK))
-                    .for_each(|((out, weights), grad)| {
-                        let rows = out
-                            .chunks_mut(length)
-                            .zip(weights.chunks(length))
-                            .zip(grad.chunks(length));
-                        for ((out, y), g) in rows {
-                            let dot: f32 = y.iter().zip(g).map(|(y, g)| y * g).sum();
-                            for ((o, y), g) in out.iter_mut().zip(y).zip(g) {
-                                *o = self.scale * y * (g - dot);
-                            }
-                        }
-                    });
-                Ok(grad_scores)
-            })
-        })?;
-        Ok(Some(Tensor::from_vec(grad_scores, scores.shape(), scores.device())?))
     }
 }
 
@@ -377,50 +290,6 @@ mod tests {
             |x, w, b| add_rows(&(x.as_tensor() * 1.0)?, &(w.as_tensor() + b.as_tensor())?),
             |x, w, b| x.broadcast_add(&(w.as_tensor() + b.as_tensor())?),
         )
-    }
-
-    /// The fused softmax equals scaling, adding −∞ where a key is hidden and candle's softmax,
-    /// value and gradient, with padded keys at the start of some rows.
-    #[test]
-    fn causal_softmax_matches_the_masked_softmax() -> Result<()> {
-        let device = Device::Cpu;
-        let (batch, heads, length, scale) = (3, 2, 5, 0.7f32);
-        let padding = [0, 2, 4];
-        let keys: Vec<bool> = (0..batch * length).map(|i| i % length >= padding[i / length]).collect();
-        let mut hidden = vec![0f32; batch * length * length];
-        for (i, h) in hidden.iter_mut().enumerate() {
-            let (b, q, k) = (i / (length * length), (i / length) % length, i % length);
-            if k > q || !keys[b * length + k] {
-                *h = -1e9;
-            }
-        }
-        let hidden = Tensor::from_vec(hidden, (batch, 1, length, length), &device)?;
-        // A query that sees no key: candle's softmax spreads it evenly, the fused op gives zeros.
-        let seen: Vec<f32> = (0..batch * length)
-            .map(|i| f32::from(u8::from(i % length >= padding[i / length])))
-            .collect();
-        let seen = Tensor::from_vec(seen, (batch, 1, length, 1), &device)?;
-        let shape = (batch, heads, length, length);
-        let run = |fused: bool| -> Result<(Vec<f32>, Vec<f32>)> {
-            let scores = Var::from_vec(values(batch * heads * length * length, 5), shape, &device)?;
-            let weights = if fused {
-                causal_softmax(scores.as_tensor(), keys.clone(), scale)?
-            } else {
-                let masked = (scores.as_tensor() * f64::from(scale))?.broadcast_add(&hidden)?;
-                candle_nn::ops::softmax(&masked, D::Minus1)?.broadcast_mul(&seen)?
-            };
-            let loss = (&weights * Tensor::from_vec(values(weights.elem_count(), 6), shape, &device)?)?.sum_all()?;
-            let gradient = loss.backward()?.get(&scores).expect("gradient").flatten_all()?;
-            Ok((weights.flatten_all()?.to_vec1()?, gradient.to_vec1()?))
-        };
-        let (fused, reference) = (run(true)?, run(false)?);
-        for (a, b) in [(&fused.0, &reference.0), (&fused.1, &reference.1)] {
-            for (x, y) in a.iter().zip(b) {
-                assert!((x - y).abs() <= 1e-5, "{x} vs {y}");
-            }
-        }
-        assert!(fused.0.iter().any(|&w| w > 0.0) && fused.0[..length].iter().all(|&w| w == 0.0 || w == 1.0));
-        Ok(())
     }
 
     #[test]

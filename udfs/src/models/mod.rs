@@ -1,14 +1,18 @@
 //! Models trained in-process from SQL, saved to files and used again by path. One file per
 //! table function (`train_als.rs`, `model_vectors.rs`, `train_sasrec.rs`, `sasrec_profiles.rs`,
 //! …), one per training algorithm (`als.rs`, `item2vec.rs`, `sasrec.rs`, `two_tower.rs`), the
-//! model files themselves ([`file`]), and what every training run shares ([`training`],
-//! [`progress`]).
+//! model files themselves ([`file`]), what every training run shares ([`training`],
+//! [`progress`]), and the candle operations with hand-written backward passes that SASRec
+//! trains with (`cross_entropy.rs`, `layers.rs`, `encoder_block.rs`, on `matrix.rs`'s
+//! products).
 
 pub mod als;
 mod cross_entropy;
+mod encoder_block;
 pub mod file;
 pub mod item2vec;
 mod layers;
+mod matrix;
 pub mod model_info;
 pub mod model_vectors;
 pub mod progress;

@@ -8,8 +8,11 @@
 //! user's last training item held out).
 
 use candle_core::{DType, Device, Module, Result, Tensor};
-use candle_nn::{Embedding, LayerNorm, Linear, Optimizer, VarBuilder, VarMap};
+use candle_nn::{Embedding, LayerNorm, Optimizer, VarBuilder, VarMap};
 use rayon::prelude::*;
+
+use super::als::SplitMix;
+use super::encoder_block::{Block, Dropout};
 
 /// Settings of a model and its training.
 #[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
@@ -26,22 +29,11 @@ pub struct SasRecConfig {
     pub seed: u64,
 }
 
-struct Block {
-    norm_attention: LayerNorm,
-    query: Linear,
-    key: Linear,
-    value: Linear,
-    output: Linear,
-    norm_feed_forward: LayerNorm,
-    up: Linear,
-    down: Linear,
-}
-
 /// The encoder. Item 0 is padding; catalogue items are 1..=items.
 pub struct SasRec {
     config: SasRecConfig,
     /// Dropout masks come from this seeded generator (candle's CPU generator cannot be seeded).
-    random: std::sync::Mutex<super::als::SplitMix>,
+    random: std::sync::Mutex<SplitMix>,
     items: Embedding,
     positions: Embedding,
     blocks: Vec<Block>,
@@ -51,30 +43,25 @@ pub struct SasRec {
 impl SasRec {
     pub fn new(config: SasRecConfig, vb: VarBuilder) -> Result<Self> {
         let d = config.dim;
-        let norm = |vb: VarBuilder| candle_nn::layer_norm(d, 1e-6, vb);
         let blocks = (0..config.layers)
-            .map(|i| {
-                let vb = vb.pp(format!("block{i}"));
-                Ok(Block {
-                    norm_attention: norm(vb.pp("norm_attention"))?,
-                    query: candle_nn::linear(d, d, vb.pp("query"))?,
-                    key: candle_nn::linear(d, d, vb.pp("key"))?,
-                    value: candle_nn::linear(d, d, vb.pp("value"))?,
-                    output: candle_nn::linear(d, d, vb.pp("output"))?,
-                    norm_feed_forward: norm(vb.pp("norm_feed_forward"))?,
-                    up: candle_nn::linear(d, d, vb.pp("up"))?,
-                    down: candle_nn::linear(d, d, vb.pp("down"))?,
-                })
-            })
+            .map(|i| Block::new(d, vb.pp(format!("block{i}"))))
             .collect::<Result<Vec<_>>>()?;
         Ok(Self {
             items: candle_nn::embedding(config.items + 1, d, vb.pp("items"))?,
             positions: candle_nn::embedding(config.max_len, d, vb.pp("positions"))?,
             blocks,
-            norm: norm(vb.pp("norm"))?,
-            random: std::sync::Mutex::new(super::als::SplitMix::new(config.seed ^ 0x5EED)),
+            norm: candle_nn::layer_norm(d, 1e-6, vb.pp("norm"))?,
+            random: std::sync::Mutex::new(SplitMix::new(config.seed ^ 0x5EED)),
             config,
         })
+    }
+
+    /// The generator of the next `count` dropout draws; later ones start after them.
+    fn draws(&self, count: usize) -> SplitMix {
+        let mut random = self.random.lock().expect("dropout generator");
+        let start = random.clone();
+        random.skip(count as u64);
+        start
     }
 
     fn dropout(&self, x: &Tensor, train: bool) -> Result<Tensor> {
@@ -83,12 +70,7 @@ impl SasRec {
             return Ok(x.clone());
         }
         let count = x.elem_count();
-        let start = {
-            let mut random = self.random.lock().expect("dropout generator");
-            let start = random.clone();
-            random.skip(count as u64);
-            start
-        };
+        let start = self.draws(count);
         let scale = 1.0 / (1.0 - p);
         // The same draws as one after another, made in parallel.
         const DRAWS_PER_TASK: usize = 1 << 14;
@@ -115,7 +97,6 @@ impl SasRec {
         }
         let d = self.config.dim;
         let heads = self.config.heads;
-        let head = d / heads;
         let device = ids.device();
         let keys: Vec<bool> = ids
             .flatten_all()?
@@ -131,20 +112,11 @@ impl SasRec {
         let mut x = super::layers::add_rows(&items, &positions)?.reshape((batch, length, d))?;
         x = self.dropout(&x, train)?.broadcast_mul(&keep)?;
         for block in &self.blocks {
-            let h = normalize(&block.norm_attention, &x)?;
-            let split = |t: Tensor| t.reshape((batch, length, heads, head))?.transpose(1, 2)?.contiguous();
-            let q = split(affine(&block.query, &h)?)?;
-            let k = split(affine(&block.key, &h)?)?;
-            let v = split(affine(&block.value, &h)?)?;
-            // Position i attends to the real positions ≤ i.
-            let scale = 1.0 / (head as f32).sqrt();
-            let weights = super::layers::causal_softmax(&q.matmul(&k.t()?)?, keys.clone(), scale)?;
-            let weights = self.dropout(&weights, train)?;
-            let attended = weights.matmul(&v)?.transpose(1, 2)?.reshape((batch, length, d))?;
-            x = (x + self.dropout(&affine(&block.output, &attended)?, train)?)?;
-            let h = normalize(&block.norm_feed_forward, &x)?;
-            let h = affine(&block.down, &affine(&block.up, &h)?.relu()?)?;
-            x = (x + self.dropout(&h, train)?)?.broadcast_mul(&keep)?;
+            let training = train.then(|| Dropout {
+                rate: self.config.dropout,
+                draws: self.draws(Dropout::draws_per_block(batch, length, d, heads)),
+            });
+            x = block.forward(&x, &keys, heads, training)?;
         }
         normalize(&self.norm, &x)
     }
@@ -212,17 +184,6 @@ fn normalize(norm: &LayerNorm, x: &Tensor) -> Result<Tensor> {
         Some(bias) => super::layers::layer_norm(x, norm.weight(), bias, norm.eps() as f32),
         None => candle_core::bail!("sasrec: layer norms have a bias"),
     }
-}
-
-/// `x · weightᵀ + bias` over the last dimension of `(batch, length, dim)`.
-fn affine(linear: &Linear, x: &Tensor) -> Result<Tensor> {
-    let (batch, length, dim) = x.dims3()?;
-    let product = x.reshape((batch * length, dim))?.matmul(&linear.weight().t()?)?;
-    let product = match linear.bias() {
-        Some(bias) => super::layers::add_rows(&product, bias)?,
-        None => product,
-    };
-    product.reshape((batch, length, ()))
 }
 
 /// NDCG@10 of predicting each sequence's last item from the rest, seen items excluded.

@@ -1,0 +1,780 @@
+//! One SASRec encoder block as a single candle operation whose backward pass is written out:
+//! pre-norm causal self-attention and a ReLU feed-forward layer, each followed by dropout and a
+//! residual, padded positions zeroed at the end. Built from candle's operations, a block was
+//! some thirty graph nodes forward and more backward, each allocating its result and a zeroed
+//! gradient to add into — two thirds of a training step's time for a fifth of its arithmetic.
+//! Here it is the matrix products and one pass over the rows between each two; the backward
+//! pass keeps only what it cannot cheaply make again (dropout masks are drawn again by
+//! position, layer norms recomputed).
+
+use std::sync::Mutex;
+
+use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
+use candle_nn::{LayerNorm, Linear, VarBuilder};
+use rayon::prelude::*;
+
+use super::als::SplitMix;
+use super::cross_entropy::exp_nonpositive;
+use super::layers::{ROWS_PER_TASK, layer_norm_backward, layer_norm_rows, sum_partials, values, with_values};
+use super::matrix::{View, multiply};
+
+/// The layer norms' epsilon.
+const EPS: f32 = 1e-6;
+
+/// A block's variables, named as model files keep them.
+pub struct Block {
+    norm_attention: LayerNorm,
+    query: Linear,
+    key: Linear,
+    value: Linear,
+    output: Linear,
+    norm_feed_forward: LayerNorm,
+    up: Linear,
+    down: Linear,
+}
+
+impl Block {
+    pub fn new(dim: usize, vb: VarBuilder) -> Result<Self> {
+        let norm = |name| candle_nn::layer_norm(dim, f64::from(EPS), vb.pp(name));
+        let linear = |name| candle_nn::linear(dim, dim, vb.pp(name));
+        Ok(Block {
+            norm_attention: norm("norm_attention")?,
+            query: linear("query")?,
+            key: linear("key")?,
+            value: linear("value")?,
+            output: linear("output")?,
+            norm_feed_forward: norm("norm_feed_forward")?,
+            up: linear("up")?,
+            down: linear("down")?,
+        })
+    }
+
+    /// The block applied to `x` `(batch, length, dim)`. `keys[b · length + j]` says whether
+    /// position `j` of sequence `b` holds an item: padding is never attended to and comes out
+    /// zero. `training` is the dropout of a pass that will be back-propagated, `None` for one
+    /// that will not.
+    pub fn forward(&self, x: &Tensor, keys: &[bool], heads: usize, training: Option<Dropout>) -> Result<Tensor> {
+        let (batch, length, dim) = x.dims3()?;
+        if keys.len() != batch * length || heads == 0 || !dim.is_multiple_of(heads) {
+            candle_core::bail!(
+                "encoder block: {:?} with {} key flags and {heads} heads",
+                x.dims(),
+                keys.len()
+            );
+        }
+        let operation = BlockOperation {
+            sizes: Sizes {
+                batch,
+                length,
+                dim,
+                heads,
+            },
+            keys: keys.to_vec(),
+            training,
+            saved: Mutex::new(None),
+        };
+        x.contiguous()?.apply_op2(&self.packed()?, operation)
+    }
+
+    /// Every variable flattened into one vector, in the order [`Parameters::cut`] reads them.
+    fn packed(&self) -> Result<Tensor> {
+        let bias = |bias: Option<&Tensor>| match bias {
+            Some(bias) => Ok(bias.clone()),
+            None => candle_core::bail!("encoder block: every layer has a bias"),
+        };
+        let norm = |n: &LayerNorm| Ok::<_, candle_core::Error>([n.weight().clone(), bias(n.bias())?]);
+        let linear = |l: &Linear| Ok::<_, candle_core::Error>([l.weight().flatten_all()?, bias(l.bias())?]);
+        let pieces: Vec<Tensor> = [
+            norm(&self.norm_attention)?,
+            linear(&self.query)?,
+            linear(&self.key)?,
+            linear(&self.value)?,
+            linear(&self.output)?,
+            norm(&self.norm_feed_forward)?,
+            linear(&self.up)?,
+            linear(&self.down)?,
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        Tensor::cat(&pieces, 0)
+    }
+}
+
+/// The dropout of a training pass: a value is kept, scaled by `1 / (1 − rate)`, when its draw
+/// from `draws` — by position, so draws can be made again and in any order — is at least
+/// `rate`.
+#[derive(Clone)]
+pub struct Dropout {
+    pub rate: f32,
+    pub draws: SplitMix,
+}
+
+impl Dropout {
+    /// How many draws one pass of a block over `(batch, length, dim)` with `heads` heads uses:
+    /// the attention weights', then the attention output's, then the feed-forward output's.
+    pub fn draws_per_block(batch: usize, length: usize, dim: usize, heads: usize) -> usize {
+        batch * heads * length * length + 2 * batch * length * dim
+    }
+
+    fn factor(&self, index: usize) -> f32 {
+        if self.draws.peek(index as u64 + 1) >= self.rate {
+            1.0 / (1.0 - self.rate)
+        } else {
+            0.0
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+struct Sizes {
+    batch: usize,
+    length: usize,
+    dim: usize,
+    heads: usize,
+}
+
+impl Sizes {
+    fn rows(&self) -> usize {
+        self.batch * self.length
+    }
+
+    fn head(&self) -> usize {
+        self.dim / self.heads
+    }
+
+    /// Attention weights of the whole batch: one `length × length` matrix per sequence and head.
+    fn attention(&self) -> usize {
+        self.batch * self.heads * self.length * self.length
+    }
+}
+
+/// The parameters of a block — or their gradients — split out of the packed vector: each layer
+/// norm's weight and bias, each linear layer's weight (outputs × inputs, row-major) and bias.
+struct Parameters<T> {
+    norm_attention: [T; 2],
+    query: [T; 2],
+    key: [T; 2],
+    value: [T; 2],
+    output: [T; 2],
+    norm_feed_forward: [T; 2],
+    up: [T; 2],
+    down: [T; 2],
+}
+
+impl<T> Parameters<T> {
+    /// Takes the pieces with `take(length)` in the order [`Block::packed`] writes them.
+    fn cut(dim: usize, mut take: impl FnMut(usize) -> T) -> Self {
+        let square = dim * dim;
+        Parameters {
+            norm_attention: [take(dim), take(dim)],
+            query: [take(square), take(dim)],
+            key: [take(square), take(dim)],
+            value: [take(square), take(dim)],
+            output: [take(square), take(dim)],
+            norm_feed_forward: [take(dim), take(dim)],
+            up: [take(square), take(dim)],
+            down: [take(square), take(dim)],
+        }
+    }
+
+    fn count(dim: usize) -> usize {
+        6 * dim * dim + 10 * dim
+    }
+}
+
+fn split(values: &[f32], dim: usize) -> Parameters<&[f32]> {
+    let mut rest = values;
+    Parameters::cut(dim, |length| {
+        let (piece, tail) = rest.split_at(length);
+        rest = tail;
+        piece
+    })
+}
+
+fn split_mut(values: &mut [f32], dim: usize) -> Parameters<&mut [f32]> {
+    let mut rest = values;
+    Parameters::cut(dim, |length| {
+        let (piece, tail) = std::mem::take(&mut rest).split_at_mut(length);
+        rest = tail;
+        piece
+    })
+}
+
+/// What the backward pass reads from the forward one, each `rows × dim` but the weights.
+struct Saved {
+    query: Vec<f32>,
+    key: Vec<f32>,
+    value: Vec<f32>,
+    /// The attention weights before dropout.
+    weights: Vec<f32>,
+    attended: Vec<f32>,
+    /// After the attention's residual: the feed-forward layer's input.
+    middle: Vec<f32>,
+    /// The feed-forward layer's first product, before the ReLU.
+    up: Vec<f32>,
+}
+
+struct BlockOperation {
+    sizes: Sizes,
+    keys: Vec<bool>,
+    training: Option<Dropout>,
+    saved: Mutex<Option<Saved>>,
+}
+
+impl BlockOperation {
+    fn dropping(&self) -> bool {
+        self.training.as_ref().is_some_and(|d| d.rate > 0.0)
+    }
+
+    /// The dropout factor of draw `index`: 1 when nothing is dropped.
+    fn factor(&self, index: usize) -> f32 {
+        match &self.training {
+            Some(dropout) if dropout.rate > 0.0 => dropout.factor(index),
+            _ => 1.0,
+        }
+    }
+
+    /// Where the draws of the attention output's dropout start, and the feed-forward output's.
+    fn output_draws(&self) -> (usize, usize) {
+        let start = self.sizes.attention();
+        (start, start + self.sizes.rows() * self.sizes.dim)
+    }
+
+    fn forward(&self, x: &[f32], p: &Parameters<&[f32]>) -> (Vec<f32>, Saved) {
+        let dim = self.sizes.dim;
+        let (output_draws, feed_forward_draws) = self.output_draws();
+        let normed = layer_norm_rows(x, p.norm_attention[0], p.norm_attention[1], EPS);
+        let query = linear(&normed, &p.query, dim);
+        let key = linear(&normed, &p.key, dim);
+        let value = linear(&normed, &p.value, dim);
+        let (weights, attended) = self.attend(&query, &key, &value);
+        let mut middle = linear(&attended, &p.output, dim);
+        for_each_indexed(&mut middle, x, |i, m, x| *m = x + *m * self.factor(output_draws + i));
+        let normed = layer_norm_rows(&middle, p.norm_feed_forward[0], p.norm_feed_forward[1], EPS);
+        let up = linear(&normed, &p.up, dim);
+        let mut out = linear(&relu(&up), &p.down, dim);
+        for_each_indexed(&mut out, &middle, |i, o, m| {
+            *o = if self.keys[i / dim] {
+                m + *o * self.factor(feed_forward_draws + i)
+            } else {
+                0.0
+            }
+        });
+        let saved = Saved {
+            query,
+            key,
+            value,
+            weights,
+            attended,
+            middle,
+            up,
+        };
+        (out, saved)
+    }
+
+    /// The attention weights of every sequence and head (before dropout) and the attended
+    /// values, `rows × dim` with the heads side by side.
+    fn attend(&self, query: &[f32], key: &[f32], value: &[f32]) -> (Vec<f32>, Vec<f32>) {
+        let Sizes { length, dim, heads, .. } = self.sizes;
+        let head = self.sizes.head();
+        let mut weights = vec![0f32; self.sizes.attention()];
+        let mut attended = vec![0f32; query.len()];
+        weights
+            .par_chunks_mut(heads * length * length)
+            .zip(attended.par_chunks_mut(length * dim))
+            .enumerate()
+            .for_each(|(sequence, (weights, attended))| {
+                let rows = sequence * length * dim..(sequence + 1) * length * dim;
+                let (query, key, value) = (&query[rows.clone()], &key[rows.clone()], &value[rows]);
+                let mut dropped = Vec::new();
+                for (h, weights) in weights.chunks_mut(length * length).enumerate() {
+                    let columns = h * head;
+                    multiply(
+                        weights,
+                        length,
+                        false,
+                        (length, length, head),
+                        View::rows(&query[columns..], dim),
+                        View::transposed(&key[columns..], dim),
+                    );
+                    self.causal_softmax(weights, sequence);
+                    let draws = (sequence * heads + h) * length * length;
+                    let used = self.dropped_weights(weights, draws, &mut dropped);
+                    multiply(
+                        &mut attended[columns..],
+                        dim,
+                        false,
+                        (length, head, length),
+                        View::rows(used, length),
+                        View::rows(&value[columns..], dim),
+                    );
+                }
+            });
+        (weights, attended)
+    }
+
+    /// Softmax of `scores / √head` over the keys each query may see (positions up to its own
+    /// that hold an item), in place; hidden keys, and queries that see none, get zeros.
+    fn causal_softmax(&self, scores: &mut [f32], sequence: usize) {
+        let length = self.sizes.length;
+        let keys = &self.keys[sequence * length..(sequence + 1) * length];
+        let scale = 1.0 / (self.sizes.head() as f32).sqrt();
+        for (query, row) in scores.chunks_mut(length).enumerate() {
+            let visible = |j: usize| j <= query && keys[j];
+            let max = (0..length)
+                .filter(|&j| visible(j))
+                .map(|j| row[j])
+                .fold(f32::NEG_INFINITY, f32::max);
+            if max == f32::NEG_INFINITY {
+                row.fill(0.0);
+                continue;
+            }
+            let mut sum = 0.0;
+            for (j, w) in row.iter_mut().enumerate() {
+                *w = if visible(j) {
+                    exp_nonpositive(scale * (*w - max))
+                } else {
+                    0.0
+                };
+                sum += *w;
+            }
+            row.iter_mut().for_each(|w| *w /= sum);
+        }
+    }
+
+    /// One head's attention weights after dropout (their draws from `draws` on): the weights
+    /// themselves when nothing is dropped, else scaled copies in `scratch`.
+    fn dropped_weights<'a>(&self, weights: &'a [f32], draws: usize, scratch: &'a mut Vec<f32>) -> &'a [f32] {
+        if !self.dropping() {
+            return weights;
+        }
+        scratch.clear();
+        scratch.extend(weights.iter().enumerate().map(|(i, &w)| {
+            // A hidden key's weight is zero either way: no draw is needed.
+            if w == 0.0 { 0.0 } else { w * self.factor(draws + i) }
+        }));
+        scratch
+    }
+
+    /// The gradients of `x` and of the packed parameters, given that of the output.
+    fn backward(&self, x: &[f32], packed: &[f32], grad_out: &[f32], saved: Saved) -> (Vec<f32>, Vec<f32>) {
+        let dim = self.sizes.dim;
+        let (output_draws, feed_forward_draws) = self.output_draws();
+        let p = split(packed, dim);
+        let mut grad_packed = vec![0f32; packed.len()];
+        let mut g = split_mut(&mut grad_packed, dim);
+        let Saved {
+            query,
+            key,
+            value,
+            weights,
+            attended,
+            middle,
+            up,
+        } = saved;
+        // out = keep · (middle + dropout(down(relu(up(norm(middle))))))
+        let mut grad_middle = vec![0f32; grad_out.len()];
+        for_each_indexed(&mut grad_middle, grad_out, |i, gm, g| {
+            *gm = if self.keys[i / dim] { g } else { 0.0 }
+        });
+        let mut grad_down = vec![0f32; grad_out.len()];
+        for_each_indexed(&mut grad_down, &grad_middle, |i, gd, g| {
+            *gd = g * self.factor(feed_forward_draws + i)
+        });
+        linear_gradients(&grad_down, &relu(&up), dim, &mut g.down);
+        let mut grad_up = vec![0f32; up.len()];
+        linear_input_gradient(&mut grad_up, false, &grad_down, p.down[0], dim);
+        for_each_indexed(&mut grad_up, &up, |_, g, u| {
+            if u <= 0.0 {
+                *g = 0.0
+            }
+        });
+        let normed = layer_norm_rows(&middle, p.norm_feed_forward[0], p.norm_feed_forward[1], EPS);
+        linear_gradients(&grad_up, &normed, dim, &mut g.up);
+        let mut grad_normed = normed;
+        linear_input_gradient(&mut grad_normed, false, &grad_up, p.up[0], dim);
+        let (through_norm, sums) = layer_norm_backward(&middle, p.norm_feed_forward[0], &grad_normed, EPS);
+        add_norm_gradients(&mut grad_middle, &through_norm, &sums, &mut g.norm_feed_forward);
+        // middle = x + dropout(output(attended))
+        let mut grad_output = grad_down;
+        for_each_indexed(&mut grad_output, &grad_middle, |i, go, g| {
+            *go = g * self.factor(output_draws + i)
+        });
+        linear_gradients(&grad_output, &attended, dim, &mut g.output);
+        let mut grad_attended = attended;
+        linear_input_gradient(&mut grad_attended, false, &grad_output, p.output[0], dim);
+        let [grad_query, grad_key, grad_value] = self.attend_backward(&grad_attended, &query, &key, &value, &weights);
+        let normed = layer_norm_rows(x, p.norm_attention[0], p.norm_attention[1], EPS);
+        linear_gradients(&grad_query, &normed, dim, &mut g.query);
+        linear_gradients(&grad_key, &normed, dim, &mut g.key);
+        linear_gradients(&grad_value, &normed, dim, &mut g.value);
+        let mut grad_normed = normed;
+        linear_input_gradient(&mut grad_normed, false, &grad_query, p.query[0], dim);
+        linear_input_gradient(&mut grad_normed, true, &grad_key, p.key[0], dim);
+        linear_input_gradient(&mut grad_normed, true, &grad_value, p.value[0], dim);
+        let (through_norm, sums) = layer_norm_backward(x, p.norm_attention[0], &grad_normed, EPS);
+        // The residual carries grad_middle to x unchanged.
+        add_norm_gradients(&mut grad_middle, &through_norm, &sums, &mut g.norm_attention);
+        (grad_middle, grad_packed)
+    }
+
+    /// The gradients of the query, key and value given that of the attended values.
+    fn attend_backward(
+        &self,
+        grad_attended: &[f32],
+        query: &[f32],
+        key: &[f32],
+        value: &[f32],
+        weights: &[f32],
+    ) -> [Vec<f32>; 3] {
+        let Sizes { length, dim, heads, .. } = self.sizes;
+        let head = self.sizes.head();
+        let scale = 1.0 / (head as f32).sqrt();
+        let mut grads = [
+            vec![0f32; query.len()],
+            vec![0f32; query.len()],
+            vec![0f32; query.len()],
+        ];
+        let [grad_query, grad_key, grad_value] = &mut grads;
+        grad_query
+            .par_chunks_mut(length * dim)
+            .zip(grad_key.par_chunks_mut(length * dim))
+            .zip(grad_value.par_chunks_mut(length * dim))
+            .enumerate()
+            .for_each(|(sequence, ((grad_query, grad_key), grad_value))| {
+                let rows = sequence * length * dim..(sequence + 1) * length * dim;
+                let (query, key, value) = (&query[rows.clone()], &key[rows.clone()], &value[rows.clone()]);
+                let grad_attended = &grad_attended[rows];
+                let mut dropped = Vec::new();
+                let mut grad_weights = vec![0f32; length * length];
+                for h in 0..heads {
+                    let columns = h * head;
+                    let draws = (sequence * heads + h) * length * length;
+                    let weights = &weights[draws..draws + length * length];
+                    let used = self.dropped_weights(weights, draws, &mut dropped);
+                    multiply(
+                        &mut grad_value[columns..],
+                        dim,
+                        false,
+                        (length, head, length),
+                        View::transposed(used, length),
+                        View::rows(&grad_attended[columns..], dim),
+                    );
+                    multiply(
+                        &mut grad_weights,
+                        length,
+                        false,
+                        (length, length, head),
+                        View::rows(&grad_attended[columns..], dim),
+                        View::transposed(&value[columns..], dim),
+                    );
+                    // Through dropout, then the softmax: `dscores = scale · w · (g − Σ g · w)`.
+                    let rows = grad_weights.chunks_mut(length).zip(weights.chunks(length));
+                    for (query_index, (grad, weights)) in rows.enumerate() {
+                        if self.dropping() {
+                            for (j, (g, &w)) in grad.iter_mut().zip(weights).enumerate() {
+                                if w != 0.0 {
+                                    *g *= self.factor(draws + query_index * length + j);
+                                }
+                            }
+                        }
+                        let dot: f32 = grad.iter().zip(weights).map(|(g, w)| g * w).sum();
+                        for (g, w) in grad.iter_mut().zip(weights) {
+                            *g = scale * w * (*g - dot);
+                        }
+                    }
+                    multiply(
+                        &mut grad_query[columns..],
+                        dim,
+                        false,
+                        (length, head, length),
+                        View::rows(&grad_weights, length),
+                        View::rows(&key[columns..], dim),
+                    );
+                    multiply(
+                        &mut grad_key[columns..],
+                        dim,
+                        false,
+                        (length, head, length),
+                        View::transposed(&grad_weights, length),
+                        View::rows(&query[columns..], dim),
+                    );
+                }
+            });
+        grads
+    }
+}
+
+impl CustomOp2 for BlockOperation {
+    fn name(&self) -> &'static str {
+        "sasrec-encoder-block"
+    }
+
+    fn cpu_fwd(
+        &self,
+        x: &CpuStorage,
+        x_layout: &Layout,
+        packed: &CpuStorage,
+        packed_layout: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (x, packed) = (values(x, x_layout)?, values(packed, packed_layout)?);
+        let dim = self.sizes.dim;
+        if packed.len() != Parameters::<()>::count(dim) {
+            candle_core::bail!("encoder block: {} parameters for dim {dim}", packed.len());
+        }
+        let (out, saved) = self.forward(x, &split(packed, dim));
+        if self.training.is_some() {
+            *self.saved.lock().expect("saved") = Some(saved);
+        }
+        Ok((CpuStorage::F32(out), x_layout.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        packed: &Tensor,
+        _out: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let Some(saved) = self.saved.lock().expect("saved").take() else {
+            candle_core::bail!("encoder block: back-propagated twice, or through a pass not marked as training");
+        };
+        let (grad_x, grad_packed) = with_values(x, |x| {
+            with_values(packed, |packed| {
+                with_values(grad, |grad| Ok(self.backward(x, packed, grad, saved)))
+            })
+        })?;
+        Ok((
+            Some(Tensor::from_vec(grad_x, x.shape(), x.device())?),
+            Some(Tensor::from_vec(grad_packed, packed.shape(), packed.device())?),
+        ))
+    }
+}
+
+/// `f(index, out, input)` for every element of `out` and the same one of `input`, in parallel.
+fn for_each_indexed(out: &mut [f32], input: &[f32], f: impl Fn(usize, &mut f32, f32) + Sync) {
+    const CHUNK: usize = 1 << 14;
+    out.par_chunks_mut(CHUNK)
+        .zip(input.par_chunks(CHUNK))
+        .enumerate()
+        .for_each(|(task, (out, input))| {
+            for (i, (o, &x)) in out.iter_mut().zip(input).enumerate() {
+                f(task * CHUNK + i, o, x);
+            }
+        });
+}
+
+fn relu(x: &[f32]) -> Vec<f32> {
+    x.par_iter().map(|x| x.max(0.0)).collect()
+}
+
+/// `input · weightᵀ + bias` for each row of `input` (rows `width` long; `weight` is
+/// outputs × width).
+fn linear(input: &[f32], [weight, bias]: &[&[f32]; 2], width: usize) -> Vec<f32> {
+    let outputs = bias.len();
+    let mut out = vec![0f32; input.len() / width * outputs];
+    out.par_chunks_mut(outputs * ROWS_PER_TASK)
+        .zip(input.par_chunks(width * ROWS_PER_TASK))
+        .for_each(|(out, input)| {
+            out.chunks_mut(outputs).for_each(|row| row.copy_from_slice(bias));
+            multiply(
+                out,
+                outputs,
+                true,
+                (input.len() / width, outputs, width),
+                View::rows(input, width),
+                View::transposed(weight, width),
+            );
+        });
+    out
+}
+
+/// `grad · weight`, the gradient of [`linear`]'s input, written or added into `out`.
+fn linear_input_gradient(out: &mut [f32], accumulate: bool, grad: &[f32], weight: &[f32], width: usize) {
+    let outputs = weight.len() / width;
+    out.par_chunks_mut(width * ROWS_PER_TASK)
+        .zip(grad.par_chunks(outputs * ROWS_PER_TASK))
+        .for_each(|(out, grad)| {
+            multiply(
+                out,
+                width,
+                accumulate,
+                (grad.len() / outputs, width, outputs),
+                View::rows(grad, outputs),
+                View::rows(weight, width),
+            );
+        });
+}
+
+/// The gradients of [`linear`]'s weight, `gradᵀ · input`, and bias, the sums of `grad`'s rows.
+fn linear_gradients(grad: &[f32], input: &[f32], width: usize, [grad_weight, grad_bias]: &mut [&mut [f32]; 2]) {
+    let outputs = grad_bias.len();
+    let weights = outputs * width;
+    let sums = sum_partials(
+        grad.par_chunks(outputs * ROWS_PER_TASK)
+            .zip(input.par_chunks(width * ROWS_PER_TASK))
+            .map(|(grad, input)| {
+                let mut partial = vec![0f32; weights + outputs];
+                let (weight, bias) = partial.split_at_mut(weights);
+                multiply(
+                    weight,
+                    width,
+                    false,
+                    (outputs, width, grad.len() / outputs),
+                    View::transposed(grad, outputs),
+                    View::rows(input, width),
+                );
+                for row in grad.chunks(outputs) {
+                    bias.iter_mut().zip(row).for_each(|(b, g)| *b += g);
+                }
+                partial
+            }),
+        weights + outputs,
+    );
+    grad_weight.copy_from_slice(&sums[..weights]);
+    grad_bias.copy_from_slice(&sums[weights..]);
+}
+
+/// Adds a layer norm's input gradient to `grad` and stores its weight and bias gradients
+/// (`sums`, side by side).
+fn add_norm_gradients(grad: &mut [f32], through_norm: &[f32], sums: &[f32], [weight, bias]: &mut [&mut [f32]; 2]) {
+    for_each_indexed(grad, through_norm, |_, g, t| *g += t);
+    let width = weight.len();
+    weight.copy_from_slice(&sums[..width]);
+    bias.copy_from_slice(&sums[width..]);
+}
+
+#[cfg(test)]
+mod tests {
+    use candle_core::{D, DType, Device, Module, Var};
+    use candle_nn::VarMap;
+
+    use super::*;
+
+    fn values(n: usize, seed: usize) -> Vec<f32> {
+        (0..n).map(|i| (((i + seed) * 7919) % 23) as f32 / 11.0 - 1.0).collect()
+    }
+
+    /// The block written with candle's differentiable operations, dropping out with the draws
+    /// the fused block makes.
+    fn composed(block: &Block, x: &Tensor, keys: &[bool], heads: usize, dropout: &Dropout) -> Result<Tensor> {
+        let (batch, length, dim) = x.dims3()?;
+        let head = dim / heads;
+        let device = x.device();
+        let mask = |start: usize, shape: &[usize]| {
+            let count = shape.iter().product::<usize>();
+            Tensor::from_iter((start..start + count).map(|i| dropout.factor(i)), device)?.reshape(shape)
+        };
+        let norm = |n: &LayerNorm, x: &Tensor| {
+            let centred = x.broadcast_sub(&x.mean_keepdim(D::Minus1)?)?;
+            let variance = centred.sqr()?.mean_keepdim(D::Minus1)?;
+            centred
+                .broadcast_div(&(variance + f64::from(EPS))?.sqrt()?)?
+                .broadcast_mul(n.weight())?
+                .broadcast_add(n.bias().expect("bias"))
+        };
+        let flag = |on: bool| f32::from(u8::from(on));
+        let keep = Tensor::from_iter(keys.iter().map(|&k| flag(k)), device)?.reshape((batch, length, 1))?;
+        let visible = |b: usize, i: usize, j: usize| j <= i && keys[b * length + j];
+        let mut hidden = Vec::new();
+        for b in 0..batch {
+            for i in 0..length {
+                hidden.extend((0..length).map(|j| if visible(b, i, j) { 0.0 } else { -1e9f32 }));
+            }
+        }
+        let hidden = Tensor::from_vec(hidden, (batch, 1, length, length), device)?;
+        let sees: Vec<f32> = (0..batch * length)
+            .map(|r| flag((0..length).any(|j| visible(r / length, r % length, j))))
+            .collect();
+        let sees = Tensor::from_vec(sees, (batch, 1, length, 1), device)?;
+        let split = |t: Tensor| t.reshape((batch, length, heads, head))?.transpose(1, 2)?.contiguous();
+        let h = norm(&block.norm_attention, x)?;
+        let (q, k, v) = (
+            split(block.query.forward(&h)?)?,
+            split(block.key.forward(&h)?)?,
+            split(block.value.forward(&h)?)?,
+        );
+        let scores = (q.matmul(&k.t()?)? / (head as f64).sqrt())?.broadcast_add(&hidden)?;
+        let weights = candle_nn::ops::softmax(&scores, D::Minus1)?.broadcast_mul(&sees)?;
+        let weights = (weights * mask(0, &[batch, heads, length, length])?)?;
+        let attended = weights.matmul(&v)?.transpose(1, 2)?.reshape((batch, length, dim))?;
+        let attention = batch * heads * length * length;
+        let middle = (x + (block.output.forward(&attended)? * mask(attention, &[batch, length, dim])?)?)?;
+        let h = norm(&block.norm_feed_forward, &middle)?;
+        let h = block.down.forward(&block.up.forward(&h)?.relu()?)?;
+        let feed_forward = attention + batch * length * dim;
+        (middle + (h * mask(feed_forward, &[batch, length, dim])?)?)?.broadcast_mul(&keep)
+    }
+
+    /// The output and the gradients of the input and of every variable agree with the composed
+    /// block, with and without dropout, over more rows than one task, with sequences padded
+    /// by none, some, and all but one of their positions.
+    #[test]
+    fn matches_the_composed_block() -> Result<()> {
+        let device = Device::Cpu;
+        let (batch, length, dim, heads) = (3, 100, 8, 2);
+        let padding = [0, 37, 99];
+        let keys: Vec<bool> = (0..batch * length).map(|i| i % length >= padding[i / length]).collect();
+        for rate in [0.0, 0.3] {
+            let run = |fused: bool| -> Result<Vec<Vec<f32>>> {
+                let varmap = VarMap::new();
+                let block = Block::new(dim, VarBuilder::from_varmap(&varmap, DType::F32, &device))?;
+                let data = varmap.data().lock().expect("variables");
+                let mut names: Vec<&String> = data.keys().collect();
+                names.sort();
+                for (seed, name) in names.iter().enumerate() {
+                    let var = &data[*name];
+                    var.set(&Tensor::from_vec(
+                        values(var.elem_count(), seed).iter().map(|v| v * 0.5 + 0.1).collect(),
+                        var.shape(),
+                        &device,
+                    )?)?;
+                }
+                let x = Var::from_vec(values(batch * length * dim, 100), (batch, length, dim), &device)?;
+                let dropout = Dropout {
+                    rate,
+                    draws: SplitMix::new(11),
+                };
+                let out = if fused {
+                    block.forward(x.as_tensor(), &keys, heads, Some(dropout))?
+                } else {
+                    composed(&block, x.as_tensor(), &keys, heads, &dropout)?
+                };
+                let weights = Tensor::from_vec(values(out.elem_count(), 200), out.shape(), &device)?;
+                let loss = (&out * weights)?.sum_all()?;
+                let gradients = loss.backward()?;
+                let mut result = vec![out.flatten_all()?.to_vec1::<f32>()?];
+                let gradient = |t: &Tensor| gradients.get(t).expect("gradient").flatten_all()?.to_vec1::<f32>();
+                result.push(gradient(x.as_tensor())?);
+                for name in names {
+                    result.push(gradient(data[name].as_tensor())?);
+                }
+                Ok(result)
+            };
+            let (fused, reference) = (run(true)?, run(false)?);
+            assert_eq!(fused.len(), 2 + 16);
+            for (a, b) in fused.iter().zip(&reference) {
+                assert_eq!(a.len(), b.len());
+                assert!(b.iter().any(|&v| v != 0.0), "a gradient of zeros proves nothing");
+                for (x, y) in a.iter().zip(b) {
+                    assert!((x - y).abs() <= 1e-3 * (1.0 + y.abs()), "rate {rate}: {x} vs {y}");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn refuses_to_back_propagate_an_inference_pass() -> Result<()> {
+        let device = Device::Cpu;
+        let varmap = VarMap::new();
+        let block = Block::new(4, VarBuilder::from_varmap(&varmap, DType::F32, &device))?;
+        let x = Var::from_vec(values(2 * 3 * 4, 1), (2, 3, 4), &device)?;
+        let out = block.forward(x.as_tensor(), &[true; 6], 2, None)?;
+        assert!(out.sum_all()?.backward().is_err());
+        assert!(block.forward(x.as_tensor(), &[true; 5], 2, None).is_err());
+        assert!(block.forward(x.as_tensor(), &[true; 6], 3, None).is_err());
+        Ok(())
+    }
+}
