@@ -290,28 +290,36 @@ impl BlockOperation {
                 let mut dropped = Vec::new();
                 for (h, weights) in weights.chunks_mut(length * length).enumerate() {
                     let columns = h * head;
-                    multiply(
+                    self.weight_product(
                         weights,
-                        length,
-                        false,
-                        (length, length, head),
                         View::rows(&query[columns..], dim),
                         View::transposed(&key[columns..], dim),
                     );
                     self.causal_softmax(weights, sequence);
                     let draws = (sequence * heads + h) * length * length;
                     let used = self.dropped_weights(weights, draws, &mut dropped);
-                    multiply(
+                    self.head_product(
                         &mut attended[columns..],
-                        dim,
-                        false,
-                        (length, head, length),
                         View::rows(used, length),
                         View::rows(&value[columns..], dim),
                     );
                 }
             });
         (weights, attended)
+    }
+
+    /// `out (length × length) = a (length × head) · b (head × length)`: one head's attention
+    /// scores, or the gradient of its weights.
+    fn weight_product(&self, out: &mut [f32], a: View, b: View) {
+        let length = self.sizes.length;
+        multiply(out, length, false, (length, length, self.sizes.head()), a, b);
+    }
+
+    /// `out (length × head, rows dim apart) = a (length × length) · b (length × head)`: one
+    /// head's attended values, or the gradient of its query, key or value.
+    fn head_product(&self, out: &mut [f32], a: View, b: View) {
+        let Sizes { length, dim, .. } = self.sizes;
+        multiply(out, dim, false, (length, self.sizes.head(), length), a, b);
     }
 
     /// Softmax of `scores / √head` over the keys each query may see (positions up to its own
@@ -453,19 +461,13 @@ impl BlockOperation {
                     let draws = (sequence * heads + h) * length * length;
                     let weights = &weights[draws..draws + length * length];
                     let used = self.dropped_weights(weights, draws, &mut dropped);
-                    multiply(
+                    self.head_product(
                         &mut grad_value[columns..],
-                        dim,
-                        false,
-                        (length, head, length),
                         View::transposed(used, length),
                         View::rows(&grad_attended[columns..], dim),
                     );
-                    multiply(
+                    self.weight_product(
                         &mut grad_weights,
-                        length,
-                        false,
-                        (length, length, head),
                         View::rows(&grad_attended[columns..], dim),
                         View::transposed(&value[columns..], dim),
                     );
@@ -484,19 +486,13 @@ impl BlockOperation {
                             *g = scale * w * (*g - dot);
                         }
                     }
-                    multiply(
+                    self.head_product(
                         &mut grad_query[columns..],
-                        dim,
-                        false,
-                        (length, head, length),
                         View::rows(&grad_weights, length),
                         View::rows(&key[columns..], dim),
                     );
-                    multiply(
+                    self.head_product(
                         &mut grad_key[columns..],
-                        dim,
-                        false,
-                        (length, head, length),
                         View::transposed(&grad_weights, length),
                         View::rows(&query[columns..], dim),
                     );
