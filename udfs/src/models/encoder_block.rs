@@ -2,7 +2,7 @@
 //! pre-norm causal self-attention and a ReLU feed-forward layer, each followed by dropout and a
 //! residual, padded positions zeroed at the end. Built from candle's operations, a block was
 //! some thirty graph nodes forward and more backward, each allocating its result and a zeroed
-//! gradient to add into — two thirds of a training step's time for a fifth of its arithmetic.
+//! gradient to add into — two thirds of a training step's time for under half its arithmetic.
 //! Here it is the matrix products and one pass over the rows between each two; the backward
 //! pass keeps only what it cannot cheaply make again (dropout masks are drawn again by
 //! position, layer norms recomputed).
