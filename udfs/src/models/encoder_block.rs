@@ -114,15 +114,26 @@ impl Dropout {
     /// How many draws one pass of a block over `(batch, length, dim)` with `heads` heads uses:
     /// the attention weights', then the attention output's, then the feed-forward output's.
     pub fn draws_per_block(batch: usize, length: usize, dim: usize, heads: usize) -> usize {
-        batch * heads * length * length + 2 * batch * length * dim
+        let sizes = Sizes {
+            batch,
+            length,
+            dim,
+            heads,
+        };
+        sizes.draws().2
     }
 
-    fn factor(&self, index: usize) -> f32 {
+    /// The factor of draw `index`: 0 where a value is dropped, [`Dropout::kept`] where not.
+    pub(super) fn factor(&self, index: usize) -> f32 {
         if self.draws.peek(index as u64 + 1) >= self.rate {
-            1.0 / (1.0 - self.rate)
+            self.kept()
         } else {
             0.0
         }
+    }
+
+    fn kept(&self) -> f32 {
+        1.0 / (1.0 - self.rate)
     }
 }
 
@@ -146,6 +157,14 @@ impl Sizes {
     /// Attention weights of the whole batch: one `length × length` matrix per sequence and head.
     fn attention(&self) -> usize {
         self.batch * self.heads * self.length * self.length
+    }
+
+    /// Where a pass's dropout draws start for the attention output and for the feed-forward
+    /// output (the attention weights' start at 0), and how many it makes.
+    fn draws(&self) -> (usize, usize, usize) {
+        let output = self.attention();
+        let feed_forward = output + self.rows() * self.dim;
+        (output, feed_forward, feed_forward + self.rows() * self.dim)
     }
 }
 
@@ -235,15 +254,9 @@ impl BlockOperation {
         }
     }
 
-    /// Where the draws of the attention output's dropout start, and the feed-forward output's.
-    fn output_draws(&self) -> (usize, usize) {
-        let start = self.sizes.attention();
-        (start, start + self.sizes.rows() * self.sizes.dim)
-    }
-
     fn forward(&self, x: &[f32], p: &Parameters<&[f32]>) -> (Vec<f32>, Saved) {
         let dim = self.sizes.dim;
-        let (output_draws, feed_forward_draws) = self.output_draws();
+        let (output_draws, feed_forward_draws, _) = self.sizes.draws();
         let normed = layer_norm_rows(x, p.norm_attention[0], p.norm_attention[1], EPS);
         let query = linear(&normed, &p.query, dim);
         let key = linear(&normed, &p.key, dim);
@@ -368,7 +381,7 @@ impl BlockOperation {
     /// The gradients of `x` and of the packed parameters, given that of the output.
     fn backward(&self, x: &[f32], packed: &[f32], grad_out: &[f32], saved: Saved) -> (Vec<f32>, Vec<f32>) {
         let dim = self.sizes.dim;
-        let (output_draws, feed_forward_draws) = self.output_draws();
+        let (output_draws, feed_forward_draws, _) = self.sizes.draws();
         let p = split(packed, dim);
         let mut grad_packed = vec![0f32; packed.len()];
         let mut g = split_mut(&mut grad_packed, dim);
@@ -439,6 +452,11 @@ impl BlockOperation {
         let Sizes { length, dim, heads, .. } = self.sizes;
         let head = self.sizes.head();
         let scale = 1.0 / (head as f32).sqrt();
+        let kept = self
+            .training
+            .as_ref()
+            .filter(|_| self.dropping())
+            .map_or(1.0, Dropout::kept);
         let mut grads = [
             vec![0f32; query.len()],
             vec![0f32; query.len()],
@@ -471,15 +489,16 @@ impl BlockOperation {
                         View::rows(&grad_attended[columns..], dim),
                         View::transposed(&value[columns..], dim),
                     );
-                    // Through dropout, then the softmax: `dscores = scale · w · (g − Σ g · w)`.
-                    let rows = grad_weights.chunks_mut(length).zip(weights.chunks(length));
-                    for (query_index, (grad, weights)) in rows.enumerate() {
-                        if self.dropping() {
-                            for (j, (g, &w)) in grad.iter_mut().zip(weights).enumerate() {
-                                if w != 0.0 {
-                                    *g *= self.factor(draws + query_index * length + j);
-                                }
-                            }
+                    // Through dropout — its factor is 0 where a used weight is 0 (dropped, or
+                    // hidden and then zero anyway), `kept` elsewhere — then the softmax:
+                    // `dscores = scale · w · (g − Σ g · w)`.
+                    let rows = grad_weights
+                        .chunks_mut(length)
+                        .zip(weights.chunks(length))
+                        .zip(used.chunks(length));
+                    for ((grad, weights), used) in rows {
+                        for (g, &u) in grad.iter_mut().zip(used) {
+                            *g = if u == 0.0 { 0.0 } else { *g * kept };
                         }
                         let dot: f32 = grad.iter().zip(weights).map(|(g, w)| g * w).sum();
                         for (g, w) in grad.iter_mut().zip(weights) {

@@ -70,8 +70,10 @@ impl SasRec {
             return Ok(x.clone());
         }
         let count = x.elem_count();
-        let start = self.draws(count);
-        let scale = 1.0 / (1.0 - p);
+        let dropout = Dropout {
+            rate: p,
+            draws: self.draws(count),
+        };
         // The same draws as one after another, made in parallel.
         const DRAWS_PER_TASK: usize = 1 << 14;
         let mut mask = vec![0f32; count];
@@ -79,8 +81,7 @@ impl SasRec {
             .enumerate()
             .for_each(|(task, mask)| {
                 for (i, m) in mask.iter_mut().enumerate() {
-                    let draw = start.peek((task * DRAWS_PER_TASK + i + 1) as u64);
-                    *m = if draw >= p { scale } else { 0.0 };
+                    *m = dropout.factor(task * DRAWS_PER_TASK + i);
                 }
             });
         x.mul(&Tensor::from_vec(mask, x.shape(), x.device())?)
