@@ -15,6 +15,7 @@ pub enum MetaCommand {
     ListSchemaTables(String),
     Describe(String),
     ListFunctions(Option<String>),
+    ListModels,
     ToggleTiming,
     Format(Option<String>),
     MaxRows(Option<String>),
@@ -37,6 +38,7 @@ impl MetaCommand {
             "list recfusion's functions (matching PATTERN) with descriptions",
         ),
         ("\\df NAME", "the whole documentation of function NAME"),
+        ("\\models", "list the models kept by name (SELECT * FROM models())"),
         ("\\timing", "turn elapsed time in the footer on or off"),
         (
             "\\format FMT",
@@ -62,6 +64,7 @@ impl MetaCommand {
             }
             ("\\d", Some(table)) => Self::Describe(table),
             ("\\df", pattern) => Self::ListFunctions(pattern),
+            ("\\models", _) => Self::ListModels,
             ("\\timing", _) => Self::ToggleTiming,
             ("\\format", format) => Self::Format(format),
             ("\\maxrows", rows) => Self::MaxRows(rows),
@@ -98,6 +101,11 @@ impl MetaCommand {
                     .await?
             }
             Self::Describe(table) => runner.execute(&format!("DESCRIBE {table}")).await?,
+            Self::ListModels => runner
+                .execute(
+                    "SELECT name, kind, created_at, rows, users, items, dim, loss, call FROM models() ORDER BY name",
+                )
+                .await?,
             Self::ListFunctions(pattern) => match pattern.as_deref().and_then(function_documentation) {
                 Some(text) => print!("{text}"),
                 None => print_functions(pattern.as_deref()),

@@ -90,6 +90,11 @@ struct Args {
     #[arg(short, long, value_name = "SIZE")]
     memory_limit: Option<String>,
 
+    /// Directory of the models kept by name (`model => 'als_v1'`, `models()`, `DROP MODEL`);
+    /// default: $RECFUSION_MODELS, else recfusion/models in the user's data directory.
+    #[arg(long, value_name = "DIR")]
+    models: Option<PathBuf>,
+
     /// Attach a SQLite file as schema NAME (default: the file's stem), as ATTACH 'PATH' AS NAME
     /// would (repeatable); the file is created if it does not exist.
     #[arg(long, short = 'a', value_name = "PATH[=NAME]")]
@@ -230,7 +235,10 @@ async fn run(matches: &clap::ArgMatches, args: Args) -> ExitCode {
         Ok(limit) => limit,
         Err(error) => return fail(error.to_string()),
     };
-    let options = SessionOptions { memory_limit };
+    let options = SessionOptions {
+        memory_limit,
+        models_dir: args.models.clone(),
+    };
     let cluster = match cluster_options(&args, memory_limit).await {
         Ok(cluster) => cluster,
         Err(error) => return fail(error),

@@ -11,6 +11,8 @@ use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::execution::{SessionState, SessionStateBuilder};
 use datafusion::prelude::{SessionConfig, SessionContext};
 
+use recfusion_udfs::models::directory::ModelsDirectory;
+
 use crate::cluster::ClusterOptions;
 
 /// How many of the largest memory consumers an out-of-memory error names.
@@ -21,6 +23,9 @@ const TRACKED_CONSUMERS: NonZeroUsize = NonZeroUsize::new(5).expect("5 is not ze
 pub struct SessionOptions {
     /// Upper bound on the memory queries may use, in bytes; queries that need more spill or fail.
     pub memory_limit: Option<usize>,
+    /// Where models kept by name live (default: `$RECFUSION_MODELS`, else
+    /// `recfusion/models` in the user's data directory).
+    pub models_dir: Option<std::path::PathBuf>,
 }
 
 /// A session with recfusion's functions, ready for SQL over files.
@@ -36,7 +41,10 @@ pub async fn new_cluster_session(options: &SessionOptions, cluster: &ClusterOpti
 }
 
 fn base_state(options: &SessionOptions) -> Result<SessionState> {
-    let config = SessionConfig::new().with_information_schema(true);
+    let mut config = SessionConfig::new().with_information_schema(true);
+    if let Some(dir) = &options.models_dir {
+        config = config.with_extension(Arc::new(ModelsDirectory(dir.clone())));
+    }
     let mut runtime = RuntimeEnvBuilder::new();
     if let Some(limit) = options.memory_limit {
         // A fair pool gives every spilling operator (sorts, aggregations) its share, so a big

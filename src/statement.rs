@@ -74,11 +74,17 @@ pub async fn execute_sql(ctx: &SessionContext, sql: &str) -> Result<DataFrame> {
     match first_keyword(sql).as_deref() {
         Some("ATTACH") => return attach_statement(ctx, sql),
         Some("DETACH") => return detach_statement(ctx, sql),
+        Some("DROP") => {
+            if let Some(dropped) = drop_model_statement(ctx, sql)? {
+                return Ok(dropped);
+            }
+        }
         _ => {}
     }
     let state = ctx.state();
     let dialect = state.config_options().sql_parser.dialect;
     let mut statement = state.sql_to_statement(sql, &dialect)?;
+    recfusion_udfs::named_arguments::resolve_statement(&mut statement)?;
     let mut on_conflict = None;
     let mut query_keys = Vec::new();
     if let DFStatement::Statement(inner) = &mut statement {
@@ -326,6 +332,41 @@ fn detach_statement(ctx: &SessionContext, sql: &str) -> Result<DataFrame> {
         return plan_err!("DETACH: no database named '{}' is attached", database_alias.value);
     }
     no_rows(ctx)
+}
+
+/// `DROP MODEL [IF EXISTS] name`: removes a model kept by name from the models directory, as
+/// BigQuery ML's `DROP MODEL` does; `None` for any other `DROP`.
+fn drop_model_statement(ctx: &SessionContext, sql: &str) -> Result<Option<DataFrame>> {
+    let dialect = DuckDbDialect {};
+    let tokens = Tokenizer::new(&dialect, sql)
+        .tokenize()
+        .map_err(|e| DataFusionError::Plan(format!("DROP MODEL: {e}")))?;
+    let mut words = tokens
+        .into_iter()
+        .filter(|token| !matches!(token, Token::Whitespace(_)) && *token != Token::SemiColon);
+    let word = |token: &Option<Token>, expected: &str| matches!(token, Some(Token::Word(word)) if word.quote_style.is_none() && word.value.eq_ignore_ascii_case(expected));
+    let (_drop, model) = (words.next(), words.next());
+    if !word(&model, "MODEL") {
+        return Ok(None);
+    }
+    let mut next = words.next();
+    let if_exists = word(&next, "IF");
+    if if_exists {
+        if !word(&words.next(), "EXISTS") {
+            return plan_err!("DROP MODEL: expected DROP MODEL [IF EXISTS] name");
+        }
+        next = words.next();
+    }
+    let name = match next {
+        Some(Token::Word(word)) => word.value,
+        Some(Token::SingleQuotedString(text)) => text,
+        _ => return plan_err!("DROP MODEL: expected DROP MODEL [IF EXISTS] name"),
+    };
+    if let Some(extra) = words.next() {
+        return plan_err!("DROP MODEL {name}: unexpected '{extra}' after the name");
+    }
+    recfusion_udfs::models::directory::drop_model(ctx.state().config(), &name, if_exists)?;
+    Ok(Some(no_rows(ctx)?))
 }
 
 /// `CREATE [UNIQUE] INDEX [IF NOT EXISTS] [name] ON db.table (column, …)`, run in SQLite.

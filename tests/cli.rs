@@ -474,7 +474,9 @@ fn meta_commands_set_rows_and_document_functions() {
     );
     assert!(!out.contains("| 3     |"), "{out}");
     assert!(
-        out.contains("similar_items(items, k [, metric])  (table function)"),
+        out.contains(
+            "similar_items(items, k [, metric => 'cosine'] [, item => 'column', vector => 'column'])  (table function)"
+        ),
         "{out}"
     );
     assert!(out.contains("Arguments:\n  items "), "{out}");

@@ -147,6 +147,7 @@ fn valid_calls(dir: &str) -> Vec<(&'static str, Vec<String>)> {
         ("item_knn", vec!["'pairs'", "2", "10", "1.0", "'user_ids'"]),
         ("model_info", vec!["'DIR'"]),
         ("model_vectors", vec!["'MODEL'", "'items'"]),
+        ("models", vec![]),
         ("ndcg_at_k", vec!["[1, 2, 3]", "[2]", "3"]),
         ("precision_at_k", vec!["[1, 2, 3]", "[2]", "3"]),
         ("read_csv", vec!["'DIR/events.csv'", "','", "'utf-8'", "true"]),
@@ -209,7 +210,11 @@ async fn every_function_returns_a_result_or_an_error_for_any_arguments() {
     // Read by read_csv's valid call; not among the random values, so no call overwrites it.
     std::fs::write(dir.path().join("events.csv"), "user_id,item_id\n1,10\n2,\n").expect("write csv");
     std::fs::write(dir.path().join("scratch.csv"), "a;b\n1;\n").expect("write csv");
-    let ctx = new_session(&SessionOptions::default()).expect("session");
+    let options = SessionOptions {
+        models_dir: Some(dir.path().join("models")),
+        ..SessionOptions::default()
+    };
+    let ctx = new_session(&options).expect("session");
     for statement in SETUP {
         execute_sql(&ctx, statement)
             .await

@@ -202,12 +202,19 @@ enum Engine {
 async fn run_file(file: &Path, engine: &Engine) -> Result<(), String> {
     let on_cluster = matches!(engine, Engine::Cluster(_));
     let engine = engine.clone();
+    // Each file keeps its named models to itself.
+    let models = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let options = SessionOptions {
+        models_dir: Some(models.path().to_path_buf()),
+        ..SessionOptions::default()
+    };
     let mut runner = sqllogictest::Runner::new(move || {
         let engine = engine.clone();
+        let options = options.clone();
         async move {
             let ctx = match &engine {
-                Engine::Local => new_session(&SessionOptions::default())?,
-                Engine::Cluster(cluster) => new_cluster_session(&SessionOptions::default(), cluster).await?,
+                Engine::Local => new_session(&options)?,
+                Engine::Cluster(cluster) => new_cluster_session(&options, cluster).await?,
             };
             Ok(Recfusion { ctx })
         }

@@ -24,12 +24,15 @@ const NAME: &str = "read_csv";
 #[user_doc(
     doc_section(label = "File Functions"),
     description = "A delimited text file as a table, for files DataFusion's CSV reader refuses, such as Latin-1 text. The file is read whole, decoded to UTF-8 and its column types inferred; columns are named by the header or column_1, column_2, ….",
-    syntax_example = "read_csv(path [, delimiter [, encoding [, header]]])",
+    syntax_example = "read_csv(path [, delimiter => ','] [, encoding => 'utf-8'] [, header => true])",
     sql_example = r#"```sql
-> SELECT * FROM read_csv('u.item', '|', 'latin-1', false);
+> SELECT * FROM read_csv('u.item', delim => '|', encoding => 'latin-1', header => false);
 ```"#,
     argument(name = "path", description = "The file."),
-    argument(name = "delimiter", description = "One character, or '\\t' for tab (default ',')."),
+    argument(
+        name = "delimiter | delim | sep",
+        description = "One character, or '\\t' for tab (default ','); delim and sep are other names for it, as in DuckDB."
+    ),
     argument(name = "encoding", description = "'utf-8' (default) or 'latin-1'."),
     argument(
         name = "header",

@@ -77,9 +77,10 @@ fn ids_from_json(value: &Value) -> std::result::Result<ArrayRef, String> {
 }
 
 impl ModelFile {
-    /// Writes the model to `path` (+ `path.json`), replacing an older one only when both
-    /// files are complete.
-    pub fn save(&self, function: &str, path: &Path) -> Result<()> {
+    /// Writes the model to `path` (+ `path.json`, which also keeps `training`: how the model
+    /// was made), replacing an older one only when both files are complete; a failed write
+    /// leaves no temporary file behind.
+    pub fn save(&self, function: &str, path: &Path, training: Option<&Value>) -> Result<()> {
         let context =
             |e: &dyn std::fmt::Display| exec_datafusion_err!("{function}: saving model '{}': {e}", path.display());
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty())
@@ -106,20 +107,17 @@ impl ModelFile {
             "kind": self.kind,
             "created_at": now_utc(),
             "config": self.config,
+            "training": training,
             "ids": ids,
         });
         let weights_tmp = path.with_extension("safetensors.partial");
         let json_tmp = json_path(&weights_tmp);
-        candle_core::safetensors::save(&tensors, &weights_tmp).map_err(|e| context(&e))?;
-        std::fs::write(&json_tmp, serde_json::to_vec_pretty(&meta).map_err(|e| context(&e))?)
-            .map_err(|e| context(&e))?;
-        // The weights are written through a private temporary file; give them the mode every
-        // other file gets, the one the description was just created with.
-        let mode = std::fs::metadata(&json_tmp).map_err(|e| context(&e))?.permissions();
-        std::fs::set_permissions(&weights_tmp, mode).map_err(|e| context(&e))?;
-        std::fs::rename(&weights_tmp, path).map_err(|e| context(&e))?;
-        std::fs::rename(&json_tmp, json_path(path)).map_err(|e| context(&e))?;
-        Ok(())
+        let written = write_both(&tensors, &meta, &weights_tmp, &json_tmp, path).map_err(|e| context(&e));
+        if written.is_err() {
+            let _ = std::fs::remove_file(&weights_tmp);
+            let _ = std::fs::remove_file(&json_tmp);
+        }
+        written
     }
 
     /// Reads a model from `path` (of `kind`, when given); a missing, damaged or other kind of
@@ -199,7 +197,27 @@ impl ModelFile {
     }
 }
 
-/// An error about a model file met by `function`, naming it.
+/// Writes the weights and the description to their temporary names, then renames both into
+/// place.
+fn write_both(
+    tensors: &HashMap<String, Tensor>,
+    meta: &Value,
+    weights_tmp: &Path,
+    json_tmp: &Path,
+    path: &Path,
+) -> std::result::Result<(), String> {
+    let text = |e: &dyn std::fmt::Display| e.to_string();
+    candle_core::safetensors::save(tensors, weights_tmp).map_err(|e| text(&e))?;
+    std::fs::write(json_tmp, serde_json::to_vec_pretty(meta).map_err(|e| text(&e))?).map_err(|e| text(&e))?;
+    // The weights are written through a private temporary file; give them the mode every
+    // other file gets, the one the description was just created with.
+    let mode = std::fs::metadata(json_tmp).map_err(|e| text(&e))?.permissions();
+    std::fs::set_permissions(weights_tmp, mode).map_err(|e| text(&e))?;
+    std::fs::rename(weights_tmp, path).map_err(|e| text(&e))?;
+    std::fs::rename(json_tmp, json_path(path)).map_err(|e| text(&e))?;
+    Ok(())
+}
+
 /// The current time as ISO 8601 text in UTC, `2026-11-28T21:40:00.123Z`.
 fn now_utc() -> Option<String> {
     let since_epoch = std::time::SystemTime::now()
@@ -235,6 +253,8 @@ pub struct ModelSummary {
     /// How many ids each id map holds (`users`, `items`).
     pub id_counts: HashMap<String, usize>,
     pub created_at: Option<String>,
+    /// How the model was made (`call`, `rows`, `loss`), when its trainer wrote that down.
+    pub training: Value,
 }
 
 /// Reads the description of the model at `path` (its `.json`); a missing or foreign one is an
@@ -254,9 +274,11 @@ pub fn summary(path: &Path) -> Result<ModelSummary> {
         config: meta["config"].clone(),
         id_counts,
         created_at: meta["created_at"].as_str().map(str::to_string),
+        training: meta["training"].clone(),
     })
 }
 
+/// An error about a model file met by `function`, naming it.
 pub fn named_error(function: &str) -> impl Fn(DataFusionError) -> DataFusionError + '_ {
     move |error| match error {
         DataFusionError::Execution(message) => DataFusionError::Plan(format!("{function}: {message}")),
@@ -282,7 +304,7 @@ mod tests {
             tensors: HashMap::new(),
             ids: HashMap::from([("items".to_string(), Arc::new(Int64Array::from(vec![7, 8])) as ArrayRef)]),
         };
-        model.save("test", &path).unwrap();
+        model.save("test", &path, None).unwrap();
         assert_eq!(
             ModelFile::load(&path, None)
                 .unwrap()

@@ -1,4 +1,5 @@
-//! Models trained in-process from SQL, saved to files and used again by path. One file per
+//! Models trained in-process from SQL, kept by name in the models directory ([`directory`],
+//! listed by `models()`) or saved at a path, and used again by either. One file per
 //! table function (`train_als.rs`, `model_vectors.rs`, `train_sasrec.rs`, `sasrec_profiles.rs`,
 //! …), one per training algorithm (`als.rs`, `item2vec.rs`, `sasrec.rs`, `two_tower.rs`), the
 //! model files themselves ([`file`]), what every training run shares ([`training`],
@@ -8,6 +9,7 @@
 
 pub mod als;
 mod cross_entropy;
+pub mod directory;
 mod encoder_block;
 pub mod file;
 pub mod item2vec;
@@ -15,6 +17,7 @@ mod layers;
 mod matrix;
 pub mod model_info;
 pub mod model_vectors;
+pub mod models;
 pub mod progress;
 pub mod sasrec;
 pub mod sasrec_profiles;
@@ -29,6 +32,7 @@ pub mod two_tower_profiles;
 
 pub use model_info::ModelInfo;
 pub use model_vectors::ModelVectors;
+pub use models::Models;
 pub use sasrec_profiles::SasRecProfiles;
 pub use train_als::TrainAls;
 pub use train_attention_query::TrainAttentionQuery;

@@ -1,4 +1,4 @@
-//! `model_info(path)`: what a saved model is — kind, dimensions, users, items, training
+//! `model_info(model)`: what a saved model is — kind, dimensions, users, items, training
 //! settings, final loss, validation figure, when it was created — one row per model file,
 //! read from the descriptions recfusion writes beside the weights.
 
@@ -14,6 +14,7 @@ use datafusion_macros::user_doc;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::directory::{is_model_name, model_argument};
 use super::file::{ModelSummary, named_error, summary};
 use crate::table_function::{Arguments, Planned, Run, TableFunction};
 
@@ -25,11 +26,14 @@ const OWN_COLUMNS: [&str; 5] = ["loss", "validation_ndcg10", "items", "inputs", 
 #[user_doc(
     doc_section(label = "Model Functions"),
     description = "What saved models are: one row per model file with its kind (als, item2vec, sasrec, two_tower, attention_query), dimensions, numbers of users and items (NULL when the model has none), training settings as JSON, final training loss, validation NDCG@10 (SASRec), when it was written and the size of its weights. Given a directory, every model in it.",
-    syntax_example = "model_info(path)",
+    syntax_example = "model_info(model)",
     sql_example = r#"```sql
-> SELECT kind, dim, users, items, loss, created_at FROM model_info('models/');
+> SELECT kind, dim, users, items, loss, created_at FROM model_info('als_v1');
 ```"#,
-    argument(name = "path", description = "A model file, or a directory of model files.")
+    argument(
+        name = "model",
+        description = "A model name (in the models directory) or file, or a directory of model files."
+    )
 )]
 #[derive(Debug, Default)]
 pub struct ModelInfo;
@@ -54,7 +58,7 @@ fn schema() -> SchemaRef {
     ]))
 }
 
-fn created_at_type() -> DataType {
+pub(super) fn created_at_type() -> DataType {
     DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into()))
 }
 
@@ -64,7 +68,17 @@ fn models(path: &Path) -> Result<Vec<(PathBuf, ModelSummary)>> {
     if !path.is_dir() {
         return Ok(vec![(path.to_path_buf(), summary(path).map_err(named_error(NAME))?)]);
     }
-    let entries = std::fs::read_dir(path).map_err(|e| named_error(NAME)(e.into()))?;
+    listed(path)
+}
+
+/// Every model in the directory `path`, by file name (a directory that does not exist holds
+/// none).
+pub(super) fn listed(path: &Path) -> Result<Vec<(PathBuf, ModelSummary)>> {
+    let entries = match std::fs::read_dir(path) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(named_error(NAME)(e.into())),
+    };
     let mut models: Vec<(PathBuf, ModelSummary)> = entries
         .filter_map(|entry| entry.ok().map(|entry| entry.path()))
         .filter(|file| file.is_file())
@@ -72,6 +86,65 @@ fn models(path: &Path) -> Result<Vec<(PathBuf, ModelSummary)>> {
         .collect();
     models.sort_by(|a, b| a.0.cmp(&b.0));
     Ok(models)
+}
+
+/// What listings show of one model, read from its description.
+pub(super) struct Listed {
+    pub path: PathBuf,
+    pub summary: ModelSummary,
+    pub bytes: Option<i64>,
+}
+
+impl Listed {
+    pub fn new((path, summary): (PathBuf, ModelSummary)) -> Self {
+        let bytes = std::fs::metadata(&path).ok().and_then(|m| i64::try_from(m.len()).ok());
+        Self { path, summary, bytes }
+    }
+
+    fn number(&self, key: &str) -> Option<f64> {
+        self.summary.config[key].as_f64()
+    }
+
+    fn whole(&self, key: &str) -> Option<i64> {
+        self.summary.config[key].as_u64().and_then(|n| i64::try_from(n).ok())
+    }
+
+    fn count(&self, name: &str) -> Option<i64> {
+        self.summary.id_counts.get(name).and_then(|&n| i64::try_from(n).ok())
+    }
+
+    pub fn dim(&self) -> Option<i64> {
+        self.whole("dim").or_else(|| self.whole("factors"))
+    }
+
+    pub fn users(&self) -> Option<i64> {
+        self.count("users")
+    }
+
+    pub fn items(&self) -> Option<i64> {
+        self.count("items").or_else(|| self.whole("items"))
+    }
+
+    pub fn loss(&self) -> Option<f64> {
+        self.number("loss")
+    }
+
+    pub fn validation_ndcg10(&self) -> Option<f64> {
+        self.number("validation_ndcg10")
+    }
+
+    /// The training settings as JSON, without those shown in their own columns.
+    pub fn settings(&self) -> String {
+        let mut settings = self.summary.config.as_object().cloned().unwrap_or_default();
+        settings.retain(|key, _| !OWN_COLUMNS.contains(&key.as_str()));
+        Value::Object(settings).to_string()
+    }
+}
+
+/// `created_at` texts as timestamps.
+pub(super) fn created_at_column(rows: &[Listed]) -> Result<ArrayRef> {
+    let created_at: StringArray = rows.iter().map(|r| r.summary.created_at.clone()).collect();
+    Ok(cast(&created_at, &created_at_type())?)
 }
 
 impl TableFunction for ModelInfo {
@@ -85,12 +158,16 @@ impl TableFunction for ModelInfo {
 
     fn plan(&self, args: &Arguments) -> Result<Planned> {
         args.expect_count(1..=1)?;
-        let path = args.required_text(0, "path", "a model file or a directory")?;
+        let given = args.required_text(0, "model", "a model name or file, or a directory")?;
+        let path = match is_model_name(&given) && !Path::new(&given).is_dir() {
+            true => model_argument(args, 0)?,
+            false => given,
+        };
         if !Path::new(&path).exists() {
             return Err(args.invalid(
                 0,
-                "path",
-                "a model file or a directory",
+                "model",
+                "a model name or file, or a directory",
                 format!("'{path}', which does not exist"),
             ));
         }
@@ -99,66 +176,22 @@ impl TableFunction for ModelInfo {
 
     fn compute(&self, _inputs: &[RecordBatch], run: &Run) -> Result<RecordBatch> {
         let Options { path } = run.call.options()?;
-        let rows: Vec<(PathBuf, ModelSummary, u64)> = models(Path::new(&path))?
-            .into_iter()
-            .map(|(file, summary)| {
-                let bytes = std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
-                (file, summary, bytes)
-            })
-            .collect();
-        let number = |config: &Value, key: &str| config[key].as_f64();
-        let whole = |config: &Value, key: &str| config[key].as_u64().and_then(|n| i64::try_from(n).ok());
-        let count =
-            |summary: &ModelSummary, name: &str| summary.id_counts.get(name).and_then(|&n| i64::try_from(n).ok());
-        let settings = |config: &Value| {
-            let mut settings = config.as_object().cloned().unwrap_or_default();
-            settings.retain(|key, _| !OWN_COLUMNS.contains(&key.as_str()));
-            Value::Object(settings).to_string()
-        };
-        let created_at: StringArray = rows.iter().map(|(_, s, _)| s.created_at.clone()).collect();
+        let rows: Vec<Listed> = models(Path::new(&path))?.into_iter().map(Listed::new).collect();
         let columns: Vec<ArrayRef> = vec![
-            Arc::new(
-                rows.iter()
-                    .map(|(f, _, _)| Some(f.display().to_string()))
-                    .collect::<StringArray>(),
-            ),
-            Arc::new(
-                rows.iter()
-                    .map(|(_, s, _)| Some(s.kind.clone()))
-                    .collect::<StringArray>(),
-            ),
-            Arc::new(
-                rows.iter()
-                    .map(|(_, s, _)| whole(&s.config, "dim").or_else(|| whole(&s.config, "factors")))
-                    .collect::<Int64Array>(),
-            ),
-            Arc::new(rows.iter().map(|(_, s, _)| count(s, "users")).collect::<Int64Array>()),
-            Arc::new(
-                rows.iter()
-                    .map(|(_, s, _)| count(s, "items").or_else(|| whole(&s.config, "items")))
-                    .collect::<Int64Array>(),
-            ),
-            Arc::new(
-                rows.iter()
-                    .map(|(_, s, _)| Some(settings(&s.config)))
-                    .collect::<StringArray>(),
-            ),
-            Arc::new(
-                rows.iter()
-                    .map(|(_, s, _)| number(&s.config, "loss"))
-                    .collect::<Float64Array>(),
-            ),
-            Arc::new(
-                rows.iter()
-                    .map(|(_, s, _)| number(&s.config, "validation_ndcg10"))
-                    .collect::<Float64Array>(),
-            ),
-            cast(&created_at, &created_at_type())?,
-            Arc::new(
-                rows.iter()
-                    .map(|(_, _, b)| i64::try_from(*b).ok())
-                    .collect::<Int64Array>(),
-            ),
+            Arc::new(StringArray::from_iter_values(
+                rows.iter().map(|r| r.path.display().to_string()),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                rows.iter().map(|r| r.summary.kind.clone()),
+            )),
+            Arc::new(rows.iter().map(Listed::dim).collect::<Int64Array>()),
+            Arc::new(rows.iter().map(Listed::users).collect::<Int64Array>()),
+            Arc::new(rows.iter().map(Listed::items).collect::<Int64Array>()),
+            Arc::new(StringArray::from_iter_values(rows.iter().map(Listed::settings))),
+            Arc::new(rows.iter().map(Listed::loss).collect::<Float64Array>()),
+            Arc::new(rows.iter().map(Listed::validation_ndcg10).collect::<Float64Array>()),
+            created_at_column(&rows)?,
+            Arc::new(rows.iter().map(|r| r.bytes.or(Some(0))).collect::<Int64Array>()),
         ];
         Ok(RecordBatch::try_new(Arc::clone(run.schema), columns)?)
     }

@@ -1,4 +1,4 @@
-//! `model_vectors(path, 'users' | 'items')`: a saved model's user or item vectors as
+//! `model_vectors(model, 'users' | 'items')`: a saved model's user or item vectors as
 //! (id, vector) rows, ready for `recommend()`. The file is read when the query is planned (to
 //! know the columns) and again when it runs, so a model retrained in between is read whole.
 
@@ -12,6 +12,7 @@ use datafusion::logical_expr::Documentation;
 use datafusion_macros::user_doc;
 use serde::{Deserialize, Serialize};
 
+use super::directory::model_argument;
 use super::file::{ModelFile, named_error};
 use crate::table_function::{Arguments, Planned, Run, TableFunction};
 use crate::vector::{vector_array, vector_type};
@@ -21,11 +22,14 @@ const NAME: &str = "model_vectors";
 #[user_doc(
     doc_section(label = "Model Functions"),
     description = "The user or item vectors of a model saved by a training function, as (user_id | item_id, vector) rows. A missing, damaged or foreign file, or a model without the requested vectors, is an error that says which.",
-    syntax_example = "model_vectors(path, 'users' | 'items')",
+    syntax_example = "model_vectors(model, side => 'users' | 'items')",
     sql_example = r#"```sql
-> CREATE TABLE item_vectors AS SELECT * FROM model_vectors('models/als.safetensors', 'items');
+> CREATE TABLE item_vectors AS SELECT * FROM model_vectors('als_v1', 'items');
 ```"#,
-    argument(name = "path", description = "The model file."),
+    argument(
+        name = "model",
+        description = "A model name (in the models directory) or the path of a model file."
+    ),
     argument(name = "side", description = "'users' or 'items'.")
 )]
 #[derive(Debug, Default)]
@@ -57,7 +61,7 @@ impl TableFunction for ModelVectors {
 
     fn plan(&self, args: &Arguments) -> Result<Planned> {
         args.expect_count(2..=2)?;
-        let path = args.required_text(0, "path", "the model file's path")?;
+        let path = model_argument(args, 0)?;
         let side = args.text(1, "side")?.unwrap_or_default();
         if side != "users" && side != "items" {
             return Err(args.invalid(1, "side", "'users' or 'items'", format!("'{side}'")));

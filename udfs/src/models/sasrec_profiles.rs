@@ -1,6 +1,6 @@
-//! `sasrec_profiles(path, interactions)`: each user's ordered history encoded by a saved
+//! `sasrec_profiles(model, interactions)`: each user's ordered history encoded by a saved
 //! SASRec model ([`super::sasrec`]) into a profile in the item space, as (user, vector) rows
-//! for `recommend()` with `model_vectors(path, 'items')`. Items the model does not know are
+//! for `recommend()` with `model_vectors(model, 'items')`. Items the model does not know are
 //! skipped; users with none known get no row.
 
 use std::path::Path;
@@ -14,24 +14,41 @@ use datafusion::logical_expr::Documentation;
 use datafusion_macros::user_doc;
 use serde::{Deserialize, Serialize};
 
+use super::directory::model_argument;
 use super::file::{ModelFile, named_error};
 use super::sasrec::{self, SasRecConfig};
 use super::training::histories;
 use crate::table_function::interactions::IdIndex;
-use crate::table_function::{Arguments, Input, Planned, Run, TableFunction};
+use crate::table_function::{Arguments, Planned, Run, TableFunction};
 use crate::vector::{vector_array, vector_type};
 
 const NAME: &str = "sasrec_profiles";
 
 #[user_doc(
     doc_section(label = "Model Functions"),
-    description = "Each user's ordered history encoded by a saved SASRec model (train_sasrec) into a profile in the item space: (user, vector) rows, for recommend() with model_vectors(path, 'items'). Items the model does not know are skipped; users with none known get no row.",
-    syntax_example = "sasrec_profiles(path, interactions)",
+    description = "Each user's ordered history encoded by a saved SASRec model (train_sasrec) into a profile in the item space: (user, vector) rows, for recommend() with model_vectors(model, 'items'). Items the model does not know are skipped; users with none known get no row.",
+    syntax_example = "sasrec_profiles(model, interactions [, user => 'column', item => 'column', order => 'column'])",
     sql_example = r#"```sql
-> CREATE TABLE profiles AS SELECT * FROM sasrec_profiles('models/sasrec.safetensors', 'events');
+> CREATE TABLE profiles AS SELECT * FROM sasrec_profiles('sasrec_v1', 'events',
+                                                         user => 'user_id', item => 'item_id', order => 'ts');
 ```"#,
-    argument(name = "path", description = "A model saved by train_sasrec."),
-    argument(name = "interactions", description = "A table or view of (user, item, order) rows.")
+    argument(
+        name = "model",
+        description = "A model saved by train_sasrec: its name or its file's path."
+    ),
+    argument(name = "interactions", description = "A table or view of (user, item, order) rows."),
+    argument(
+        name = "user",
+        description = "The column of interactions that holds the user id (default: the first)."
+    ),
+    argument(
+        name = "item",
+        description = "The column that holds the item id (default: the second)."
+    ),
+    argument(
+        name = "order",
+        description = "The column that orders each user's items, e.g. a timestamp (default: the third)."
+    )
 )]
 #[derive(Debug, Default)]
 pub struct SasRecProfiles;
@@ -72,10 +89,10 @@ impl TableFunction for SasRecProfiles {
 
     fn plan(&self, args: &Arguments) -> Result<Planned> {
         args.expect_count(2..=2)?;
-        let path = args.required_text(0, "path", "the model file's path")?;
-        let interactions = args.required_table(1, "interactions")?;
+        let path = model_argument(args, 0)?;
+        let input = args.required_input(1, "interactions", Some("user, item, order"))?;
         let (_, config) = load(&path)?;
-        let schema = interactions.provider.schema();
+        let schema = input.table.provider.schema();
         if schema.fields().len() < 3 {
             return plan_err!("{NAME}: the interactions table needs (user, item, order) columns");
         }
@@ -83,11 +100,6 @@ impl TableFunction for SasRecProfiles {
             Field::new(schema.field(0).name(), schema.field(0).data_type().clone(), true),
             Field::new("vector", vector_type(config.dim), false),
         ]));
-        let input = Input {
-            role: "interactions",
-            table: interactions,
-            columns: Some("user, item, order"),
-        };
         Planned::new(vec![input], &Options { path }, output)
     }
 

@@ -1,5 +1,5 @@
-//! `train_als(interactions, path, factors [, iterations [, regularization [, alpha [, seed]]]])`:
-//! trains iALS ([`super::als`]) on (user, item[, weight]) rows, saves it at `path`, and returns
+//! `train_als(interactions, model => …, factors => …, …)`: trains iALS ([`super::als`]) on
+//! (user, item[, weight]) rows, saves it as the named model (or at a path), and returns
 //! a report row (model, users, items, factors, iterations, loss, seconds).
 
 use std::collections::HashMap;
@@ -17,7 +17,7 @@ use serde_json::json;
 use super::als::{self, AlsConfig};
 use super::file::ModelFile;
 use super::progress::{Progress, ProgressMode};
-use super::training::{finish, interactions_and_path, progress_mode, report, report_schema};
+use super::training::{Target, finish, interactions_and_model, progress_mode, report, report_schema};
 use crate::table_function::interactions::Interactions;
 use crate::table_function::{Arguments, Planned, Run, TableFunction};
 
@@ -25,16 +25,21 @@ const NAME: &str = "train_als";
 
 #[user_doc(
     doc_section(label = "Model Functions"),
-    description = "Trains implicit-feedback matrix factorisation (iALS: confidence alpha·weight on observed pairs, conjugate-gradient updates) on (user, item[, weight]) rows and saves it at path (safetensors, with path.json holding its settings and id maps). Returns one report row (model, users, items, factors, iterations, loss, seconds); model_vectors(path, 'users' | 'items') reads the vectors back.",
-    syntax_example = "train_als(interactions, path, factors [, iterations [, regularization [, alpha [, seed]]]])",
+    description = "Trains implicit-feedback matrix factorisation (iALS: confidence alpha·weight on observed pairs, conjugate-gradient updates) on (user, item[, weight]) rows and saves it as a named model (safetensors, with a .json description holding its settings, id maps and the training call). Returns one report row (model, users, items, factors, iterations, loss, seconds); model_vectors(model, 'users' | 'items') reads the vectors back.",
+    syntax_example = "train_als(interactions [, model => 'als'] [, factors => 64] [, iterations => 15] [, regularization => 0.01] [, alpha => 1.0] [, seed => 42] [, user => 'column', item => 'column', weight => 'column'])",
     sql_example = r#"```sql
-> SELECT * FROM train_als('events', 'models/als.safetensors', 128, 20, 1.0, 2.0, 42);
+> SELECT * FROM train_als('events', model => 'als_v1', factors => 128, iterations => 20,
+                          regularization => 1.0, alpha => 2.0,
+                          user => 'user_id', item => 'item_id', weight => 'rating');
 ```"#,
     argument(
         name = "interactions",
         description = "A table or view of (user, item[, weight]) rows."
     ),
-    argument(name = "path", description = "Where to save the model."),
+    argument(
+        name = "model",
+        description = "A model name, kept in the models directory (default 'als'), or a path to a .safetensors file: where the model is saved."
+    ),
     argument(
         name = "factors",
         description = "Dimensions of the user and item vectors (default 64)."
@@ -51,6 +56,18 @@ const NAME: &str = "train_als";
     argument(
         name = "seed",
         description = "A non-negative integer that fixes the model (default 42)."
+    ),
+    argument(
+        name = "user",
+        description = "The column of interactions that holds the user id (default: the first)."
+    ),
+    argument(
+        name = "item",
+        description = "The column that holds the item id (default: the second)."
+    ),
+    argument(
+        name = "weight",
+        description = "The column that holds the weight (default: the third, if any; 1 when absent)."
     )
 )]
 #[derive(Debug, Default)]
@@ -59,7 +76,8 @@ pub struct TrainAls;
 /// Options of one call.
 #[derive(Debug, Serialize, Deserialize)]
 struct Options {
-    path: String,
+    #[serde(flatten)]
+    target: Target,
     #[serde(flatten)]
     config: AlsConfig,
 }
@@ -74,8 +92,8 @@ impl TableFunction for TrainAls {
     }
 
     fn plan(&self, args: &Arguments) -> Result<Planned> {
-        args.expect_count(3..=7)?;
-        let (input, path) = interactions_and_path(args, "user, item[, weight]")?;
+        args.expect_count(1..=7)?;
+        let (input, target) = interactions_and_model(args, "user, item[, weight]", "als")?;
         let config = AlsConfig {
             factors: args.positive_integer(2, "factors", Some(64))?,
             iterations: args.positive_integer(3, "iterations", Some(15))?,
@@ -83,12 +101,12 @@ impl TableFunction for TrainAls {
             alpha: args.number(5, "alpha", 0.0..=f64::INFINITY, 1.0)? as f32,
             seed: args.seed(6)?,
         };
-        Planned::new(vec![input], &Options { path, config }, report_schema())
+        Planned::new(vec![input], &Options { target, config }, report_schema())
     }
 
     fn compute(&self, inputs: &[RecordBatch], run: &Run) -> Result<RecordBatch> {
-        let Options { path, config } = run.call.options()?;
-        let path = Path::new(&path);
+        let Options { target, config } = run.call.options()?;
+        let path = Path::new(&target.path);
         let interactions = Interactions::from_batch(NAME, &inputs[0])?;
         if interactions.users() == 0 || interactions.items() == 0 {
             return exec_err!("{NAME}: the interactions table has no rows to train on");
@@ -151,9 +169,18 @@ impl TableFunction for TrainAls {
             model.loss,
         );
         let advice = "lower alpha or raise regularization";
-        finish(&progress, run, model.loss, advice, &file, path, &summary)?;
-        report(
+        finish(
+            &progress,
+            run,
+            model.loss,
+            advice,
+            &file,
             path,
+            inputs[0].num_rows(),
+            &summary,
+        )?;
+        report(
+            &target.model,
             interactions.users(),
             interactions.items(),
             f,

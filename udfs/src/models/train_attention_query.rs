@@ -1,8 +1,8 @@
-//! A learned attention query for `attention_pool`: `train_attention_query(interactions, path,
+//! A learned attention query for `attention_pool`: `train_attention_query(interactions, model,
 //! item_vectors [, epochs [, seed]])` learns the query vector `q` and a recency slope `s` so
 //! that the profile `Σ softmax(q·z_i/√d − s·age_i)·z_i` of a user's earlier items ranks their
 //! next item first (softmax over the catalogue, the item vectors fixed). It returns one row
-//! (query, slope, loss, seconds), saves it at `path`, and is used as
+//! (query, slope, loss, seconds), saves it as the named model (or at a path), and is used as
 //! `attention_pool(v, l.query, -l.slope * age)` with the row joined in.
 
 use std::collections::HashMap;
@@ -22,9 +22,9 @@ use serde_json::json;
 
 use super::file::ModelFile;
 use super::progress::Progress;
-use super::training::{finish, histories, interactions_and_path, progress_mode};
+use super::training::{Target, finish, histories, interactions_and_model, progress_mode};
 use crate::table_function::interactions::IdIndex;
-use crate::table_function::{Arguments, Input, Planned, Run, TableFunction};
+use crate::table_function::{Arguments, Planned, Run, TableFunction};
 use crate::vector::{Vectors, vector_array, vector_type};
 
 const NAME: &str = "train_attention_query";
@@ -34,13 +34,17 @@ const WINDOW: usize = 50;
 
 #[user_doc(
     doc_section(label = "Model Functions"),
-    description = "Learns attention_pool's query vector and recency slope from (user, item, order) rows and fixed item vectors, so that the pooled profile of a user's earlier items (the latest 50) ranks their next item first (softmax over the catalogue). Saves them at path and returns one row (query, slope, loss, seconds), used as attention_pool(v, l.query, -l.slope * age) with the row joined in.",
-    syntax_example = "train_attention_query(interactions, path, item_vectors [, epochs [, seed]])",
+    description = "Learns attention_pool's query vector and recency slope from (user, item, order) rows and fixed item vectors, so that the pooled profile of a user's earlier items (the latest 50) ranks their next item first (softmax over the catalogue). Saves them as a named model and returns one row (query, slope, loss, seconds), used as attention_pool(v, l.query, -l.slope * age) with the row joined in.",
+    syntax_example = "train_attention_query(interactions, model => 'attention_query', item_vectors => 'table' [, epochs => 100] [, seed => 42] [, user => 'column', item => 'column', order => 'column', vector_item => 'column', vector => 'column'])",
     sql_example = r#"```sql
-> CREATE TABLE learned AS SELECT * FROM train_attention_query('events', 'models/query.safetensors', 'item_vectors');
+> CREATE TABLE learned AS
+  SELECT * FROM train_attention_query('events', model => 'query', item_vectors => 'item_vectors');
 ```"#,
     argument(name = "interactions", description = "A table or view of (user, item, order) rows."),
-    argument(name = "path", description = "Where to save the query."),
+    argument(
+        name = "model",
+        description = "A model name, kept in the models directory (default 'attention_query'), or a path to a .safetensors file: where the model is saved."
+    ),
     argument(
         name = "item_vectors",
         description = "A table or view of (item, fixed-size vector) rows, kept fixed."
@@ -49,6 +53,26 @@ const WINDOW: usize = 50;
     argument(
         name = "seed",
         description = "A non-negative integer that fixes the result (default 42)."
+    ),
+    argument(
+        name = "user",
+        description = "The column of interactions that holds the user id (default: the first)."
+    ),
+    argument(
+        name = "item",
+        description = "The column that holds the item id (default: the second)."
+    ),
+    argument(
+        name = "order",
+        description = "The column that orders each user's items, e.g. a timestamp (default: the third)."
+    ),
+    argument(
+        name = "vector_item",
+        description = "The column of item_vectors that holds the item id (default: the first)."
+    ),
+    argument(
+        name = "vector",
+        description = "The column of item_vectors that holds the vector (default: the second)."
     )
 )]
 #[derive(Debug, Default)]
@@ -57,7 +81,8 @@ pub struct TrainAttentionQuery;
 /// Options of one call.
 #[derive(Debug, Serialize, Deserialize)]
 struct Options {
-    path: String,
+    #[serde(flatten)]
+    target: Target,
     dim: usize,
     epochs: usize,
     seed: u64,
@@ -83,9 +108,16 @@ impl TableFunction for TrainAttentionQuery {
 
     fn plan(&self, args: &Arguments) -> Result<Planned> {
         args.expect_count(3..=5)?;
-        let (interactions, path) = interactions_and_path(args, "user, item, order")?;
-        let vectors = args.required_table(2, "item_vectors")?;
-        let dim = match vectors.provider.schema().fields().get(1).map(|f| f.data_type().clone()) {
+        let (interactions, target) = interactions_and_model(args, "user, item, order", "attention_query")?;
+        let vectors = args.required_input(2, "item_vectors", Some("vector_item, vector"))?;
+        let dim = match vectors
+            .table
+            .provider
+            .schema()
+            .fields()
+            .get(1)
+            .map(|f| f.data_type().clone())
+        {
             Some(DataType::FixedSizeList(_, d)) => d as usize,
             other => {
                 return plan_err!(
@@ -94,15 +126,10 @@ impl TableFunction for TrainAttentionQuery {
             }
         };
         let options = Options {
-            path,
+            target,
             dim,
             epochs: args.positive_integer(3, "epochs", Some(100))?,
             seed: args.seed(4)?,
-        };
-        let vectors = Input {
-            role: "item_vectors",
-            table: vectors,
-            columns: Some("item, vector"),
         };
         Planned::new(vec![interactions, vectors], &options, schema(dim))
     }
@@ -115,7 +142,7 @@ impl TableFunction for TrainAttentionQuery {
 
 fn train(interactions: &RecordBatch, vectors: &RecordBatch, options: &Options, run: &Run) -> Result<RecordBatch> {
     let &Options { dim, epochs, seed, .. } = options;
-    let path = Path::new(&options.path);
+    let path = Path::new(&options.target.path);
     let failed = |e: candle_core::Error| exec_datafusion_err!("{NAME}: {e}");
     // Item vectors, and each interaction's item as a row of them.
     let (index, _, first_rows) = IdIndex::build(vectors.column(0))?;
@@ -216,7 +243,16 @@ fn train(interactions: &RecordBatch, vectors: &RecordBatch, options: &Options, r
     };
     let summary =
         format!("{users} users, dim {dim}, {epochs} epochs, slope {slope:.4}, loss {loss:.4}, {seconds:.1} s");
-    finish(&progress, run, loss, "lower epochs", &file, path, &summary)?;
+    finish(
+        &progress,
+        run,
+        loss,
+        "lower epochs",
+        &file,
+        path,
+        interactions.num_rows(),
+        &summary,
+    )?;
     let vector = vector_array(&vector_type(dim), query, dim, 1, None)?;
     Ok(RecordBatch::try_new(
         Arc::clone(run.schema),

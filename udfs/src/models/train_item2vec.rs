@@ -1,6 +1,6 @@
-//! `train_item2vec(interactions, path, dim [, epochs [, window [, negatives [, seed]]]])`:
-//! trains item2vec ([`super::item2vec`]) on each user's items ordered by the third column and
-//! saves it at `path`; returns a report row.
+//! `train_item2vec(interactions, model => …, dim => …, …)`: trains item2vec
+//! ([`super::item2vec`]) on each user's items ordered by the third column and saves it as the
+//! named model (or at a path); returns a report row.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -19,7 +19,7 @@ use serde_json::json;
 use super::file::ModelFile;
 use super::item2vec::{self, Item2VecConfig};
 use super::progress::Progress;
-use super::training::{finish, interactions_and_path, progress_mode, report, report_schema};
+use super::training::{Target, finish, interactions_and_model, progress_mode, report, report_schema};
 use crate::table_function::interactions::IdIndex;
 use crate::table_function::{Arguments, Planned, Run, TableFunction};
 
@@ -27,16 +27,20 @@ const NAME: &str = "train_item2vec";
 
 #[user_doc(
     doc_section(label = "Model Functions"),
-    description = "Trains item2vec (skip-gram with negative sampling, one thread so a seed fixes the model) on each user's items ordered by the third column (e.g. a timestamp; input order without one) and saves it at path. Returns one report row; model_vectors(path, 'items') reads the item vectors back.",
-    syntax_example = "train_item2vec(interactions, path, dim [, epochs [, window [, negatives [, seed]]]])",
+    description = "Trains item2vec (skip-gram with negative sampling, one thread so a seed fixes the model) on each user's items ordered by the third column (e.g. a timestamp; input order without one) and saves it as a named model. Returns one report row; model_vectors(model, 'items') reads the item vectors back.",
+    syntax_example = "train_item2vec(interactions [, model => 'item2vec'] [, dim => 64] [, epochs => 5] [, window => 5] [, negatives => 5] [, seed => 42] [, user => 'column', item => 'column', order => 'column'])",
     sql_example = r#"```sql
-> SELECT * FROM train_item2vec('events', 'models/item2vec.safetensors', 64);
+> SELECT * FROM train_item2vec('events', model => 'i2v', dim => 64,
+                               user => 'user_id', item => 'item_id', order => 'ts');
 ```"#,
     argument(
         name = "interactions",
         description = "A table or view of (user, item[, order]) rows."
     ),
-    argument(name = "path", description = "Where to save the model."),
+    argument(
+        name = "model",
+        description = "A model name, kept in the models directory (default 'item2vec'), or a path to a .safetensors file: where the model is saved."
+    ),
     argument(name = "dim", description = "Dimensions of the item vectors (default 64)."),
     argument(name = "epochs", description = "Passes over the sequences (default 5)."),
     argument(
@@ -47,6 +51,18 @@ const NAME: &str = "train_item2vec";
     argument(
         name = "seed",
         description = "A non-negative integer that fixes the model (default 42)."
+    ),
+    argument(
+        name = "user",
+        description = "The column of interactions that holds the user id (default: the first)."
+    ),
+    argument(
+        name = "item",
+        description = "The column that holds the item id (default: the second)."
+    ),
+    argument(
+        name = "order",
+        description = "The column that orders each user's items, e.g. a timestamp (default: the third, if any; input order when absent)."
     )
 )]
 #[derive(Debug, Default)]
@@ -55,7 +71,8 @@ pub struct TrainItem2Vec;
 /// Options of one call.
 #[derive(Debug, Serialize, Deserialize)]
 struct Options {
-    path: String,
+    #[serde(flatten)]
+    target: Target,
     #[serde(flatten)]
     config: Item2VecConfig,
 }
@@ -70,8 +87,8 @@ impl TableFunction for TrainItem2Vec {
     }
 
     fn plan(&self, args: &Arguments) -> Result<Planned> {
-        args.expect_count(3..=7)?;
-        let (input, path) = interactions_and_path(args, "user, item[, order]")?;
+        args.expect_count(1..=7)?;
+        let (input, target) = interactions_and_model(args, "user, item[, order]", "item2vec")?;
         let config = Item2VecConfig {
             dim: args.positive_integer(2, "dim", Some(64))?,
             epochs: args.positive_integer(3, "epochs", Some(5))?,
@@ -80,12 +97,12 @@ impl TableFunction for TrainItem2Vec {
             learning_rate: 0.025,
             seed: args.seed(6)?,
         };
-        Planned::new(vec![input], &Options { path, config }, report_schema())
+        Planned::new(vec![input], &Options { target, config }, report_schema())
     }
 
     fn compute(&self, inputs: &[RecordBatch], run: &Run) -> Result<RecordBatch> {
-        let Options { path, config } = run.call.options()?;
-        let path = Path::new(&path);
+        let Options { target, config } = run.call.options()?;
+        let path = Path::new(&target.path);
         let (item_ids, items, sequences) = sequences(&inputs[0])?;
         if sequences.iter().all(|s| s.len() < 2) {
             return exec_err!("{NAME}: no user has two items in sequence, so there is nothing to learn from");
@@ -114,9 +131,18 @@ impl TableFunction for TrainItem2Vec {
             config.epochs,
             model.loss,
         );
-        finish(&progress, run, model.loss, "lower dim or epochs", &file, path, &summary)?;
-        report(
+        finish(
+            &progress,
+            run,
+            model.loss,
+            "lower dim or epochs",
+            &file,
             path,
+            inputs[0].num_rows(),
+            &summary,
+        )?;
+        report(
+            &target.model,
             sequences.len(),
             items,
             config.dim,

@@ -1,6 +1,6 @@
-//! `train_sasrec(interactions, path [, dim [, epochs [, max_len [, layers [, heads [, dropout
-//! [, seed [, learning_rate]]]]]]]]])`: trains the SASRec transformer ([`super::sasrec`]) on (user, item, order)
-//! rows — each user's items ordered by the third column — and saves the model at `path`;
+//! `train_sasrec(interactions, model => …, dim => …, …)`: trains the SASRec transformer
+//! ([`super::sasrec`]) on (user, item, order) rows — each user's items ordered by the third
+//! column — and saves it as the named model (or at a path);
 //! returns a report row (model, users, items, epochs, loss, validation_ndcg10, seconds).
 
 use std::collections::HashMap;
@@ -20,7 +20,9 @@ use serde_json::json;
 use super::file::ModelFile;
 use super::progress::Progress;
 use super::sasrec::{self, SasRecConfig};
-use super::training::{check_finished, finish, histories, interactions_and_path, network_tensors, progress_mode};
+use super::training::{
+    Target, check_finished, finish, histories, interactions_and_model, network_tensors, progress_mode,
+};
 use crate::table_function::interactions::IdIndex;
 use crate::table_function::{Arguments, Planned, Run, TableFunction};
 
@@ -28,13 +30,17 @@ const NAME: &str = "train_sasrec";
 
 #[user_doc(
     doc_section(label = "Model Functions"),
-    description = "Trains a SASRec-style transformer on each user's items ordered by the third column: item and position embeddings, causal multi-head self-attention blocks, next-item prediction with a full softmax, early stopping on validation NDCG@10 (each user's last training item held out). Saves it at path and returns one report row (model, users, items, epochs, loss, validation_ndcg10, seconds).",
-    syntax_example = "train_sasrec(interactions, path [, dim [, epochs [, max_len [, layers [, heads [, dropout [, seed [, learning_rate]]]]]]]])",
+    description = "Trains a SASRec-style transformer on each user's items ordered by the third column: item and position embeddings, causal multi-head self-attention blocks, next-item prediction with a full softmax, early stopping on validation NDCG@10 (each user's last training item held out). Saves it as a named model and returns one report row (model, users, items, epochs, loss, validation_ndcg10, seconds).",
+    syntax_example = "train_sasrec(interactions [, model => 'sasrec'] [, dim => 64] [, epochs => 200] [, max_len => 50] [, layers => 2] [, heads => 1] [, dropout => 0.2] [, seed => 42] [, learning_rate => 0.001] [, user => 'column', item => 'column', order => 'column'])",
     sql_example = r#"```sql
-> SELECT * FROM train_sasrec('events', 'models/sasrec.safetensors', 64, 60, 50);
+> SELECT * FROM train_sasrec('events', model => 'sasrec_v1', epochs => 60, max_len => 50,
+                             user => 'user_id', item => 'item_id', order => 'ts');
 ```"#,
     argument(name = "interactions", description = "A table or view of (user, item, order) rows."),
-    argument(name = "path", description = "Where to save the model."),
+    argument(
+        name = "model",
+        description = "A model name, kept in the models directory (default 'sasrec'), or a path to a .safetensors file: where the model is saved."
+    ),
     argument(
         name = "dim",
         description = "Embedding dimensions, a multiple of heads (default 64)."
@@ -57,6 +63,18 @@ const NAME: &str = "train_sasrec";
     argument(
         name = "learning_rate",
         description = "The Adam step size, above 0 and at most 1 (default 0.001)."
+    ),
+    argument(
+        name = "user",
+        description = "The column of interactions that holds the user id (default: the first)."
+    ),
+    argument(
+        name = "item",
+        description = "The column that holds the item id (default: the second)."
+    ),
+    argument(
+        name = "order",
+        description = "The column that orders each user's items, e.g. a timestamp (default: the third)."
     )
 )]
 #[derive(Debug, Default)]
@@ -65,7 +83,8 @@ pub struct TrainSasRec;
 /// Options of one call.
 #[derive(Debug, Serialize, Deserialize)]
 struct Options {
-    path: String,
+    #[serde(flatten)]
+    target: Target,
     #[serde(flatten)]
     config: SasRecConfig,
 }
@@ -80,8 +99,8 @@ impl TableFunction for TrainSasRec {
     }
 
     fn plan(&self, args: &Arguments) -> Result<Planned> {
-        args.expect_count(2..=10)?;
-        let (input, path) = interactions_and_path(args, "user, item, order")?;
+        args.expect_count(1..=10)?;
+        let (input, target) = interactions_and_model(args, "user, item, order", "sasrec")?;
         let config = SasRecConfig {
             items: 0,
             dim: args.positive_integer(2, "dim", Some(64))?,
@@ -101,12 +120,12 @@ impl TableFunction for TrainSasRec {
                 config.heads
             );
         }
-        Planned::new(vec![input], &Options { path, config }, report_schema())
+        Planned::new(vec![input], &Options { target, config }, report_schema())
     }
 
     fn compute(&self, inputs: &[RecordBatch], run: &Run) -> Result<RecordBatch> {
-        let Options { path, config } = run.call.options()?;
-        train(&inputs[0], Path::new(&path), config, run)
+        let Options { target, config } = run.call.options()?;
+        train(&inputs[0], &target, config, run)
     }
 }
 
@@ -122,7 +141,8 @@ fn report_schema() -> SchemaRef {
     ]))
 }
 
-fn train(batch: &RecordBatch, path: &Path, mut config: SasRecConfig, run: &Run) -> Result<RecordBatch> {
+fn train(batch: &RecordBatch, target: &Target, mut config: SasRecConfig, run: &Run) -> Result<RecordBatch> {
+    let path = Path::new(&target.path);
     let (_, histories) = histories(batch)?;
     let (_, items, item_rows) = IdIndex::build(batch.column(1))?;
     config.items = item_rows.len();
@@ -177,9 +197,18 @@ fn train(batch: &RecordBatch, path: &Path, mut config: SasRecConfig, run: &Run) 
         report.loss,
         report.validation_ndcg,
     );
-    finish(&progress, run, report.loss, advice, &file, path, &summary)?;
+    finish(
+        &progress,
+        run,
+        report.loss,
+        advice,
+        &file,
+        path,
+        batch.num_rows(),
+        &summary,
+    )?;
     let columns: Vec<ArrayRef> = vec![
-        Arc::new(StringArray::from(vec![path.display().to_string()])),
+        Arc::new(StringArray::from(vec![target.model.clone()])),
         Arc::new(Int64Array::from(vec![sequences.len() as i64])),
         Arc::new(Int64Array::from(vec![config.items as i64])),
         Arc::new(Int64Array::from(vec![report.epochs as i64])),

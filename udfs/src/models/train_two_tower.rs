@@ -1,7 +1,7 @@
-//! `train_two_tower(interactions, path, user_features [, dim [, epochs [, seed]]])`: trains the
+//! `train_two_tower(interactions, model => …, user_features => …, …)`: trains the
 //! user tower and item vectors ([`super::two_tower`]) on (user, item) rows and a `(user,
 //! feature, …)` table — number columns z-scored, other columns hashed as categories — and
-//! saves the model at `path`; returns a report row.
+//! saves it as the named model (or at a path); returns a report row.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -16,22 +16,26 @@ use serde_json::json;
 
 use super::file::ModelFile;
 use super::progress::Progress;
-use super::training::{finish, interactions_and_path, network_tensors, progress_mode, report, report_schema};
+use super::training::{Target, finish, interactions_and_model, network_tensors, progress_mode, report, report_schema};
 use super::two_tower::{self, TwoTowerConfig, encode, feature_spec, spec_json};
 use crate::table_function::interactions::IdIndex;
-use crate::table_function::{Arguments, Input, Planned, Run, TableFunction};
+use crate::table_function::{Arguments, Planned, Run, TableFunction};
 
 const NAME: &str = "train_two_tower";
 
 #[user_doc(
     doc_section(label = "Model Functions"),
-    description = "Trains a two-tower model, the neural feature profile U = f(W1·X1 + b1, …): a user tower over the columns of the user_features table (numbers z-scored, other columns hashed into 32 buckets each) trained jointly with item vectors by BPR loss on (user, item) rows; saves it at path and returns one report row. two_tower_profiles(path, user_features) then gives a profile from features alone.",
-    syntax_example = "train_two_tower(interactions, path, user_features [, dim [, epochs [, seed]]])",
+    description = "Trains a two-tower model, the neural feature profile U = f(W1·X1 + b1, …): a user tower over the columns of the user_features table (numbers z-scored, other columns hashed into 32 buckets each) trained jointly with item vectors by BPR loss on (user, item) rows; saves it as a named model and returns one report row. two_tower_profiles(model, user_features) then gives a profile from features alone.",
+    syntax_example = "train_two_tower(interactions, model => 'two_tower', user_features => 'table' [, dim => 32] [, epochs => 20] [, seed => 42] [, user => 'column', item => 'column'])",
     sql_example = r#"```sql
-> SELECT * FROM train_two_tower('events', 'models/tower.safetensors', 'users', 32);
+> SELECT * FROM train_two_tower('events', model => 'tower', user_features => 'users', dim => 32,
+                                user => 'user_id', item => 'item_id');
 ```"#,
     argument(name = "interactions", description = "A table or view of (user, item) rows."),
-    argument(name = "path", description = "Where to save the model."),
+    argument(
+        name = "model",
+        description = "A model name, kept in the models directory (default 'two_tower'), or a path to a .safetensors file: where the model is saved."
+    ),
     argument(
         name = "user_features",
         description = "A table or view of (user, feature, …) rows, one per user."
@@ -41,6 +45,14 @@ const NAME: &str = "train_two_tower";
     argument(
         name = "seed",
         description = "A non-negative integer that fixes the model (default 42)."
+    ),
+    argument(
+        name = "user",
+        description = "The column of interactions that holds the user id (default: the first)."
+    ),
+    argument(
+        name = "item",
+        description = "The column that holds the item id (default: the second)."
     )
 )]
 #[derive(Debug, Default)]
@@ -49,7 +61,8 @@ pub struct TrainTwoTower;
 /// Options of one call.
 #[derive(Debug, Serialize, Deserialize)]
 struct Options {
-    path: String,
+    #[serde(flatten)]
+    target: Target,
     dim: usize,
     epochs: usize,
     seed: u64,
@@ -66,21 +79,16 @@ impl TableFunction for TrainTwoTower {
 
     fn plan(&self, args: &Arguments) -> Result<Planned> {
         args.expect_count(3..=6)?;
-        let (interactions, path) = interactions_and_path(args, "user, item")?;
-        let features = args.required_table(2, "user_features")?;
-        if features.provider.schema().fields().len() < 2 {
+        let (interactions, target) = interactions_and_model(args, "user, item", "two_tower")?;
+        let features = args.required_input(2, "user_features", None)?;
+        if features.table.provider.schema().fields().len() < 2 {
             return plan_err!("{NAME}: the user_features table needs (user, feature, …) columns");
         }
         let options = Options {
-            path,
+            target,
             dim: args.positive_integer(3, "dim", Some(32))?,
             epochs: args.positive_integer(4, "epochs", Some(20))?,
             seed: args.seed(5)?,
-        };
-        let features = Input {
-            role: "user_features",
-            table: features,
-            columns: None,
         };
         Planned::new(vec![interactions, features], &options, report_schema())
     }
@@ -93,7 +101,7 @@ impl TableFunction for TrainTwoTower {
 
 fn train(interactions: &RecordBatch, features: &RecordBatch, options: &Options, run: &Run) -> Result<RecordBatch> {
     let &Options { dim, epochs, seed, .. } = options;
-    let path = Path::new(&options.path);
+    let path = Path::new(&options.target.path);
     let spec = feature_spec(features)?;
     let (user_index, _, _) = IdIndex::build(features.column(0))?;
     let (_, items, item_rows) = IdIndex::build(interactions.column(1))?;
@@ -159,6 +167,23 @@ fn train(interactions: &RecordBatch, features: &RecordBatch, options: &Options, 
         features.num_rows(),
         config.items,
     );
-    finish(&progress, run, loss, "lower dim or epochs", &file, path, &summary)?;
-    report(path, features.num_rows(), config.items, dim, epochs, loss, seconds)
+    finish(
+        &progress,
+        run,
+        loss,
+        "lower dim or epochs",
+        &file,
+        path,
+        interactions.num_rows(),
+        &summary,
+    )?;
+    report(
+        &options.target.model,
+        features.num_rows(),
+        config.items,
+        dim,
+        epochs,
+        loss,
+        seconds,
+    )
 }

@@ -16,7 +16,11 @@ use datafusion::arrow::compute::{cast, take};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::common::{Result as DfResult, exec_err, plan_err};
 
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
 use super::als::SplitMix;
+use super::directory::{is_model_name, model_path};
 use super::file::ModelFile;
 use super::progress::{Progress, ProgressMode, TrainingProgress};
 use crate::table_function::interactions::IdIndex;
@@ -59,25 +63,44 @@ pub fn shuffle(order: &mut [usize], random: &mut SplitMix) {
     }
 }
 
+/// Where a training run saves its model: the `model` argument as the call gave it (a name, or
+/// a path) and the path of the weights.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Target {
+    pub model: String,
+    pub path: String,
+}
+
 /// What every training function starts from: the interactions table (argument 1), of which
-/// the columns `columns` names are read (e.g. "user, item[, weight]"), and the model path
-/// (argument 2).
-pub fn interactions_and_path(args: &Arguments, columns: &'static str) -> DfResult<(Input, String)> {
-    let table = args.required_table(0, "interactions")?;
-    let path = args.required_text(1, "path", "the model file's path")?;
-    // Checked before training, which may take long, rather than when saving.
-    if let Some(parent) = Path::new(&path).parent().filter(|p| !p.as_os_str().is_empty())
-        && !parent.is_dir()
-    {
-        let found = format!("'{path}', whose directory does not exist");
-        return Err(args.invalid(1, "path", "a path in an existing directory", found));
+/// the columns `columns` names are read (e.g. "user, item[, weight]"), and the model (argument
+/// 2): a name in the models directory — `kind` when none is given — or a path.
+pub fn interactions_and_model(args: &Arguments, columns: &'static str, kind: &str) -> DfResult<(Input, Target)> {
+    let input = args.required_input(0, "interactions", Some(columns))?;
+    let model = args.text_or(1, "model", kind)?;
+    let what = format!("{}: argument 2 (model)", args.function());
+    let path = model_path(args.session().config(), &what, &model)?;
+    let directory = path.parent().filter(|p| !p.as_os_str().is_empty());
+    if is_model_name(&model) {
+        // The models directory is made when the first model is named into it.
+        if let Some(directory) = directory {
+            std::fs::create_dir_all(directory).map_err(|e| {
+                let found = format!(
+                    "'{model}', but the models directory '{}' cannot be made: {e}",
+                    directory.display()
+                );
+                args.invalid(1, "model", "a model name or path", found)
+            })?;
+        }
+    } else if let Some(directory) = directory.filter(|d| !d.is_dir()) {
+        // Checked before training, which may take long, rather than when saving.
+        let found = format!("'{model}', whose directory '{}' does not exist", directory.display());
+        return Err(args.invalid(1, "model", "a model name or a path in an existing directory", found));
     }
-    let input = Input {
-        role: "interactions",
-        table,
-        columns: Some(columns),
+    let target = Target {
+        model,
+        path: path.display().to_string(),
     };
-    Ok((input, path))
+    Ok((input, target))
 }
 
 /// The progress mode the session asks for (silent when it says nothing).
@@ -90,8 +113,10 @@ pub fn progress_mode(run: &Run) -> ProgressMode {
 }
 
 /// The end of every training run: an error that writes nothing when the run was cancelled or
-/// its loss is not finite (`advice` says what to change), else the model saved at `path` and
-/// the summary on stderr.
+/// its loss is not finite (`advice` says what to change), else the model saved at `path` with
+/// how it was trained (the call with every option, the `rows` it read, the final loss) and the
+/// summary on stderr.
+#[allow(clippy::too_many_arguments)]
 pub fn finish(
     progress: &Progress,
     run: &Run,
@@ -99,10 +124,12 @@ pub fn finish(
     advice: &str,
     file: &ModelFile,
     path: &Path,
+    rows: usize,
     summary: &str,
 ) -> DfResult<()> {
     check_finished(progress, run, loss, advice)?;
-    file.save(&run.call.function, path)?;
+    let training = json!({ "call": run.call.sql, "rows": rows, "loss": loss });
+    file.save(&run.call.function, path, Some(&training))?;
     progress.finish(&format!("{summary} → {}", path.display()));
     Ok(())
 }
@@ -136,9 +163,9 @@ pub fn report_schema() -> SchemaRef {
     ]))
 }
 
-/// The report row of a finished training run.
+/// The report row of a finished training run; `model` is the name or path the call gave.
 pub fn report(
-    path: &Path,
+    model: &str,
     users: usize,
     items: usize,
     factors: usize,
@@ -147,7 +174,7 @@ pub fn report(
     seconds: f64,
 ) -> DfResult<RecordBatch> {
     let columns: Vec<ArrayRef> = vec![
-        Arc::new(StringArray::from(vec![path.display().to_string()])),
+        Arc::new(StringArray::from(vec![model.to_string()])),
         Arc::new(Int64Array::from(vec![users as i64])),
         Arc::new(Int64Array::from(vec![items as i64])),
         Arc::new(Int64Array::from(vec![factors as i64])),

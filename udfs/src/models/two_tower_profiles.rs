@@ -1,6 +1,6 @@
-//! `two_tower_profiles(path, user_features)`: profiles from users' features alone (cold start
+//! `two_tower_profiles(model, user_features)`: profiles from users' features alone (cold start
 //! included) by a saved two-tower model ([`super::two_tower`]), as (user, vector) rows for
-//! `recommend()` with `model_vectors(path, 'items')`.
+//! `recommend()` with `model_vectors(model, 'items')`.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -12,21 +12,25 @@ use datafusion::logical_expr::Documentation;
 use datafusion_macros::user_doc;
 use serde::{Deserialize, Serialize};
 
+use super::directory::model_argument;
 use super::file::{ModelFile, named_error};
 use super::two_tower::{self, FeatureSpec, TwoTowerConfig, encode, spec_from_json};
-use crate::table_function::{Arguments, Input, Planned, Run, TableFunction};
+use crate::table_function::{Arguments, Planned, Run, TableFunction};
 use crate::vector::{vector_array, vector_type};
 
 const NAME: &str = "two_tower_profiles";
 
 #[user_doc(
     doc_section(label = "Model Functions"),
-    description = "Profiles from users' features alone (users without history included) by a saved two-tower model (train_two_tower): (user, vector) rows, for recommend() with model_vectors(path, 'items').",
-    syntax_example = "two_tower_profiles(path, user_features)",
+    description = "Profiles from users' features alone (users without history included) by a saved two-tower model (train_two_tower): (user, vector) rows, for recommend() with model_vectors(model, 'items').",
+    syntax_example = "two_tower_profiles(model, user_features)",
     sql_example = r#"```sql
-> SELECT * FROM two_tower_profiles('models/tower.safetensors', 'users');
+> SELECT * FROM two_tower_profiles('tower', 'users');
 ```"#,
-    argument(name = "path", description = "A model saved by train_two_tower."),
+    argument(
+        name = "model",
+        description = "A model saved by train_two_tower: its name or its file's path."
+    ),
     argument(
         name = "user_features",
         description = "A table or view of (user, feature, …) rows with the columns the model was trained on."
@@ -70,19 +74,14 @@ impl TableFunction for TwoTowerProfiles {
 
     fn plan(&self, args: &Arguments) -> Result<Planned> {
         args.expect_count(2..=2)?;
-        let path = args.required_text(0, "path", "the model file's path")?;
-        let features = args.required_table(1, "user_features")?;
+        let path = model_argument(args, 0)?;
+        let input = args.required_input(1, "user_features", None)?;
         let (_, config, _) = load(&path)?;
-        let schema = features.provider.schema();
+        let schema = input.table.provider.schema();
         let output = Arc::new(Schema::new(vec![
             Field::new(schema.field(0).name(), schema.field(0).data_type().clone(), true),
             Field::new("vector", vector_type(config.dim), false),
         ]));
-        let input = Input {
-            role: "user_features",
-            table: features,
-            columns: None,
-        };
         Planned::new(vec![input], &Options { path }, output)
     }
 

@@ -16,9 +16,9 @@ use crate::vector::Vectors;
 #[user_doc(
     doc_section(label = "Recommendation Functions"),
     description = "Content-based recommendations: the top k unseen items per user by the dot product of the user's weighted mean content vector with each item's, with the history items that contributed most (because). Users of the users table without history get the most popular items (source = 'popular'). Rows: (user, rank, item, score, source, because).",
-    syntax_example = "content_knn(interactions, item_vectors, k [, users])",
+    syntax_example = "content_knn(interactions, item_vectors, k [, users => 'table'] [, user => 'column', item => 'column', weight => 'column', vector_item => 'column', vector => 'column', users_column => 'column'])",
     sql_example = r#"```sql
-> SELECT * FROM content_knn('events', 'item_genres', 10);
+> SELECT * FROM content_knn('events', 'item_genres', 10, user => 'user_id', item => 'item_id');
 ```"#,
     argument(
         name = "interactions",
@@ -32,6 +32,30 @@ use crate::vector::Vectors;
     argument(
         name = "users",
         description = "A table whose first column names the users to recommend for (default: every user of interactions)."
+    ),
+    argument(
+        name = "user",
+        description = "The column of interactions that holds the user id (default: the first)."
+    ),
+    argument(
+        name = "item",
+        description = "The column of interactions that holds the item id (default: the second)."
+    ),
+    argument(
+        name = "weight",
+        description = "The column of interactions that holds the weight (default: the third, if any; 1 when absent)."
+    ),
+    argument(
+        name = "vector_item",
+        description = "The column of item_vectors that holds the item id (default: the first)."
+    ),
+    argument(
+        name = "vector",
+        description = "The column of item_vectors that holds the vector (default: the second)."
+    ),
+    argument(
+        name = "users_column",
+        description = "The column of users that holds the user id (default: its only column)."
     )
 )]
 #[derive(Debug, Default)]

@@ -15,9 +15,10 @@ use crate::table_function::{Arguments, Planned, Run, TableFunction};
 #[user_doc(
     doc_section(label = "Recommendation Functions"),
     description = "Item-based collaborative filtering over (user, item[, weight]) rows: the top k unseen items per user by Σ sim(i,j)·r(u,j) / Σ |sim(i,j)| over the neighbours j of i (shrunk cosine a·b / (‖a‖‖b‖ + shrinkage)), with the history items that contributed most (because). Users of the users table without history get the most popular items (source = 'popular'). Rows: (user, rank, item, score, source, because).",
-    syntax_example = "item_knn(interactions, k [, neighbours [, shrinkage [, users [, weighting [, max_history]]]]])",
+    syntax_example = "item_knn(interactions, k [, neighbours => 100] [, shrinkage => 0] [, users => 'table'] [, weighting => 'none'] [, max_history => n] [, user => 'column', item => 'column', weight => 'column', users_column => 'column'])",
     sql_example = r#"```sql
-> SELECT * FROM item_knn('events', 10, 30);
+> SELECT * FROM item_knn('events', 10, neighbours => 30, weighting => 'bm25',
+                         user => 'user_id', item => 'item_id');
 ```"#,
     argument(
         name = "interactions",
@@ -38,11 +39,27 @@ use crate::table_function::{Arguments, Planned, Run, TableFunction};
     ),
     argument(
         name = "weighting",
-        description = "How interactions are weighted before similarities are computed: 'none' (default), 'tfidf' or 'bm25' (K1 = 100, B = 0.8, as the implicit library); pass '' as users to keep every user."
+        description = "How interactions are weighted before similarities are computed: 'none' (default), 'tfidf' or 'bm25' (K1 = 100, B = 0.8, as the implicit library)."
     ),
     argument(
         name = "max_history",
-        description = "A positive integer: users with more items are sampled down to this many (a fixed sample, the same every run) when item similarities are computed; scores still use every interaction. Exact similarities cost Σ len(u)² over the users' history lengths, so long histories make them slow; this bounds the cost by users × max_history². Default (or NULL): every item; pass NULL as weighting to keep 'none'."
+        description = "A positive integer: users with more items are sampled down to this many (a fixed sample, the same every run) when item similarities are computed; scores still use every interaction. Exact similarities cost Σ len(u)² over the users' history lengths, so long histories make them slow; this bounds the cost by users × max_history². Default (or NULL): every item."
+    ),
+    argument(
+        name = "user",
+        description = "The column of interactions that holds the user id (default: the first)."
+    ),
+    argument(
+        name = "item",
+        description = "The column of interactions that holds the item id (default: the second)."
+    ),
+    argument(
+        name = "weight",
+        description = "The column of interactions that holds the weight (default: the third, if any; 1 when absent)."
+    ),
+    argument(
+        name = "users_column",
+        description = "The column of users that holds the user id (default: its only column)."
     )
 )]
 #[derive(Debug, Default)]

@@ -38,7 +38,7 @@ use serde::{Deserialize, Serialize};
 
 use super::selection::select;
 use crate::table_function::interactions::{Csr, Interactions};
-use crate::table_function::{Arguments, Input, Planned, Run, expect_same_ids};
+use crate::table_function::{Arguments, Planned, Run, expect_same_ids};
 
 /// How many history items `because` lists.
 pub(super) const EXPLAINED: usize = 3;
@@ -170,19 +170,15 @@ const INTERACTIONS: &str = "user, item[, weight]";
 /// Plans a call of `method`: the interactions (and for content the item vectors), k, the
 /// method's own options, and the optional users table.
 pub(super) fn plan(method: Method, args: &Arguments) -> Result<Planned> {
-    let mut inputs = vec![Input {
-        role: "interactions",
-        table: args.required_table(0, "interactions")?,
-        columns: Some(INTERACTIONS),
-    }];
+    args.expect_count(match method {
+        Method::Content => 3..=4,
+        Method::ItemKnn => 2..=7,
+        _ => 2..=6,
+    })?;
+    let mut inputs = vec![args.required_input(0, "interactions", Some(INTERACTIONS))?];
     let (options, users) = match method {
         Method::Content => {
-            args.expect_count(3..=4)?;
-            inputs.push(Input {
-                role: "item_vectors",
-                table: args.required_table(1, "item_vectors")?,
-                columns: Some("item, vector"),
-            });
+            inputs.push(args.required_input(1, "item_vectors", Some("vector_item, vector"))?);
             let k = args.positive_integer(2, "k", None)?;
             let options = Options {
                 k,
@@ -191,11 +187,10 @@ pub(super) fn plan(method: Method, args: &Arguments) -> Result<Planned> {
                 weighting: Weighting::None,
                 max_history: None,
             };
-            (options, args.table(3, "users")?)
+            (options, args.input(3, "users", Some("users_column"))?)
         }
         _ => {
             let item_based = method == Method::ItemKnn;
-            args.expect_count(if item_based { 2..=7 } else { 2..=6 })?;
             let options = Options {
                 k: args.positive_integer(1, "k", None)?,
                 neighbours: Some(args.positive_integer(2, "neighbours", Some(if item_based { 100 } else { 50 }))?),
@@ -206,7 +201,7 @@ pub(super) fn plan(method: Method, args: &Arguments) -> Result<Planned> {
                     false => None,
                 },
             };
-            (options, args.table(4, "users")?)
+            (options, args.input(4, "users", Some("users_column"))?)
         }
     };
     let interactions = inputs[0].table.provider.schema();
@@ -235,18 +230,14 @@ pub(super) fn plan(method: Method, args: &Arguments) -> Result<Planned> {
         })?;
     }
     if let Some(users) = &users {
-        let ids = users.provider.schema();
+        let ids = users.table.provider.schema();
         expect_same_ids(
             method.name(),
             ("interactions", interactions.field(0)),
             ("users", ids.field(0)),
         )?;
     }
-    inputs.extend(users.map(|table| Input {
-        role: "users",
-        table,
-        columns: Some("user"),
-    }));
+    inputs.extend(users);
     Planned::new(inputs, &options, schema)
 }
 

@@ -38,7 +38,7 @@ use tokio::sync::OnceCell;
 
 use super::selection::{self, ItemMatrix, Metric, Selection};
 use crate::table_function::interactions::IdIndex;
-use crate::table_function::{Arguments, Input, NamedTable, Planned, Run, TableCall, TableFunction, expect_same_ids};
+use crate::table_function::{Arguments, NamedTable, Planned, Run, TableCall, TableFunction, expect_same_ids};
 use crate::vector::Vectors;
 
 const NAME: &str = "recommend";
@@ -46,9 +46,10 @@ const NAME: &str = "recommend";
 #[user_doc(
     doc_section(label = "Recommendation Functions"),
     description = "The k best items for every user by dot, cosine or l2 between user and item vectors (tables or views of (id, vector)), skipping the (user, item) pairs of the exclude table and, with a threshold, scores not above it (l2: distances not below it). Equal scores are ordered by item id. Rows: (user, rank, item, score).",
-    syntax_example = "recommend(users, items, k [, metric [, exclude [, threshold]]])",
+    syntax_example = "recommend(users, items, k [, metric => 'dot'] [, exclude => 'table'] [, threshold => number] [, user => 'column', user_vector => 'column', item => 'column', item_vector => 'column', exclude_user => 'column', exclude_item => 'column'])",
     sql_example = r#"```sql
-> SELECT * FROM recommend('user_vectors', 'item_vectors', 10, 'dot', 'events');
+> SELECT * FROM recommend('profiles', 'item_vectors', 10, exclude => 'events',
+                          user_vector => 'profile', exclude_user => 'user_id', exclude_item => 'item_id');
 ```"#,
     argument(name = "users", description = "A table or view of (user id, vector) rows."),
     argument(
@@ -67,6 +68,30 @@ const NAME: &str = "recommend";
     argument(
         name = "threshold",
         description = "Keep only scores above it (l2: distances below it)."
+    ),
+    argument(
+        name = "user",
+        description = "The column of users that holds the user id (default: the first)."
+    ),
+    argument(
+        name = "user_vector",
+        description = "The column of users that holds the user's vector (default: the second)."
+    ),
+    argument(
+        name = "item",
+        description = "The column of items that holds the item id (default: the first)."
+    ),
+    argument(
+        name = "item_vector",
+        description = "The column of items that holds the item's vector (default: the second)."
+    ),
+    argument(
+        name = "exclude_user",
+        description = "The column of exclude that holds the user id (default: the first)."
+    ),
+    argument(
+        name = "exclude_item",
+        description = "The column of exclude that holds the item id (default: the second)."
     )
 )]
 #[derive(Debug, Default)]
@@ -92,32 +117,32 @@ impl TableFunction for Recommend {
 
     fn plan(&self, args: &Arguments) -> Result<Planned> {
         args.expect_count(3..=6)?;
-        let users = args.required_table(0, "users")?;
-        let items = args.required_table(1, "items")?;
+        let users = args.required_input(0, "users", Some("user, user_vector"))?;
+        let items = args.required_input(1, "items", Some("item, item_vector"))?;
         let k = args.positive_integer(2, "k", None)?;
         let metric = match args.text(3, "metric")? {
             None => Metric::Dot,
             Some(name) => Metric::parse(&name)
                 .ok_or_else(|| args.invalid(3, "metric", "'dot', 'cosine' or 'l2'", format!("'{name}'")))?,
         };
-        let exclude = args.table(4, "exclude")?;
+        let exclude = args.input(4, "exclude", Some("exclude_user, exclude_item"))?;
         let threshold = args
             .optional_number(5, "threshold", f64::NEG_INFINITY..=f64::INFINITY)?
             .map(|t| t as f32);
-        check_columns(NAME, &users, "users", true)?;
-        check_columns(NAME, &items, "items", true)?;
+        check_columns(NAME, &users.table, "users", true)?;
+        check_columns(NAME, &items.table, "items", true)?;
         if let Some(exclude) = &exclude {
-            check_columns(NAME, exclude, "exclude", false)?;
+            check_columns(NAME, &exclude.table, "exclude", false)?;
             let (u, i, e) = (
-                users.provider.schema(),
-                items.provider.schema(),
-                exclude.provider.schema(),
+                users.table.provider.schema(),
+                items.table.provider.schema(),
+                exclude.table.provider.schema(),
             );
             expect_same_ids(NAME, ("users", u.field(0)), ("exclude", e.field(0)))?;
             expect_same_ids(NAME, ("items", i.field(0)), ("exclude", e.field(1)))?;
         }
-        let user_field = users.provider.schema().field(0).clone();
-        let item_field = items.provider.schema().field(0).clone();
+        let user_field = users.table.provider.schema().field(0).clone();
+        let item_field = items.table.provider.schema().field(0).clone();
         let item_name = if item_field.name() == user_field.name() {
             format!("item_{}", item_field.name())
         } else {
@@ -129,23 +154,8 @@ impl TableFunction for Recommend {
             Field::new(item_name, item_field.data_type().clone(), true),
             Field::new("score", DataType::Float32, false),
         ]));
-        let mut inputs = vec![
-            Input {
-                role: "users",
-                table: users,
-                columns: Some("user, vector"),
-            },
-            Input {
-                role: "items",
-                table: items,
-                columns: Some("item, vector"),
-            },
-        ];
-        inputs.extend(exclude.map(|table| Input {
-            role: "exclude",
-            table,
-            columns: Some("user, item"),
-        }));
+        let mut inputs = vec![users, items];
+        inputs.extend(exclude);
         Planned::new(inputs, &Options { k, metric, threshold }, schema)
     }
 

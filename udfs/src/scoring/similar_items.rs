@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use super::recommend::first_repeated;
 use super::selection::{self, ItemMatrix, Metric, Selection};
-use crate::table_function::{Arguments, Input, Planned, Run, TableFunction};
+use crate::table_function::{Arguments, Planned, Run, TableFunction};
 use crate::vector::Vectors;
 
 const NAME: &str = "similar_items";
@@ -22,7 +22,7 @@ const NAME: &str = "similar_items";
 #[user_doc(
     doc_section(label = "Recommendation Functions"),
     description = "The k most similar items of every item by cosine (default), dot or l2 between item vectors, never the item itself. Equal scores are ordered by item id; items with a NULL vector (or a zero vector under cosine) get no rows and are nobody's neighbour. Rows: (item, rank, similar_item, score).",
-    syntax_example = "similar_items(items, k [, metric])",
+    syntax_example = "similar_items(items, k [, metric => 'cosine'] [, item => 'column', vector => 'column'])",
     sql_example = r#"```sql
 > SELECT * FROM similar_items('item_vectors', 10) WHERE item_id = 42;
 ```"#,
@@ -31,6 +31,14 @@ const NAME: &str = "similar_items";
     argument(
         name = "metric",
         description = "'cosine' (default), 'dot' or 'l2' (score = distance, smaller first)."
+    ),
+    argument(
+        name = "item",
+        description = "The column of items that holds the item id (default: the first)."
+    ),
+    argument(
+        name = "vector",
+        description = "The column of items that holds the vector (default: the second)."
     )
 )]
 #[derive(Debug, Default)]
@@ -54,26 +62,21 @@ impl TableFunction for SimilarItems {
 
     fn plan(&self, args: &Arguments) -> Result<Planned> {
         args.expect_count(2..=3)?;
-        let items = args.required_table(0, "items")?;
+        let input = args.required_input(0, "items", Some("item, vector"))?;
         let k = args.positive_integer(1, "k", None)?;
         let metric = match args.text(2, "metric")? {
             None => Metric::Cosine,
             Some(name) => Metric::parse(&name)
                 .ok_or_else(|| args.invalid(2, "metric", "'cosine', 'dot' or 'l2'", format!("'{name}'")))?,
         };
-        super::recommend::check_columns(NAME, &items, "items", true)?;
-        let id = items.provider.schema().field(0).clone();
+        super::recommend::check_columns(NAME, &input.table, "items", true)?;
+        let id = input.table.provider.schema().field(0).clone();
         let schema = Arc::new(Schema::new(vec![
             Field::new(id.name(), id.data_type().clone(), true),
             Field::new("rank", DataType::UInt64, false),
             Field::new(format!("similar_{}", id.name()), id.data_type().clone(), true),
             Field::new("score", DataType::Float32, false),
         ]));
-        let input = Input {
-            role: "items",
-            table: items,
-            columns: Some("item, vector"),
-        };
         Planned::new(vec![input], &Options { k, metric }, schema)
     }
 

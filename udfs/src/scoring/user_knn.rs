@@ -14,9 +14,9 @@ use crate::table_function::{Arguments, Planned, Run, TableFunction};
 #[user_doc(
     doc_section(label = "Recommendation Functions"),
     description = "User-based collaborative filtering over (user, item[, weight]) rows: the top k unseen items per user by Σ sim(u,v)·r(v,i) / Σ |sim(u,v)| over u's nearest users v (shrunk cosine). Users of the users table without history get the most popular items (source = 'popular'). Rows: (user, rank, item, score, source).",
-    syntax_example = "user_knn(interactions, k [, neighbours [, shrinkage [, users [, weighting]]]])",
+    syntax_example = "user_knn(interactions, k [, neighbours => 50] [, shrinkage => 0] [, users => 'table'] [, weighting => 'none'] [, user => 'column', item => 'column', weight => 'column', users_column => 'column'])",
     sql_example = r#"```sql
-> SELECT * FROM user_knn('events', 10, 25);
+> SELECT * FROM user_knn('events', 10, neighbours => 25, user => 'user_id', item => 'item_id');
 ```"#,
     argument(
         name = "interactions",
@@ -37,7 +37,23 @@ use crate::table_function::{Arguments, Planned, Run, TableFunction};
     ),
     argument(
         name = "weighting",
-        description = "How interactions are weighted before similarities are computed: 'none' (default), 'tfidf' or 'bm25' (K1 = 100, B = 0.8, as the implicit library); pass '' as users to keep every user."
+        description = "How interactions are weighted before similarities are computed: 'none' (default), 'tfidf' or 'bm25' (K1 = 100, B = 0.8, as the implicit library)."
+    ),
+    argument(
+        name = "user",
+        description = "The column of interactions that holds the user id (default: the first)."
+    ),
+    argument(
+        name = "item",
+        description = "The column of interactions that holds the item id (default: the second)."
+    ),
+    argument(
+        name = "weight",
+        description = "The column of interactions that holds the weight (default: the third, if any; 1 when absent)."
+    ),
+    argument(
+        name = "users_column",
+        description = "The column of users that holds the user id (default: its only column)."
     )
 )]
 #[derive(Debug, Default)]

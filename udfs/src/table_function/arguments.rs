@@ -1,13 +1,19 @@
-//! The arguments of one table function call, read by position. Every check fails with one
-//! error shape: `function: argument N (role) must be …, got …`.
+//! The arguments of one table function call, read by position (named arguments were put in
+//! their places before planning, [`crate::named_arguments`]). Every check fails with one error
+//! shape: `function: argument N (role) must be …, got …`. What is read is remembered, defaults
+//! included, so a call can be shown with every option it ran with ([`Arguments::call_text`]).
 
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
 use std::ops::RangeInclusive;
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::{DataType, Field};
 use datafusion::catalog::{Session, TableFunctionArgs, TableProvider};
 use datafusion::common::{DataFusionError, Result, ScalarValue, TableReference, plan_err};
-use datafusion::logical_expr::Expr;
+use datafusion::logical_expr::{Documentation, Expr};
+
+use super::Input;
 
 /// A table or view named by an argument.
 #[derive(Debug, Clone)]
@@ -20,17 +26,32 @@ pub struct NamedTable {
 pub struct Arguments<'a> {
     function: &'static str,
     syntax: &'a str,
+    /// The documented name of each position (the first of its alternatives).
+    names: Vec<&'a str>,
     exprs: &'a [Expr],
     session: &'a dyn Session,
+    /// Each argument as read, defaults included, as SQL text.
+    read: RefCell<BTreeMap<usize, String>>,
+    /// Where the options end and the column names begin, once the count was checked.
+    options_end: Cell<Option<usize>>,
 }
 
 impl<'a> Arguments<'a> {
-    pub fn new(function: &'static str, syntax: &'a str, args: &TableFunctionArgs<'a, 'a>) -> Self {
+    pub fn new(function: &'static str, documentation: &'a Documentation, args: &TableFunctionArgs<'a, 'a>) -> Self {
+        let names = documentation
+            .arguments
+            .iter()
+            .flatten()
+            .map(|(name, _)| name.split('|').next().unwrap_or_default().trim())
+            .collect();
         Self {
             function,
-            syntax,
+            syntax: &documentation.syntax_example,
+            names,
             exprs: args.exprs(),
             session: args.session(),
+            read: RefCell::new(BTreeMap::new()),
+            options_end: Cell::new(None),
         }
     }
 
@@ -42,9 +63,22 @@ impl<'a> Arguments<'a> {
         self.session
     }
 
-    /// Fails unless the call has a number of arguments in `range`.
+    /// Fails unless the call has a number of arguments in `range`. Past the end of `range` come
+    /// the documented column names of the inputs (`user => 'user_id'`), which
+    /// [`Arguments::unused_column_names`] checks once the inputs are known.
     pub fn expect_count(&self, range: RangeInclusive<usize>) -> Result<()> {
-        if range.contains(&self.exprs.len()) {
+        self.options_end.set(Some(*range.end()));
+        let given = self.exprs.len();
+        let column_names = |index: usize| match self.literal(index) {
+            None => true,
+            Some(value) => matches!(
+                value.data_type(),
+                DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+            ),
+        };
+        if range.contains(&given)
+            || (given > *range.end() && given <= self.names.len() && (*range.end()..given).all(column_names))
+        {
             return Ok(());
         }
         plan_err!(
@@ -84,9 +118,79 @@ impl<'a> Arguments<'a> {
         match self.literal(index) {
             None => Ok(None),
             Some(ScalarValue::Utf8(Some(s)) | ScalarValue::LargeUtf8(Some(s)) | ScalarValue::Utf8View(Some(s))) => {
+                self.remember(index, quoted(&s));
                 Ok(Some(s))
             }
             Some(other) => Err(self.invalid(index, role, "a string", other)),
+        }
+    }
+
+    /// Notes that argument `index` was read as `value` (SQL text), for [`Arguments::call_text`].
+    fn remember(&self, index: usize, value: String) {
+        self.read.borrow_mut().insert(index, value);
+    }
+
+    /// The remembered value of `index`, passed through.
+    fn remembered<T: std::fmt::Display>(&self, index: usize, value: T) -> T {
+        self.remember(index, value.to_string());
+        value
+    }
+
+    /// The call as SQL with every argument it was planned with, defaults included: the first
+    /// by position, the others by name, e.g.
+    /// `train_als('events', model => 'als_v1', factors => 64, …)`.
+    pub fn call_text(&self) -> String {
+        let read = self.read.borrow();
+        let arguments: Vec<String> = read
+            .iter()
+            .map(|(&index, value)| match (index, self.names.get(index)) {
+                (0, _) | (_, None) => value.clone(),
+                (_, Some(name)) => format!("{name} => {value}"),
+            })
+            .collect();
+        format!("{}({})", self.function, arguments.join(", "))
+    }
+
+    /// The position of the argument documented as `name`.
+    pub fn position(&self, name: &str) -> Option<usize> {
+        self.names.iter().position(|n| *n == name)
+    }
+
+    /// The column named for the role `name` (`user => 'user_id'`), `None` when not given.
+    pub fn column_name(&self, name: &str) -> Result<Option<(usize, String)>> {
+        let Some(index) = self.position(name) else {
+            return Ok(None);
+        };
+        Ok(self.text(index, name)?.map(|column| (index, column)))
+    }
+
+    /// The error for arguments past the options that no input took as a column name: they were
+    /// given by position beyond the last option.
+    pub fn unused_column_names(&self) -> Result<()> {
+        let Some(end) = self.options_end.get() else {
+            return Ok(());
+        };
+        let read = self.read.borrow();
+        match (end..self.exprs.len()).find(|&index| self.literal(index).is_some() && !read.contains_key(&index)) {
+            None => Ok(()),
+            Some(index) => plan_err!(
+                "{}: argument {} ({}) names a column of an input that this call does not read; expected {}",
+                self.function,
+                index + 1,
+                self.names.get(index).copied().unwrap_or("?"),
+                self.syntax
+            ),
+        }
+    }
+
+    /// A text argument, `default` when absent, NULL or ''.
+    pub fn text_or(&self, index: usize, role: &str, default: &str) -> Result<String> {
+        match self.text(index, role)? {
+            Some(text) if !text.is_empty() => Ok(text),
+            _ => {
+                self.remember(index, quoted(default));
+                Ok(default.to_string())
+            }
         }
     }
 
@@ -101,7 +205,7 @@ impl<'a> Arguments<'a> {
     /// An integer argument ≥ 1, or `default` when absent or NULL.
     pub fn positive_integer(&self, index: usize, role: &str, default: Option<usize>) -> Result<usize> {
         match (self.optional_positive_integer(index, role)?, default) {
-            (Some(n), _) | (None, Some(n)) => Ok(n),
+            (Some(n), _) | (None, Some(n)) => Ok(self.remembered(index, n)),
             (None, None) => Err(self.invalid(index, role, "a positive integer", show(self, index, None))),
         }
     }
@@ -110,7 +214,7 @@ impl<'a> Arguments<'a> {
     pub fn optional_positive_integer(&self, index: usize, role: &str) -> Result<Option<usize>> {
         match self.integer(index) {
             None => Ok(None),
-            Some(Ok(n)) if n > 0 => Ok(Some(n as usize)),
+            Some(Ok(n)) if n > 0 => Ok(Some(self.remembered(index, n as usize))),
             other => Err(self.invalid(index, role, "a positive integer", show(self, index, other))),
         }
     }
@@ -118,15 +222,16 @@ impl<'a> Arguments<'a> {
     /// The seed of a seeded computation: an integer ≥ 0, 42 when absent or NULL.
     pub fn seed(&self, index: usize) -> Result<u64> {
         match self.integer(index) {
-            None => Ok(42),
-            Some(Ok(n)) if n >= 0 => Ok(n as u64),
+            None => Ok(self.remembered(index, 42)),
+            Some(Ok(n)) if n >= 0 => Ok(self.remembered(index, n as u64)),
             other => Err(self.invalid(index, "seed", "a non-negative integer", show(self, index, other))),
         }
     }
 
     /// A finite number in `range`, or `default` when absent or NULL.
     pub fn number(&self, index: usize, role: &str, range: RangeInclusive<f64>, default: f64) -> Result<f64> {
-        Ok(self.optional_number(index, role, range)?.unwrap_or(default))
+        let value = self.optional_number(index, role, range)?.unwrap_or(default);
+        Ok(self.remembered(index, value))
     }
 
     /// A finite number in `range`, `None` when absent or NULL.
@@ -135,7 +240,9 @@ impl<'a> Arguments<'a> {
             return Ok(None);
         };
         match value.cast_to(&DataType::Float64) {
-            Ok(ScalarValue::Float64(Some(v))) if v.is_finite() && range.contains(&v) => Ok(Some(v)),
+            Ok(ScalarValue::Float64(Some(v))) if v.is_finite() && range.contains(&v) => {
+                Ok(Some(self.remembered(index, v)))
+            }
             _ => {
                 let expected = match (range.start(), range.end()) {
                     (start, end) if end.is_infinite() && start.is_infinite() => "a finite number".to_string(),
@@ -150,8 +257,8 @@ impl<'a> Arguments<'a> {
     /// A true/false argument, or `default` when absent or NULL.
     pub fn boolean(&self, index: usize, role: &str, default: bool) -> Result<bool> {
         match self.literal(index) {
-            None => Ok(default),
-            Some(ScalarValue::Boolean(Some(value))) => Ok(value),
+            None => Ok(self.remembered(index, default)),
+            Some(ScalarValue::Boolean(Some(value))) => Ok(self.remembered(index, value)),
             Some(other) => Err(self.invalid(index, role, "true or false", other)),
         }
     }
@@ -165,6 +272,26 @@ impl<'a> Arguments<'a> {
             }
             _ => Ok(None),
         }
+    }
+
+    /// The input read from the table named by argument `index` (`None` when absent, NULL or
+    /// ''), whose columns play `columns`' roles: by position, or the columns the call names
+    /// for them (`user => 'user_id'`).
+    pub fn input(&self, index: usize, role: &'static str, columns: Option<&'static str>) -> Result<Option<Input>> {
+        let Some(table) = self.table(index, role)? else {
+            return Ok(None);
+        };
+        let table = match columns {
+            Some(roles) => super::chosen_columns(self.function, role, &table, roles, self)?.unwrap_or(table),
+            None => table,
+        };
+        Ok(Some(Input { role, table, columns }))
+    }
+
+    /// [`Arguments::input`] of an argument that must be given.
+    pub fn required_input(&self, index: usize, role: &'static str, columns: Option<&'static str>) -> Result<Input> {
+        self.input(index, role, columns)?
+            .ok_or_else(|| self.invalid(index, role, "the name of a table or view", "nothing"))
     }
 
     /// The table or view named by argument `index`, which must be given.
@@ -185,6 +312,11 @@ impl<'a> Arguments<'a> {
             _ => Err(value),
         })
     }
+}
+
+/// `text` as a SQL string literal.
+pub fn quoted(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
 }
 
 fn show(args: &Arguments, index: usize, value: Option<std::result::Result<i64, ScalarValue>>) -> String {

@@ -22,9 +22,9 @@ use std::sync::Arc;
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::{TableFunctionArgs, TableFunctionImpl, TableProvider, view::ViewTable};
-use datafusion::common::{DataFusionError, Result, exec_err, plan_err};
+use datafusion::common::{Column, DataFusionError, Result, exec_err, plan_err};
 use datafusion::datasource::provider_as_source;
-use datafusion::logical_expr::{Documentation, Extension, LogicalPlan, LogicalPlanBuilder};
+use datafusion::logical_expr::{Documentation, Expr, Extension, LogicalPlan, LogicalPlanBuilder};
 use datafusion::physical_plan::ExecutionPlan;
 use serde::Serialize;
 
@@ -63,7 +63,8 @@ pub trait TableFunction: Debug + Send + Sync {
 
 /// An input of a call: a named table whose columns play the roles `columns` names by
 /// position, e.g. `"user, item[, weight]"` (optional roles in brackets); `None` reads every
-/// column.
+/// column. Each role is also the documented name of the argument that names its column
+/// (`user => 'user_id'`), so a role must be unique among a function's inputs.
 #[derive(Debug)]
 pub struct Input {
     pub role: &'static str,
@@ -71,28 +72,50 @@ pub struct Input {
     pub columns: Option<&'static str>,
 }
 
-/// For a view's SELECT list: each role's column when exactly one column is named after it
-/// (`user` → `user_id`, `vector` → `vec`), else the role in angle brackets for the user to
-/// fill in; optional roles without such a column are left out.
+/// The one column of `columns` that looks named after `role` (`user` → `user_id`, `vector` or
+/// `user_vector` → `vec`), if exactly one does.
+fn likely_column<'a>(role: &str, columns: &[&'a str]) -> Option<&'a str> {
+    // `user_vector` is a vector, `exclude_item` an item, `users_column` a user.
+    let key = match role.rsplit_once('_') {
+        Some((head, "column")) => head.trim_end_matches('s'),
+        Some((_, last)) => last,
+        None => role,
+    };
+    let named = |column: &&&str| {
+        let column = column.to_lowercase();
+        column.contains(key) || (column.len() >= 3 && key.starts_with(&column))
+    };
+    let matches: Vec<&&str> = columns.iter().filter(named).collect();
+    match matches.as_slice() {
+        [column] => Some(column),
+        _ => None,
+    }
+}
+
+/// For a view's SELECT list: each role's likely column, else the role in angle brackets for
+/// the user to fill in; optional roles without such a column are left out.
 fn likely_columns(roles: &str, columns: &[&str]) -> String {
     let (required, _) = role_counts(roles);
-    let names = roles
-        .split([',', '[', ']'])
-        .map(str::trim)
-        .filter(|role| !role.is_empty());
-    let chosen: Vec<String> = names
+    let chosen: Vec<String> = role_names(roles)
         .enumerate()
-        .filter_map(|(position, role)| {
-            let named = |column: &&&str| {
-                let column = column.to_lowercase();
-                column.contains(role) || (column.len() >= 3 && role.starts_with(&column))
-            };
-            let matches: Vec<&&str> = columns.iter().filter(named).collect();
-            match matches.as_slice() {
-                [column] => Some(column.to_string()),
-                _ if position >= required => None,
-                _ => Some(format!("<{role}>")),
-            }
+        .filter_map(|(position, role)| match likely_column(role, columns) {
+            Some(column) => Some(column.to_string()),
+            None if position >= required => None,
+            None => Some(format!("<{role}>")),
+        })
+        .collect();
+    chosen.join(", ")
+}
+
+/// The named form of a call's column arguments: `user => 'user_id', item => 'item_id'`.
+fn named_form(roles: &str, columns: &[&str]) -> String {
+    let (required, _) = role_counts(roles);
+    let chosen: Vec<String> = role_names(roles)
+        .enumerate()
+        .filter_map(|(position, role)| match likely_column(role, columns) {
+            Some(column) => Some(format!("{role} => '{column}'")),
+            None if position >= required => None,
+            None => Some(format!("{role} => '<column>'")),
         })
         .collect();
     chosen.join(", ")
@@ -138,8 +161,7 @@ pub struct Registered(pub Arc<dyn TableFunction>);
 impl TableFunctionImpl for Registered {
     fn call_with_args(&self, args: TableFunctionArgs) -> Result<Arc<dyn TableProvider>> {
         let function = &self.0;
-        let syntax = &function.documentation().syntax_example;
-        let arguments = Arguments::new(function.name(), syntax, &args);
+        let arguments = Arguments::new(function.name(), function.documentation(), &args);
         let planned = function.plan(&arguments)?;
         let mut inputs = Vec::with_capacity(planned.inputs.len());
         let mut names = Vec::with_capacity(planned.inputs.len());
@@ -147,10 +169,12 @@ impl TableFunctionImpl for Registered {
             inputs.push(scan(function.name(), &input)?);
             names.push((input.role.to_string(), input.table.name));
         }
+        arguments.unused_column_names()?;
         let call = TableCall {
             function: function.name().to_string(),
             inputs: names,
             options: planned.options,
+            sql: arguments.call_text(),
         };
         let node = TableCallNode::new(call, Arc::clone(function), inputs, planned.schema)?;
         let plan = LogicalPlan::Extension(Extension { node: Arc::new(node) });
@@ -158,20 +182,31 @@ impl TableFunctionImpl for Registered {
     }
 }
 
+/// The roles of `roles` ("user, item[, weight]") in order.
+fn role_names(roles: &str) -> impl Iterator<Item = &str> {
+    roles
+        .split([',', '[', ']'])
+        .map(str::trim)
+        .filter(|role| !role.is_empty())
+}
+
 /// The plan that reads an input: a scan of the table (a view is inlined). A table whose
 /// columns do not match the roles one to one is an error: with more columns than roles, the
-/// roles would silently fall on the wrong columns.
+/// roles would silently fall on the wrong columns. Columns the call named for the roles
+/// (`user => 'user_id'`) were chosen already ([`Arguments::input`]).
 fn scan(function: &str, input: &Input) -> Result<LogicalPlan> {
     let table = &input.table;
     let schema = table.provider.schema();
     if let Some(roles) = input.columns {
         let (required, most) = role_counts(roles);
-        let available = schema.fields().len();
+        let found: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+        let available = found.len();
         if available < required || available > most {
-            let found: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
             let suggestion = if available > most {
                 format!(
-                    "; pass a view with exactly those columns, e.g. CREATE VIEW {}_{} AS SELECT {} FROM {}",
+                    "; name the columns, e.g. {function}('{}', …, {}), or pass a view with exactly those columns, e.g. CREATE VIEW {}_{} AS SELECT {} FROM {}",
+                    table.name,
+                    named_form(roles, &found),
                     input.role,
                     function,
                     likely_columns(roles, &found),
@@ -195,6 +230,71 @@ fn scan(function: &str, input: &Input) -> Result<LogicalPlan> {
         None,
     )?
     .build()
+}
+
+/// The table `table` with only the columns named for `roles` by the call, in the roles'
+/// order; `None` when the call names none of them.
+pub(crate) fn chosen_columns(
+    function: &str,
+    input_role: &str,
+    table: &NamedTable,
+    roles: &str,
+    arguments: &Arguments,
+) -> Result<Option<NamedTable>> {
+    let mut chosen = Vec::new();
+    for (position, role) in role_names(roles).enumerate() {
+        chosen.push((position, role, arguments.column_name(role)?));
+    }
+    if chosen.iter().all(|(_, _, named)| named.is_none()) {
+        return Ok(None);
+    }
+    let schema = table.provider.schema();
+    let found: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+    let (required, _) = role_counts(roles);
+    let mut columns = Vec::new();
+    for (position, role, named) in chosen {
+        let Some((_, column)) = named else {
+            if position < required {
+                return plan_err!(
+                    "{function}: columns of the {input_role} table '{}' are named for some roles but not for {role}; name every one of ({roles}), e.g. {role} => '{}'",
+                    table.name,
+                    likely_column(role, &found).unwrap_or("column")
+                );
+            }
+            continue;
+        };
+        let Some(field) = find_column(&found, &column) else {
+            return plan_err!(
+                "{function}: {role} => '{column}' names no column of the {input_role} table '{}', whose columns are {}",
+                table.name,
+                found.join(", ")
+            );
+        };
+        columns.push(Expr::Column(Column::from_name(field)));
+    }
+    let plan = LogicalPlanBuilder::scan(
+        table.name.as_str(),
+        provider_as_source(Arc::clone(&table.provider)),
+        None,
+    )?
+    .project(columns)?
+    .build()?;
+    Ok(Some(NamedTable {
+        name: table.name.clone(),
+        provider: Arc::new(ViewTable::new(plan, None)),
+    }))
+}
+
+/// The column of `columns` called `name`: exactly, else the one that matches it ignoring case.
+fn find_column<'a>(columns: &[&'a str], name: &str) -> Option<&'a str> {
+    if let Some(exact) = columns.iter().find(|c| **c == name) {
+        return Some(exact);
+    }
+    let mut folded = columns.iter().filter(|c| c.eq_ignore_ascii_case(name));
+    match (folded.next(), folded.next()) {
+        (Some(column), None) => Some(column),
+        _ => None,
+    }
 }
 
 /// The body of [`TableFunction::compute`] for functions with their own operator.

@@ -24,6 +24,10 @@ pub struct TableCall {
     /// (role, table or view name) of each input.
     pub inputs: Vec<(String, String)>,
     pub options: Map<String, Value>,
+    /// The call as SQL with every argument it was planned with, defaults included
+    /// ([`super::Arguments::call_text`]): what a model remembers of how it was trained.
+    #[serde(default)]
+    pub sql: String,
 }
 
 impl TableCall {

@@ -12,7 +12,7 @@ use datafusion_macros::user_doc;
 use serde::{Deserialize, Serialize};
 
 use super::{DEFAULT_DIM, hashed, vectors};
-use crate::table_function::{Arguments, Input, Planned, Run, TableFunction};
+use crate::table_function::{Arguments, Planned, Run, TableFunction};
 use crate::vector::vector_type;
 
 const NAME: &str = "embed_texts";
@@ -20,15 +20,17 @@ const NAME: &str = "embed_texts";
 #[user_doc(
     doc_section(label = "Text Functions"),
     description = "TF-IDF text embeddings of a whole (id, text) table: embed_text's hashed words, word pairs and character n-grams weighted by inverse document frequency over the table, L2-normalised. NULL for a text without words. Rows: (id, vector).",
-    syntax_example = "embed_texts(table [, dim])",
+    syntax_example = "embed_texts(table [, dim => 256] [, id => 'column', text => 'column'])",
     sql_example = r#"```sql
-> CREATE TABLE item_text AS SELECT * FROM embed_texts('item_descriptions', 256);
+> CREATE TABLE item_text AS SELECT * FROM embed_texts('items', dim => 256, id => 'item_id', text => 'title');
 ```"#,
     argument(name = "table", description = "A table or view of (id, text) rows."),
     argument(
         name = "dim",
         description = "Number of dimensions, an integer from 1 to 65536 (default 256)."
-    )
+    ),
+    argument(name = "id", description = "The column that holds the id (default: the first)."),
+    argument(name = "text", description = "The column that holds the text (default: the second).")
 )]
 #[derive(Debug, Default)]
 pub struct EmbedTexts;
@@ -50,12 +52,12 @@ impl TableFunction for EmbedTexts {
 
     fn plan(&self, args: &Arguments) -> Result<Planned> {
         args.expect_count(1..=2)?;
-        let table = args.required_table(0, "texts")?;
+        let texts = args.required_input(0, "texts", Some("id, text"))?;
         let dim = match args.positive_integer(1, "dim", Some(DEFAULT_DIM))? {
             dim if dim <= 65536 => dim,
             dim => return Err(args.invalid(1, "dim", "an integer from 1 to 65536", ScalarValue::from(dim as u64))),
         };
-        let input = table.provider.schema();
+        let input = texts.table.provider.schema();
         if input.fields().len() < 2 {
             return plan_err!("{NAME}: the table needs (id, text) columns");
         }
@@ -63,12 +65,7 @@ impl TableFunction for EmbedTexts {
             Field::new(input.field(0).name(), input.field(0).data_type().clone(), true),
             Field::new("vector", vector_type(dim), true),
         ]));
-        let input = Input {
-            role: "texts",
-            table,
-            columns: Some("id, text"),
-        };
-        Planned::new(vec![input], &Options { dim }, schema)
+        Planned::new(vec![texts], &Options { dim }, schema)
     }
 
     fn compute(&self, inputs: &[RecordBatch], run: &Run) -> Result<RecordBatch> {
