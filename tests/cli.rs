@@ -589,3 +589,43 @@ fn the_movielens_benchmark_runs_on_generated_data() {
         );
     }
 }
+
+/// A model trained by name in one process is listed and used by name in the next: `--models`
+/// and `RECFUSION_MODELS` name the directory, `\models` and `models()` list it, `DROP MODEL`
+/// removes one.
+#[test]
+fn models_are_kept_by_name_between_processes() {
+    let dir = tempfile::tempdir().unwrap();
+    let models = dir.path().join("models");
+    let models_flag = models.display().to_string();
+    let train = "SELECT model, users, items FROM train_als('examples/data/events.csv', model => 'als_v1', factors => 4, \
+                 iterations => 2, user => 'user_id', item => 'item_id')";
+    let output = recfusion(&["-q", "--format", "csv", "--models", &models_flag, "-c", train]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(stdout(&output), "model,users,items\nals_v1,300,120\n");
+    assert!(models.join("als_v1.safetensors").is_file());
+
+    // Another process, the directory from the environment.
+    let listed = Command::new(env!("CARGO_BIN_EXE_recfusion"))
+        .args(["-q", "--format", "csv", "-c"])
+        .arg("SELECT name, kind, rows, dim, call LIKE 'train_als(''examples/data/events.csv'', model => ''als_v1'', factors => 4, iterations => 2, regularization => 0.01, alpha => 1, seed => 42, %' AS call_kept FROM models()")
+        .args(["-c", "SELECT count(*) AS items FROM model_vectors('als_v1', 'items')"])
+        .env("RECFUSION_MODELS", &models)
+        .output()
+        .unwrap();
+    assert!(listed.status.success(), "{}", stderr(&listed));
+    assert_eq!(
+        stdout(&listed),
+        "name,kind,rows,dim,call_kept\nals_v1,als,12013,4,true\nitems\n120\n"
+    );
+
+    let shell = piped(
+        &["-q", "--models", &models_flag],
+        "\\models\nDROP MODEL als_v1;\n\\models\n",
+    );
+    assert!(shell.status.success(), "{}", stderr(&shell));
+    let out = stdout(&shell);
+    assert_eq!(out.matches("| als_v1 ").count(), 1, "{out}");
+    assert!(!models.join("als_v1.safetensors").exists());
+    assert!(!models.join("als_v1.safetensors.json").exists());
+}

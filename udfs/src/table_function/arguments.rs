@@ -285,7 +285,9 @@ impl<'a> Arguments<'a> {
             Some(roles) => super::chosen_columns(self.function, role, &table, roles, self)?.unwrap_or(table),
             None => table,
         };
-        Ok(Some(Input { role, table, columns }))
+        let input = Input { role, table, columns };
+        super::check_roles(self.function, &input)?;
+        Ok(Some(input))
     }
 
     /// [`Arguments::input`] of an argument that must be given.

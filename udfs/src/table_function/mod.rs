@@ -20,7 +20,7 @@ use std::fmt::Debug;
 use std::sync::Arc;
 
 use datafusion::arrow::array::RecordBatch;
-use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Fields, SchemaRef};
 use datafusion::catalog::{TableFunctionArgs, TableFunctionImpl, TableProvider, view::ViewTable};
 use datafusion::common::{Column, DataFusionError, Result, exec_err, plan_err};
 use datafusion::datasource::provider_as_source;
@@ -72,29 +72,38 @@ pub struct Input {
     pub columns: Option<&'static str>,
 }
 
-/// The one column of `columns` that looks named after `role` (`user` → `user_id`, `vector` or
-/// `user_vector` → `vec`), if exactly one does.
-fn likely_column<'a>(role: &str, columns: &[&'a str]) -> Option<&'a str> {
-    // `user_vector` is a vector, `exclude_item` an item, `users_column` a user.
+/// The one column of `fields` that looks as if it plays `role`: for a vector role the one
+/// list column, else the one other column named after it (`user` → `user_id`, `exclude_item`
+/// → `item_id`, `users_column` → `user_id`), if exactly one does.
+fn likely_column<'a>(role: &str, fields: &'a Fields) -> Option<&'a str> {
     let key = match role.rsplit_once('_') {
         Some((head, "column")) => head.trim_end_matches('s'),
         Some((_, last)) => last,
         None => role,
     };
-    let named = |column: &&&str| {
-        let column = column.to_lowercase();
-        column.contains(key) || (column.len() >= 3 && key.starts_with(&column))
+    let is_vector = |field: &Field| {
+        matches!(
+            field.data_type(),
+            DataType::List(_) | DataType::LargeList(_) | DataType::FixedSizeList(_, _)
+        )
     };
-    let matches: Vec<&&str> = columns.iter().filter(named).collect();
+    let plays = |field: &&FieldRef| {
+        if key == "vector" {
+            return is_vector(field);
+        }
+        let column = field.name().to_lowercase();
+        !is_vector(field) && (column.contains(key) || (column.len() >= 3 && key.starts_with(&column)))
+    };
+    let matches: Vec<&FieldRef> = fields.iter().filter(plays).collect();
     match matches.as_slice() {
-        [column] => Some(column),
+        [field] => Some(field.name().as_str()),
         _ => None,
     }
 }
 
 /// For a view's SELECT list: each role's likely column, else the role in angle brackets for
 /// the user to fill in; optional roles without such a column are left out.
-fn likely_columns(roles: &str, columns: &[&str]) -> String {
+fn likely_columns(roles: &str, columns: &Fields) -> String {
     let (required, _) = role_counts(roles);
     let chosen: Vec<String> = role_names(roles)
         .enumerate()
@@ -108,7 +117,7 @@ fn likely_columns(roles: &str, columns: &[&str]) -> String {
 }
 
 /// The named form of a call's column arguments: `user => 'user_id', item => 'item_id'`.
-fn named_form(roles: &str, columns: &[&str]) -> String {
+fn named_form(roles: &str, columns: &Fields) -> String {
     let (required, _) = role_counts(roles);
     let chosen: Vec<String> = role_names(roles)
         .enumerate()
@@ -166,7 +175,7 @@ impl TableFunctionImpl for Registered {
         let mut inputs = Vec::with_capacity(planned.inputs.len());
         let mut names = Vec::with_capacity(planned.inputs.len());
         for input in planned.inputs {
-            inputs.push(scan(function.name(), &input)?);
+            inputs.push(scan(&input)?);
             names.push((input.role.to_string(), input.table.name));
         }
         arguments.unused_column_names()?;
@@ -190,46 +199,52 @@ fn role_names(roles: &str) -> impl Iterator<Item = &str> {
         .filter(|role| !role.is_empty())
 }
 
-/// The plan that reads an input: a scan of the table (a view is inlined). A table whose
-/// columns do not match the roles one to one is an error: with more columns than roles, the
-/// roles would silently fall on the wrong columns. Columns the call named for the roles
-/// (`user => 'user_id'`) were chosen already ([`Arguments::input`]).
-fn scan(function: &str, input: &Input) -> Result<LogicalPlan> {
+/// The plan that reads an input: a scan of the table (a view is inlined).
+fn scan(input: &Input) -> Result<LogicalPlan> {
     let table = &input.table;
-    let schema = table.provider.schema();
-    if let Some(roles) = input.columns {
-        let (required, most) = role_counts(roles);
-        let found: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
-        let available = found.len();
-        if available < required || available > most {
-            let suggestion = if available > most {
-                format!(
-                    "; name the columns, e.g. {function}('{}', …, {}), or pass a view with exactly those columns, e.g. CREATE VIEW {}_{} AS SELECT {} FROM {}",
-                    table.name,
-                    named_form(roles, &found),
-                    input.role,
-                    function,
-                    likely_columns(roles, &found),
-                    table.name
-                )
-            } else {
-                String::new()
-            };
-            return plan_err!(
-                "{function}: the {} table '{}' has {available} columns ({}), but {function} reads its \
-                 columns by position as ({roles}){suggestion}",
-                input.role,
-                table.name,
-                found.join(", ")
-            );
-        }
-    }
     LogicalPlanBuilder::scan(
         table.name.as_str(),
         provider_as_source(Arc::clone(&table.provider)),
         None,
     )?
     .build()
+}
+
+/// Fails unless the columns of `input`'s table match its roles one to one: with more columns
+/// than roles, the roles would silently fall on the wrong columns. Columns the call named for
+/// the roles (`user => 'user_id'`) were chosen already ([`Arguments::input`]).
+pub(crate) fn check_roles(function: &str, input: &Input) -> Result<()> {
+    let Some(roles) = input.columns else {
+        return Ok(());
+    };
+    let table = &input.table;
+    let schema = table.provider.schema();
+    let (required, most) = role_counts(roles);
+    let found: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+    let available = found.len();
+    if available >= required && available <= most {
+        return Ok(());
+    }
+    let suggestion = if available > most {
+        format!(
+            "; name the columns, e.g. {function}('{}', …, {}), or pass a view with exactly those columns, e.g. CREATE VIEW {}_{} AS SELECT {} FROM {}",
+            table.name,
+            named_form(roles, schema.fields()),
+            input.role,
+            function,
+            likely_columns(roles, schema.fields()),
+            table.name
+        )
+    } else {
+        String::new()
+    };
+    plan_err!(
+        "{function}: the {} table '{}' has {available} columns ({}), but {function} reads its \
+         columns by position as ({roles}){suggestion}",
+        input.role,
+        table.name,
+        found.join(", ")
+    )
 }
 
 /// The table `table` with only the columns named for `roles` by the call, in the roles'
@@ -258,7 +273,7 @@ pub(crate) fn chosen_columns(
                 return plan_err!(
                     "{function}: columns of the {input_role} table '{}' are named for some roles but not for {role}; name every one of ({roles}), e.g. {role} => '{}'",
                     table.name,
-                    likely_column(role, &found).unwrap_or("column")
+                    likely_column(role, schema.fields()).unwrap_or("column")
                 );
             }
             continue;
