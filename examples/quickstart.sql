@@ -56,12 +56,13 @@ SELECT user_id, rank, item_id, title, round(score, 3) AS score FROM (
 ) WHERE rank <= 3
 ORDER BY user_id, rank;
 
--- 6. Model: item and user vectors learned from the weighted interactions (iALS), saved to a
---    file that a later session can load by its path.
-CREATE VIEW interactions AS SELECT user_id, item_id, weight FROM events;
+-- 6. Model: item and user vectors learned from the weighted interactions (iALS), kept under a
+--    name in the models directory, where a later session finds it (SELECT * FROM models()).
 SELECT users, items, factors, iterations, round(loss, 4) AS loss
-FROM train_als('interactions', '/tmp/recfusion-quickstart-als.safetensors', 16, 15, 0.1, 1.0, 7);
-CREATE TABLE item_vectors AS SELECT * FROM model_vectors('/tmp/recfusion-quickstart-als.safetensors', 'items');
+FROM train_als('events', model => 'quickstart_als', factors => 16, iterations => 15,
+               regularization => 0.1, alpha => 1.0, seed => 7,
+               user => 'user_id', item => 'item_id', weight => 'weight');
+CREATE TABLE item_vectors AS SELECT * FROM model_vectors('quickstart_als', 'items');
 
 -- 7. Attention profile: pool the vectors of each user's items, recent events weighing more.
 CREATE TABLE recent AS
@@ -71,13 +72,15 @@ SELECT r.user_id, attention_pool(v.vector, NULL, -0.05 * r.age) AS profile
 FROM recent r JOIN item_vectors v USING (item_id) GROUP BY r.user_id;
 
 -- 8. Recommend with the top-k operator: the 3 best unseen items per user.
-CREATE VIEW seen AS SELECT user_id, item_id FROM events;
 SELECT r.user_id, r.rank, r.item_id, i.title, round(r.score, 3) AS score
-FROM recommend('model_profiles', 'item_vectors', 3, 'cosine', 'seen') r JOIN items i USING (item_id)
+FROM recommend('model_profiles', 'item_vectors', 3, metric => 'cosine', exclude => 'events',
+               exclude_user => 'user_id', exclude_item => 'item_id') r JOIN items i USING (item_id)
 WHERE r.user_id <= 3 ORDER BY r.user_id, r.rank;
 
 -- 9. Persist for BI tools: one SQLite table with a row per (user, rank), written atomically.
 ATTACH '/tmp/recfusion-quickstart.sqlite' AS out;
 CREATE OR REPLACE TABLE out.recommendations (PRIMARY KEY (user_id, rank)) AS
-SELECT user_id, rank, item_id, score FROM recommend('model_profiles', 'item_vectors', 10, 'cosine', 'seen');
+SELECT user_id, rank, item_id, score
+FROM recommend('model_profiles', 'item_vectors', 10, metric => 'cosine', exclude => 'events',
+               exclude_user => 'user_id', exclude_item => 'item_id');
 SELECT table_name, operation, rows_written FROM out.recfusion_tables;

@@ -218,7 +218,12 @@ fn sql_and_numbers_that_start_with_a_dash_are_values() {
 
 #[test]
 fn quickstart_runs_end_to_end_and_writes_sqlite() {
-    let output = recfusion(&["-q", "--format", "csv", "-f", "examples/quickstart.sql"]);
+    let models = tempfile::tempdir().unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_recfusion"))
+        .args(["-q", "--format", "csv", "-f", "examples/quickstart.sql"])
+        .env("RECFUSION_MODELS", models.path())
+        .output()
+        .unwrap();
     assert!(output.status.success(), "{}", stderr(&output));
     let out = stdout(&output);
     assert!(
@@ -230,6 +235,7 @@ fn quickstart_runs_end_to_end_and_writes_sqlite() {
         "{out}"
     );
     assert!(out.contains("recommendations,create or replace,3000\n"), "{out}");
+    assert!(models.path().join("quickstart_als.safetensors").is_file());
     // Writes report on stderr, so stdout holds only query results.
     assert!(!out.contains("count"), "{out}");
 }
@@ -555,10 +561,13 @@ fn the_movielens_benchmark_runs_on_generated_data() {
     assert_eq!(counts[2], lines("u.data").to_string(), "every rating is written");
     assert_eq!((lines("u.item"), lines("u.user")), (60, 40));
 
+    let models = dir.path().join("models").display().to_string();
     let evaluated = recfusion(&[
         "-q",
         "--format",
         "csv",
+        "--models",
+        &models,
         "-f",
         "examples/movielens/evaluate.sql",
         "--define",

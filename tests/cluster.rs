@@ -12,9 +12,12 @@ use recfusion::cluster::{ClusterOptions, MEMORY_TABLE_CAP};
 use recfusion::{SessionOptions, execute_sql, new_cluster_session};
 
 fn quickstart(extra: &[&str]) -> String {
+    // Its model is kept by name: in a directory of its own, not the user's.
+    let models = tempfile::tempdir().expect("a temporary directory");
     let output = Command::new(env!("CARGO_BIN_EXE_recfusion"))
         .args(["-q", "--format", "csv", "-f", "examples/quickstart.sql"])
         .args(extra)
+        .env("RECFUSION_MODELS", models.path())
         .output()
         .expect("run recfusion");
     let stderr = String::from_utf8_lossy(&output.stderr);

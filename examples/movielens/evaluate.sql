@@ -19,7 +19,7 @@ INSERT INTO timings VALUES ('start', now());
 -- Load.
 CREATE TABLE ratings AS
 SELECT column_1 AS user_id, column_2 AS item_id, column_3 AS rating, column_4 AS ts
-FROM read_csv('${data}/u.data', '\t', 'utf-8', false);
+FROM read_csv('${data}/u.data', delim => '\t', encoding => 'utf-8', header => false);
 
 -- Genres as a vector: the flags that follow the five leading columns of u.item.
 CREATE TABLE items AS
@@ -27,7 +27,7 @@ SELECT column_1 AS item_id,
        vector([column_6, column_7, column_8, column_9, column_10, column_11, column_12, column_13,
                column_14, column_15, column_16, column_17, column_18, column_19, column_20,
                column_21, column_22, column_23, column_24], 19) AS genres
-FROM read_csv('${data}/u.item', '|', 'latin-1', false);
+FROM read_csv('${data}/u.item', delim => '|', encoding => 'latin-1', header => false);
 
 -- Leave-last-out split: position of each row from the end of the user's history.
 CREATE TABLE ordered AS
@@ -61,84 +61,84 @@ CREATE VIEW popularity_valid AS SELECT item_id, vector([count(*)], 1) AS v FROM 
 CREATE VIEW popularity_test AS SELECT item_id, vector([count(*)], 1) AS v FROM train_test GROUP BY item_id;
 CREATE VIEW anyone_valid AS SELECT user_id, vector([1.0], 1) AS v FROM users_valid;
 CREATE VIEW anyone_test AS SELECT user_id, vector([1.0], 1) AS v FROM users_test;
-INSERT INTO candidates SELECT 'valid', 'popularity', '', user_id, rank, item_id, score FROM recommend('anyone_valid', 'popularity_valid', 50, 'dot', 'train_valid');
-INSERT INTO candidates SELECT 'test', 'popularity', '', user_id, rank, item_id, score FROM recommend('anyone_test', 'popularity_test', 50, 'dot', 'train_test');
+INSERT INTO candidates SELECT 'valid', 'popularity', '', user_id, rank, item_id, score FROM recommend('anyone_valid', 'popularity_valid', 50, metric => 'dot', exclude => 'train_valid');
+INSERT INTO candidates SELECT 'test', 'popularity', '', user_id, rank, item_id, score FROM recommend('anyone_test', 'popularity_test', 50, metric => 'dot', exclude => 'train_test');
 INSERT INTO timings VALUES ('item-CF', now());
 
 -- Item-based CF: neighbours × shrinkage, and BM25 / TF-IDF weighting of the interactions.
-INSERT INTO candidates SELECT 'valid', 'item-CF', 'neighbours=20 shrinkage=0', user_id, rank, item_id, score FROM item_knn('train_valid', 50, 20, 0, 'users_valid');
-INSERT INTO candidates SELECT 'valid', 'item-CF', 'neighbours=30 shrinkage=0', user_id, rank, item_id, score FROM item_knn('train_valid', 50, 30, 0, 'users_valid');
-INSERT INTO candidates SELECT 'valid', 'item-CF', 'neighbours=50 shrinkage=0', user_id, rank, item_id, score FROM item_knn('train_valid', 50, 50, 0, 'users_valid');
-INSERT INTO candidates SELECT 'valid', 'item-CF', 'neighbours=100 shrinkage=0', user_id, rank, item_id, score FROM item_knn('train_valid', 50, 100, 0, 'users_valid');
-INSERT INTO candidates SELECT 'valid', 'item-CF', 'neighbours=30 shrinkage=10', user_id, rank, item_id, score FROM item_knn('train_valid', 50, 30, 10, 'users_valid');
-INSERT INTO candidates SELECT 'test', 'item-CF', 'neighbours=20 shrinkage=0', user_id, rank, item_id, score FROM item_knn('train_test', 50, 20, 0, 'users_test');
-INSERT INTO candidates SELECT 'test', 'item-CF', 'neighbours=30 shrinkage=0', user_id, rank, item_id, score FROM item_knn('train_test', 50, 30, 0, 'users_test');
-INSERT INTO candidates SELECT 'test', 'item-CF', 'neighbours=50 shrinkage=0', user_id, rank, item_id, score FROM item_knn('train_test', 50, 50, 0, 'users_test');
-INSERT INTO candidates SELECT 'test', 'item-CF', 'neighbours=100 shrinkage=0', user_id, rank, item_id, score FROM item_knn('train_test', 50, 100, 0, 'users_test');
-INSERT INTO candidates SELECT 'test', 'item-CF', 'neighbours=30 shrinkage=10', user_id, rank, item_id, score FROM item_knn('train_test', 50, 30, 10, 'users_test');
-INSERT INTO candidates SELECT 'valid', 'item-CF', 'neighbours=30 shrinkage=0 weighting=bm25', user_id, rank, item_id, score FROM item_knn('train_valid', 50, 30, 0, 'users_valid', 'bm25');
-INSERT INTO candidates SELECT 'valid', 'item-CF', 'neighbours=30 shrinkage=0 weighting=tfidf', user_id, rank, item_id, score FROM item_knn('train_valid', 50, 30, 0, 'users_valid', 'tfidf');
-INSERT INTO candidates SELECT 'valid', 'item-CF', 'neighbours=100 shrinkage=0 weighting=bm25', user_id, rank, item_id, score FROM item_knn('train_valid', 50, 100, 0, 'users_valid', 'bm25');
-INSERT INTO candidates SELECT 'valid', 'item-CF', 'neighbours=100 shrinkage=0 weighting=tfidf', user_id, rank, item_id, score FROM item_knn('train_valid', 50, 100, 0, 'users_valid', 'tfidf');
-INSERT INTO candidates SELECT 'test', 'item-CF', 'neighbours=30 shrinkage=0 weighting=bm25', user_id, rank, item_id, score FROM item_knn('train_test', 50, 30, 0, 'users_test', 'bm25');
-INSERT INTO candidates SELECT 'test', 'item-CF', 'neighbours=30 shrinkage=0 weighting=tfidf', user_id, rank, item_id, score FROM item_knn('train_test', 50, 30, 0, 'users_test', 'tfidf');
-INSERT INTO candidates SELECT 'test', 'item-CF', 'neighbours=100 shrinkage=0 weighting=bm25', user_id, rank, item_id, score FROM item_knn('train_test', 50, 100, 0, 'users_test', 'bm25');
-INSERT INTO candidates SELECT 'test', 'item-CF', 'neighbours=100 shrinkage=0 weighting=tfidf', user_id, rank, item_id, score FROM item_knn('train_test', 50, 100, 0, 'users_test', 'tfidf');
+INSERT INTO candidates SELECT 'valid', 'item-CF', 'neighbours=20 shrinkage=0', user_id, rank, item_id, score FROM item_knn('train_valid', 50, neighbours => 20, shrinkage => 0, users => 'users_valid');
+INSERT INTO candidates SELECT 'valid', 'item-CF', 'neighbours=30 shrinkage=0', user_id, rank, item_id, score FROM item_knn('train_valid', 50, neighbours => 30, shrinkage => 0, users => 'users_valid');
+INSERT INTO candidates SELECT 'valid', 'item-CF', 'neighbours=50 shrinkage=0', user_id, rank, item_id, score FROM item_knn('train_valid', 50, neighbours => 50, shrinkage => 0, users => 'users_valid');
+INSERT INTO candidates SELECT 'valid', 'item-CF', 'neighbours=100 shrinkage=0', user_id, rank, item_id, score FROM item_knn('train_valid', 50, neighbours => 100, shrinkage => 0, users => 'users_valid');
+INSERT INTO candidates SELECT 'valid', 'item-CF', 'neighbours=30 shrinkage=10', user_id, rank, item_id, score FROM item_knn('train_valid', 50, neighbours => 30, shrinkage => 10, users => 'users_valid');
+INSERT INTO candidates SELECT 'test', 'item-CF', 'neighbours=20 shrinkage=0', user_id, rank, item_id, score FROM item_knn('train_test', 50, neighbours => 20, shrinkage => 0, users => 'users_test');
+INSERT INTO candidates SELECT 'test', 'item-CF', 'neighbours=30 shrinkage=0', user_id, rank, item_id, score FROM item_knn('train_test', 50, neighbours => 30, shrinkage => 0, users => 'users_test');
+INSERT INTO candidates SELECT 'test', 'item-CF', 'neighbours=50 shrinkage=0', user_id, rank, item_id, score FROM item_knn('train_test', 50, neighbours => 50, shrinkage => 0, users => 'users_test');
+INSERT INTO candidates SELECT 'test', 'item-CF', 'neighbours=100 shrinkage=0', user_id, rank, item_id, score FROM item_knn('train_test', 50, neighbours => 100, shrinkage => 0, users => 'users_test');
+INSERT INTO candidates SELECT 'test', 'item-CF', 'neighbours=30 shrinkage=10', user_id, rank, item_id, score FROM item_knn('train_test', 50, neighbours => 30, shrinkage => 10, users => 'users_test');
+INSERT INTO candidates SELECT 'valid', 'item-CF', 'neighbours=30 shrinkage=0 weighting=bm25', user_id, rank, item_id, score FROM item_knn('train_valid', 50, neighbours => 30, shrinkage => 0, users => 'users_valid', weighting => 'bm25');
+INSERT INTO candidates SELECT 'valid', 'item-CF', 'neighbours=30 shrinkage=0 weighting=tfidf', user_id, rank, item_id, score FROM item_knn('train_valid', 50, neighbours => 30, shrinkage => 0, users => 'users_valid', weighting => 'tfidf');
+INSERT INTO candidates SELECT 'valid', 'item-CF', 'neighbours=100 shrinkage=0 weighting=bm25', user_id, rank, item_id, score FROM item_knn('train_valid', 50, neighbours => 100, shrinkage => 0, users => 'users_valid', weighting => 'bm25');
+INSERT INTO candidates SELECT 'valid', 'item-CF', 'neighbours=100 shrinkage=0 weighting=tfidf', user_id, rank, item_id, score FROM item_knn('train_valid', 50, neighbours => 100, shrinkage => 0, users => 'users_valid', weighting => 'tfidf');
+INSERT INTO candidates SELECT 'test', 'item-CF', 'neighbours=30 shrinkage=0 weighting=bm25', user_id, rank, item_id, score FROM item_knn('train_test', 50, neighbours => 30, shrinkage => 0, users => 'users_test', weighting => 'bm25');
+INSERT INTO candidates SELECT 'test', 'item-CF', 'neighbours=30 shrinkage=0 weighting=tfidf', user_id, rank, item_id, score FROM item_knn('train_test', 50, neighbours => 30, shrinkage => 0, users => 'users_test', weighting => 'tfidf');
+INSERT INTO candidates SELECT 'test', 'item-CF', 'neighbours=100 shrinkage=0 weighting=bm25', user_id, rank, item_id, score FROM item_knn('train_test', 50, neighbours => 100, shrinkage => 0, users => 'users_test', weighting => 'bm25');
+INSERT INTO candidates SELECT 'test', 'item-CF', 'neighbours=100 shrinkage=0 weighting=tfidf', user_id, rank, item_id, score FROM item_knn('train_test', 50, neighbours => 100, shrinkage => 0, users => 'users_test', weighting => 'tfidf');
 INSERT INTO timings VALUES ('user-CF', now());
 
 -- User-based CF: neighbours × shrinkage, and BM25 / TF-IDF weighting of the interactions.
-INSERT INTO candidates SELECT 'valid', 'user-CF', 'neighbours=10 shrinkage=0', user_id, rank, item_id, score FROM user_knn('train_valid', 50, 10, 0, 'users_valid');
-INSERT INTO candidates SELECT 'valid', 'user-CF', 'neighbours=25 shrinkage=0', user_id, rank, item_id, score FROM user_knn('train_valid', 50, 25, 0, 'users_valid');
-INSERT INTO candidates SELECT 'valid', 'user-CF', 'neighbours=50 shrinkage=0', user_id, rank, item_id, score FROM user_knn('train_valid', 50, 50, 0, 'users_valid');
-INSERT INTO candidates SELECT 'valid', 'user-CF', 'neighbours=100 shrinkage=0', user_id, rank, item_id, score FROM user_knn('train_valid', 50, 100, 0, 'users_valid');
-INSERT INTO candidates SELECT 'valid', 'user-CF', 'neighbours=50 shrinkage=20', user_id, rank, item_id, score FROM user_knn('train_valid', 50, 50, 20, 'users_valid');
-INSERT INTO candidates SELECT 'test', 'user-CF', 'neighbours=10 shrinkage=0', user_id, rank, item_id, score FROM user_knn('train_test', 50, 10, 0, 'users_test');
-INSERT INTO candidates SELECT 'test', 'user-CF', 'neighbours=25 shrinkage=0', user_id, rank, item_id, score FROM user_knn('train_test', 50, 25, 0, 'users_test');
-INSERT INTO candidates SELECT 'test', 'user-CF', 'neighbours=50 shrinkage=0', user_id, rank, item_id, score FROM user_knn('train_test', 50, 50, 0, 'users_test');
-INSERT INTO candidates SELECT 'test', 'user-CF', 'neighbours=100 shrinkage=0', user_id, rank, item_id, score FROM user_knn('train_test', 50, 100, 0, 'users_test');
-INSERT INTO candidates SELECT 'test', 'user-CF', 'neighbours=50 shrinkage=20', user_id, rank, item_id, score FROM user_knn('train_test', 50, 50, 20, 'users_test');
-INSERT INTO candidates SELECT 'valid', 'user-CF', 'neighbours=25 shrinkage=0 weighting=bm25', user_id, rank, item_id, score FROM user_knn('train_valid', 50, 25, 0, 'users_valid', 'bm25');
-INSERT INTO candidates SELECT 'valid', 'user-CF', 'neighbours=25 shrinkage=0 weighting=tfidf', user_id, rank, item_id, score FROM user_knn('train_valid', 50, 25, 0, 'users_valid', 'tfidf');
-INSERT INTO candidates SELECT 'valid', 'user-CF', 'neighbours=50 shrinkage=0 weighting=bm25', user_id, rank, item_id, score FROM user_knn('train_valid', 50, 50, 0, 'users_valid', 'bm25');
-INSERT INTO candidates SELECT 'valid', 'user-CF', 'neighbours=50 shrinkage=0 weighting=tfidf', user_id, rank, item_id, score FROM user_knn('train_valid', 50, 50, 0, 'users_valid', 'tfidf');
-INSERT INTO candidates SELECT 'test', 'user-CF', 'neighbours=25 shrinkage=0 weighting=bm25', user_id, rank, item_id, score FROM user_knn('train_test', 50, 25, 0, 'users_test', 'bm25');
-INSERT INTO candidates SELECT 'test', 'user-CF', 'neighbours=25 shrinkage=0 weighting=tfidf', user_id, rank, item_id, score FROM user_knn('train_test', 50, 25, 0, 'users_test', 'tfidf');
-INSERT INTO candidates SELECT 'test', 'user-CF', 'neighbours=50 shrinkage=0 weighting=bm25', user_id, rank, item_id, score FROM user_knn('train_test', 50, 50, 0, 'users_test', 'bm25');
-INSERT INTO candidates SELECT 'test', 'user-CF', 'neighbours=50 shrinkage=0 weighting=tfidf', user_id, rank, item_id, score FROM user_knn('train_test', 50, 50, 0, 'users_test', 'tfidf');
+INSERT INTO candidates SELECT 'valid', 'user-CF', 'neighbours=10 shrinkage=0', user_id, rank, item_id, score FROM user_knn('train_valid', 50, neighbours => 10, shrinkage => 0, users => 'users_valid');
+INSERT INTO candidates SELECT 'valid', 'user-CF', 'neighbours=25 shrinkage=0', user_id, rank, item_id, score FROM user_knn('train_valid', 50, neighbours => 25, shrinkage => 0, users => 'users_valid');
+INSERT INTO candidates SELECT 'valid', 'user-CF', 'neighbours=50 shrinkage=0', user_id, rank, item_id, score FROM user_knn('train_valid', 50, neighbours => 50, shrinkage => 0, users => 'users_valid');
+INSERT INTO candidates SELECT 'valid', 'user-CF', 'neighbours=100 shrinkage=0', user_id, rank, item_id, score FROM user_knn('train_valid', 50, neighbours => 100, shrinkage => 0, users => 'users_valid');
+INSERT INTO candidates SELECT 'valid', 'user-CF', 'neighbours=50 shrinkage=20', user_id, rank, item_id, score FROM user_knn('train_valid', 50, neighbours => 50, shrinkage => 20, users => 'users_valid');
+INSERT INTO candidates SELECT 'test', 'user-CF', 'neighbours=10 shrinkage=0', user_id, rank, item_id, score FROM user_knn('train_test', 50, neighbours => 10, shrinkage => 0, users => 'users_test');
+INSERT INTO candidates SELECT 'test', 'user-CF', 'neighbours=25 shrinkage=0', user_id, rank, item_id, score FROM user_knn('train_test', 50, neighbours => 25, shrinkage => 0, users => 'users_test');
+INSERT INTO candidates SELECT 'test', 'user-CF', 'neighbours=50 shrinkage=0', user_id, rank, item_id, score FROM user_knn('train_test', 50, neighbours => 50, shrinkage => 0, users => 'users_test');
+INSERT INTO candidates SELECT 'test', 'user-CF', 'neighbours=100 shrinkage=0', user_id, rank, item_id, score FROM user_knn('train_test', 50, neighbours => 100, shrinkage => 0, users => 'users_test');
+INSERT INTO candidates SELECT 'test', 'user-CF', 'neighbours=50 shrinkage=20', user_id, rank, item_id, score FROM user_knn('train_test', 50, neighbours => 50, shrinkage => 20, users => 'users_test');
+INSERT INTO candidates SELECT 'valid', 'user-CF', 'neighbours=25 shrinkage=0 weighting=bm25', user_id, rank, item_id, score FROM user_knn('train_valid', 50, neighbours => 25, shrinkage => 0, users => 'users_valid', weighting => 'bm25');
+INSERT INTO candidates SELECT 'valid', 'user-CF', 'neighbours=25 shrinkage=0 weighting=tfidf', user_id, rank, item_id, score FROM user_knn('train_valid', 50, neighbours => 25, shrinkage => 0, users => 'users_valid', weighting => 'tfidf');
+INSERT INTO candidates SELECT 'valid', 'user-CF', 'neighbours=50 shrinkage=0 weighting=bm25', user_id, rank, item_id, score FROM user_knn('train_valid', 50, neighbours => 50, shrinkage => 0, users => 'users_valid', weighting => 'bm25');
+INSERT INTO candidates SELECT 'valid', 'user-CF', 'neighbours=50 shrinkage=0 weighting=tfidf', user_id, rank, item_id, score FROM user_knn('train_valid', 50, neighbours => 50, shrinkage => 0, users => 'users_valid', weighting => 'tfidf');
+INSERT INTO candidates SELECT 'test', 'user-CF', 'neighbours=25 shrinkage=0 weighting=bm25', user_id, rank, item_id, score FROM user_knn('train_test', 50, neighbours => 25, shrinkage => 0, users => 'users_test', weighting => 'bm25');
+INSERT INTO candidates SELECT 'test', 'user-CF', 'neighbours=25 shrinkage=0 weighting=tfidf', user_id, rank, item_id, score FROM user_knn('train_test', 50, neighbours => 25, shrinkage => 0, users => 'users_test', weighting => 'tfidf');
+INSERT INTO candidates SELECT 'test', 'user-CF', 'neighbours=50 shrinkage=0 weighting=bm25', user_id, rank, item_id, score FROM user_knn('train_test', 50, neighbours => 50, shrinkage => 0, users => 'users_test', weighting => 'bm25');
+INSERT INTO candidates SELECT 'test', 'user-CF', 'neighbours=50 shrinkage=0 weighting=tfidf', user_id, rank, item_id, score FROM user_knn('train_test', 50, neighbours => 50, shrinkage => 0, users => 'users_test', weighting => 'tfidf');
 INSERT INTO timings VALUES ('content-based (genres)', now());
 
 -- Content-based: the user's mean genre vector against each item's genres.
 CREATE VIEW item_genres AS SELECT item_id, genres FROM items;
-INSERT INTO candidates SELECT 'valid', 'content-based (genres)', '', user_id, rank, item_id, score FROM content_knn('train_valid', 'item_genres', 50, 'users_valid');
-INSERT INTO candidates SELECT 'test', 'content-based (genres)', '', user_id, rank, item_id, score FROM content_knn('train_test', 'item_genres', 50, 'users_test');
+INSERT INTO candidates SELECT 'valid', 'content-based (genres)', '', user_id, rank, item_id, score FROM content_knn('train_valid', 'item_genres', 50, users => 'users_valid');
+INSERT INTO candidates SELECT 'test', 'content-based (genres)', '', user_id, rank, item_id, score FROM content_knn('train_test', 'item_genres', 50, users => 'users_test');
 INSERT INTO timings VALUES ('iALS', now());
 
 -- iALS (implicit-feedback matrix factorisation): trained, saved, read back, recommended.
--- Models are written to the system's temporary directory.
-CREATE TABLE als_valid_64_0_1_1_0 AS SELECT * FROM train_als('train_valid', '/tmp/recfusion-movielens-als_valid_64_0_1_1_0.safetensors', 64, 20, 0.1, 1.0, 42);
-CREATE TABLE als_valid_64_0_1_1_0_users AS SELECT * FROM model_vectors('/tmp/recfusion-movielens-als_valid_64_0_1_1_0.safetensors', 'users');
-CREATE TABLE als_valid_64_0_1_1_0_items AS SELECT * FROM model_vectors('/tmp/recfusion-movielens-als_valid_64_0_1_1_0.safetensors', 'items');
-INSERT INTO candidates SELECT 'valid', 'iALS', 'factors=64 regularization=0.1 alpha=1.0', user_id, rank, item_id, score FROM recommend('als_valid_64_0_1_1_0_users', 'als_valid_64_0_1_1_0_items', 50, 'dot', 'train_valid');
-CREATE TABLE als_valid_128_1_0_2_0 AS SELECT * FROM train_als('train_valid', '/tmp/recfusion-movielens-als_valid_128_1_0_2_0.safetensors', 128, 20, 1.0, 2.0, 42);
-CREATE TABLE als_valid_128_1_0_2_0_users AS SELECT * FROM model_vectors('/tmp/recfusion-movielens-als_valid_128_1_0_2_0.safetensors', 'users');
-CREATE TABLE als_valid_128_1_0_2_0_items AS SELECT * FROM model_vectors('/tmp/recfusion-movielens-als_valid_128_1_0_2_0.safetensors', 'items');
-INSERT INTO candidates SELECT 'valid', 'iALS', 'factors=128 regularization=1.0 alpha=2.0', user_id, rank, item_id, score FROM recommend('als_valid_128_1_0_2_0_users', 'als_valid_128_1_0_2_0_items', 50, 'dot', 'train_valid');
-CREATE TABLE als_valid_128_1_0_4_0 AS SELECT * FROM train_als('train_valid', '/tmp/recfusion-movielens-als_valid_128_1_0_4_0.safetensors', 128, 20, 1.0, 4.0, 42);
-CREATE TABLE als_valid_128_1_0_4_0_users AS SELECT * FROM model_vectors('/tmp/recfusion-movielens-als_valid_128_1_0_4_0.safetensors', 'users');
-CREATE TABLE als_valid_128_1_0_4_0_items AS SELECT * FROM model_vectors('/tmp/recfusion-movielens-als_valid_128_1_0_4_0.safetensors', 'items');
-INSERT INTO candidates SELECT 'valid', 'iALS', 'factors=128 regularization=1.0 alpha=4.0', user_id, rank, item_id, score FROM recommend('als_valid_128_1_0_4_0_users', 'als_valid_128_1_0_4_0_items', 50, 'dot', 'train_valid');
-CREATE TABLE als_test_64_0_1_1_0 AS SELECT * FROM train_als('train_test', '/tmp/recfusion-movielens-als_test_64_0_1_1_0.safetensors', 64, 20, 0.1, 1.0, 42);
-CREATE TABLE als_test_64_0_1_1_0_users AS SELECT * FROM model_vectors('/tmp/recfusion-movielens-als_test_64_0_1_1_0.safetensors', 'users');
-CREATE TABLE als_test_64_0_1_1_0_items AS SELECT * FROM model_vectors('/tmp/recfusion-movielens-als_test_64_0_1_1_0.safetensors', 'items');
-INSERT INTO candidates SELECT 'test', 'iALS', 'factors=64 regularization=0.1 alpha=1.0', user_id, rank, item_id, score FROM recommend('als_test_64_0_1_1_0_users', 'als_test_64_0_1_1_0_items', 50, 'dot', 'train_test');
-CREATE TABLE als_test_128_1_0_2_0 AS SELECT * FROM train_als('train_test', '/tmp/recfusion-movielens-als_test_128_1_0_2_0.safetensors', 128, 20, 1.0, 2.0, 42);
-CREATE TABLE als_test_128_1_0_2_0_users AS SELECT * FROM model_vectors('/tmp/recfusion-movielens-als_test_128_1_0_2_0.safetensors', 'users');
-CREATE TABLE als_test_128_1_0_2_0_items AS SELECT * FROM model_vectors('/tmp/recfusion-movielens-als_test_128_1_0_2_0.safetensors', 'items');
-INSERT INTO candidates SELECT 'test', 'iALS', 'factors=128 regularization=1.0 alpha=2.0', user_id, rank, item_id, score FROM recommend('als_test_128_1_0_2_0_users', 'als_test_128_1_0_2_0_items', 50, 'dot', 'train_test');
-CREATE TABLE als_test_128_1_0_4_0 AS SELECT * FROM train_als('train_test', '/tmp/recfusion-movielens-als_test_128_1_0_4_0.safetensors', 128, 20, 1.0, 4.0, 42);
-CREATE TABLE als_test_128_1_0_4_0_users AS SELECT * FROM model_vectors('/tmp/recfusion-movielens-als_test_128_1_0_4_0.safetensors', 'users');
-CREATE TABLE als_test_128_1_0_4_0_items AS SELECT * FROM model_vectors('/tmp/recfusion-movielens-als_test_128_1_0_4_0.safetensors', 'items');
-INSERT INTO candidates SELECT 'test', 'iALS', 'factors=128 regularization=1.0 alpha=4.0', user_id, rank, item_id, score FROM recommend('als_test_128_1_0_4_0_users', 'als_test_128_1_0_4_0_items', 50, 'dot', 'train_test');
+-- Models are kept by name (movielens-…) in the models directory (--models DIR).
+CREATE TABLE als_valid_64_0_1_1_0 AS SELECT * FROM train_als('train_valid', model => 'movielens-als_valid_64_0_1_1_0', factors => 64, iterations => 20, regularization => 0.1, alpha => 1.0, seed => 42);
+CREATE TABLE als_valid_64_0_1_1_0_users AS SELECT * FROM model_vectors('movielens-als_valid_64_0_1_1_0', 'users');
+CREATE TABLE als_valid_64_0_1_1_0_items AS SELECT * FROM model_vectors('movielens-als_valid_64_0_1_1_0', 'items');
+INSERT INTO candidates SELECT 'valid', 'iALS', 'factors=64 regularization=0.1 alpha=1.0', user_id, rank, item_id, score FROM recommend('als_valid_64_0_1_1_0_users', 'als_valid_64_0_1_1_0_items', 50, metric => 'dot', exclude => 'train_valid');
+CREATE TABLE als_valid_128_1_0_2_0 AS SELECT * FROM train_als('train_valid', model => 'movielens-als_valid_128_1_0_2_0', factors => 128, iterations => 20, regularization => 1.0, alpha => 2.0, seed => 42);
+CREATE TABLE als_valid_128_1_0_2_0_users AS SELECT * FROM model_vectors('movielens-als_valid_128_1_0_2_0', 'users');
+CREATE TABLE als_valid_128_1_0_2_0_items AS SELECT * FROM model_vectors('movielens-als_valid_128_1_0_2_0', 'items');
+INSERT INTO candidates SELECT 'valid', 'iALS', 'factors=128 regularization=1.0 alpha=2.0', user_id, rank, item_id, score FROM recommend('als_valid_128_1_0_2_0_users', 'als_valid_128_1_0_2_0_items', 50, metric => 'dot', exclude => 'train_valid');
+CREATE TABLE als_valid_128_1_0_4_0 AS SELECT * FROM train_als('train_valid', model => 'movielens-als_valid_128_1_0_4_0', factors => 128, iterations => 20, regularization => 1.0, alpha => 4.0, seed => 42);
+CREATE TABLE als_valid_128_1_0_4_0_users AS SELECT * FROM model_vectors('movielens-als_valid_128_1_0_4_0', 'users');
+CREATE TABLE als_valid_128_1_0_4_0_items AS SELECT * FROM model_vectors('movielens-als_valid_128_1_0_4_0', 'items');
+INSERT INTO candidates SELECT 'valid', 'iALS', 'factors=128 regularization=1.0 alpha=4.0', user_id, rank, item_id, score FROM recommend('als_valid_128_1_0_4_0_users', 'als_valid_128_1_0_4_0_items', 50, metric => 'dot', exclude => 'train_valid');
+CREATE TABLE als_test_64_0_1_1_0 AS SELECT * FROM train_als('train_test', model => 'movielens-als_test_64_0_1_1_0', factors => 64, iterations => 20, regularization => 0.1, alpha => 1.0, seed => 42);
+CREATE TABLE als_test_64_0_1_1_0_users AS SELECT * FROM model_vectors('movielens-als_test_64_0_1_1_0', 'users');
+CREATE TABLE als_test_64_0_1_1_0_items AS SELECT * FROM model_vectors('movielens-als_test_64_0_1_1_0', 'items');
+INSERT INTO candidates SELECT 'test', 'iALS', 'factors=64 regularization=0.1 alpha=1.0', user_id, rank, item_id, score FROM recommend('als_test_64_0_1_1_0_users', 'als_test_64_0_1_1_0_items', 50, metric => 'dot', exclude => 'train_test');
+CREATE TABLE als_test_128_1_0_2_0 AS SELECT * FROM train_als('train_test', model => 'movielens-als_test_128_1_0_2_0', factors => 128, iterations => 20, regularization => 1.0, alpha => 2.0, seed => 42);
+CREATE TABLE als_test_128_1_0_2_0_users AS SELECT * FROM model_vectors('movielens-als_test_128_1_0_2_0', 'users');
+CREATE TABLE als_test_128_1_0_2_0_items AS SELECT * FROM model_vectors('movielens-als_test_128_1_0_2_0', 'items');
+INSERT INTO candidates SELECT 'test', 'iALS', 'factors=128 regularization=1.0 alpha=2.0', user_id, rank, item_id, score FROM recommend('als_test_128_1_0_2_0_users', 'als_test_128_1_0_2_0_items', 50, metric => 'dot', exclude => 'train_test');
+CREATE TABLE als_test_128_1_0_4_0 AS SELECT * FROM train_als('train_test', model => 'movielens-als_test_128_1_0_4_0', factors => 128, iterations => 20, regularization => 1.0, alpha => 4.0, seed => 42);
+CREATE TABLE als_test_128_1_0_4_0_users AS SELECT * FROM model_vectors('movielens-als_test_128_1_0_4_0', 'users');
+CREATE TABLE als_test_128_1_0_4_0_items AS SELECT * FROM model_vectors('movielens-als_test_128_1_0_4_0', 'items');
+INSERT INTO candidates SELECT 'test', 'iALS', 'factors=128 regularization=1.0 alpha=4.0', user_id, rank, item_id, score FROM recommend('als_test_128_1_0_4_0_users', 'als_test_128_1_0_4_0_items', 50, metric => 'dot', exclude => 'train_test');
 -- Profiles pooled from the same item vectors (iALS, factors=128 regularization=1.0 alpha=2.0):
 -- the mean of the user's items against attention pooling with the mean as query and a
 -- recency bias (age 1 = the user's latest training item), its decay tuned on validation.
@@ -146,52 +146,52 @@ INSERT INTO timings VALUES ('mean-pooled (iALS items)', now());
 CREATE TABLE history_valid AS SELECT user_id, item_id, from_end - 2 AS age FROM ordered WHERE from_end > 2;
 CREATE TABLE history_test AS SELECT user_id, item_id, from_end - 1 AS age FROM ordered WHERE from_end > 1;
 CREATE TABLE mean_valid AS SELECT h.user_id, vector_mean(i.vector) AS profile FROM history_valid h JOIN als_valid_128_1_0_2_0_items i USING (item_id) GROUP BY h.user_id;
-INSERT INTO candidates SELECT 'valid', 'mean-pooled (iALS items)', '', user_id, rank, item_id, score FROM recommend('mean_valid', 'als_valid_128_1_0_2_0_items', 50, 'dot', 'train_valid');
+INSERT INTO candidates SELECT 'valid', 'mean-pooled (iALS items)', '', user_id, rank, item_id, score FROM recommend('mean_valid', 'als_valid_128_1_0_2_0_items', 50, metric => 'dot', exclude => 'train_valid');
 CREATE TABLE mean_test AS SELECT h.user_id, vector_mean(i.vector) AS profile FROM history_test h JOIN als_test_128_1_0_2_0_items i USING (item_id) GROUP BY h.user_id;
-INSERT INTO candidates SELECT 'test', 'mean-pooled (iALS items)', '', user_id, rank, item_id, score FROM recommend('mean_test', 'als_test_128_1_0_2_0_items', 50, 'dot', 'train_test');
+INSERT INTO candidates SELECT 'test', 'mean-pooled (iALS items)', '', user_id, rank, item_id, score FROM recommend('mean_test', 'als_test_128_1_0_2_0_items', 50, metric => 'dot', exclude => 'train_test');
 INSERT INTO timings VALUES ('attention-pooled (iALS items)', now());
 CREATE TABLE attention_valid_0_02 AS SELECT h.user_id, attention_pool(i.vector, m.profile, -0.02 * h.age) AS profile FROM history_valid h JOIN als_valid_128_1_0_2_0_items i USING (item_id) JOIN mean_valid m USING (user_id) GROUP BY h.user_id;
-INSERT INTO candidates SELECT 'valid', 'attention-pooled (iALS items)', 'recency decay=0.02', user_id, rank, item_id, score FROM recommend('attention_valid_0_02', 'als_valid_128_1_0_2_0_items', 50, 'dot', 'train_valid');
+INSERT INTO candidates SELECT 'valid', 'attention-pooled (iALS items)', 'recency decay=0.02', user_id, rank, item_id, score FROM recommend('attention_valid_0_02', 'als_valid_128_1_0_2_0_items', 50, metric => 'dot', exclude => 'train_valid');
 CREATE TABLE attention_valid_0_1 AS SELECT h.user_id, attention_pool(i.vector, m.profile, -0.1 * h.age) AS profile FROM history_valid h JOIN als_valid_128_1_0_2_0_items i USING (item_id) JOIN mean_valid m USING (user_id) GROUP BY h.user_id;
-INSERT INTO candidates SELECT 'valid', 'attention-pooled (iALS items)', 'recency decay=0.1', user_id, rank, item_id, score FROM recommend('attention_valid_0_1', 'als_valid_128_1_0_2_0_items', 50, 'dot', 'train_valid');
+INSERT INTO candidates SELECT 'valid', 'attention-pooled (iALS items)', 'recency decay=0.1', user_id, rank, item_id, score FROM recommend('attention_valid_0_1', 'als_valid_128_1_0_2_0_items', 50, metric => 'dot', exclude => 'train_valid');
 CREATE TABLE attention_valid_0_5 AS SELECT h.user_id, attention_pool(i.vector, m.profile, -0.5 * h.age) AS profile FROM history_valid h JOIN als_valid_128_1_0_2_0_items i USING (item_id) JOIN mean_valid m USING (user_id) GROUP BY h.user_id;
-INSERT INTO candidates SELECT 'valid', 'attention-pooled (iALS items)', 'recency decay=0.5', user_id, rank, item_id, score FROM recommend('attention_valid_0_5', 'als_valid_128_1_0_2_0_items', 50, 'dot', 'train_valid');
+INSERT INTO candidates SELECT 'valid', 'attention-pooled (iALS items)', 'recency decay=0.5', user_id, rank, item_id, score FROM recommend('attention_valid_0_5', 'als_valid_128_1_0_2_0_items', 50, metric => 'dot', exclude => 'train_valid');
 CREATE TABLE attention_valid_1_0 AS SELECT h.user_id, attention_pool(i.vector, m.profile, -1.0 * h.age) AS profile FROM history_valid h JOIN als_valid_128_1_0_2_0_items i USING (item_id) JOIN mean_valid m USING (user_id) GROUP BY h.user_id;
-INSERT INTO candidates SELECT 'valid', 'attention-pooled (iALS items)', 'recency decay=1.0', user_id, rank, item_id, score FROM recommend('attention_valid_1_0', 'als_valid_128_1_0_2_0_items', 50, 'dot', 'train_valid');
+INSERT INTO candidates SELECT 'valid', 'attention-pooled (iALS items)', 'recency decay=1.0', user_id, rank, item_id, score FROM recommend('attention_valid_1_0', 'als_valid_128_1_0_2_0_items', 50, metric => 'dot', exclude => 'train_valid');
 CREATE TABLE attention_valid_2_0 AS SELECT h.user_id, attention_pool(i.vector, m.profile, -2.0 * h.age) AS profile FROM history_valid h JOIN als_valid_128_1_0_2_0_items i USING (item_id) JOIN mean_valid m USING (user_id) GROUP BY h.user_id;
-INSERT INTO candidates SELECT 'valid', 'attention-pooled (iALS items)', 'recency decay=2.0', user_id, rank, item_id, score FROM recommend('attention_valid_2_0', 'als_valid_128_1_0_2_0_items', 50, 'dot', 'train_valid');
+INSERT INTO candidates SELECT 'valid', 'attention-pooled (iALS items)', 'recency decay=2.0', user_id, rank, item_id, score FROM recommend('attention_valid_2_0', 'als_valid_128_1_0_2_0_items', 50, metric => 'dot', exclude => 'train_valid');
 CREATE TABLE attention_test_0_02 AS SELECT h.user_id, attention_pool(i.vector, m.profile, -0.02 * h.age) AS profile FROM history_test h JOIN als_test_128_1_0_2_0_items i USING (item_id) JOIN mean_test m USING (user_id) GROUP BY h.user_id;
-INSERT INTO candidates SELECT 'test', 'attention-pooled (iALS items)', 'recency decay=0.02', user_id, rank, item_id, score FROM recommend('attention_test_0_02', 'als_test_128_1_0_2_0_items', 50, 'dot', 'train_test');
+INSERT INTO candidates SELECT 'test', 'attention-pooled (iALS items)', 'recency decay=0.02', user_id, rank, item_id, score FROM recommend('attention_test_0_02', 'als_test_128_1_0_2_0_items', 50, metric => 'dot', exclude => 'train_test');
 CREATE TABLE attention_test_0_1 AS SELECT h.user_id, attention_pool(i.vector, m.profile, -0.1 * h.age) AS profile FROM history_test h JOIN als_test_128_1_0_2_0_items i USING (item_id) JOIN mean_test m USING (user_id) GROUP BY h.user_id;
-INSERT INTO candidates SELECT 'test', 'attention-pooled (iALS items)', 'recency decay=0.1', user_id, rank, item_id, score FROM recommend('attention_test_0_1', 'als_test_128_1_0_2_0_items', 50, 'dot', 'train_test');
+INSERT INTO candidates SELECT 'test', 'attention-pooled (iALS items)', 'recency decay=0.1', user_id, rank, item_id, score FROM recommend('attention_test_0_1', 'als_test_128_1_0_2_0_items', 50, metric => 'dot', exclude => 'train_test');
 CREATE TABLE attention_test_0_5 AS SELECT h.user_id, attention_pool(i.vector, m.profile, -0.5 * h.age) AS profile FROM history_test h JOIN als_test_128_1_0_2_0_items i USING (item_id) JOIN mean_test m USING (user_id) GROUP BY h.user_id;
-INSERT INTO candidates SELECT 'test', 'attention-pooled (iALS items)', 'recency decay=0.5', user_id, rank, item_id, score FROM recommend('attention_test_0_5', 'als_test_128_1_0_2_0_items', 50, 'dot', 'train_test');
+INSERT INTO candidates SELECT 'test', 'attention-pooled (iALS items)', 'recency decay=0.5', user_id, rank, item_id, score FROM recommend('attention_test_0_5', 'als_test_128_1_0_2_0_items', 50, metric => 'dot', exclude => 'train_test');
 CREATE TABLE attention_test_1_0 AS SELECT h.user_id, attention_pool(i.vector, m.profile, -1.0 * h.age) AS profile FROM history_test h JOIN als_test_128_1_0_2_0_items i USING (item_id) JOIN mean_test m USING (user_id) GROUP BY h.user_id;
-INSERT INTO candidates SELECT 'test', 'attention-pooled (iALS items)', 'recency decay=1.0', user_id, rank, item_id, score FROM recommend('attention_test_1_0', 'als_test_128_1_0_2_0_items', 50, 'dot', 'train_test');
+INSERT INTO candidates SELECT 'test', 'attention-pooled (iALS items)', 'recency decay=1.0', user_id, rank, item_id, score FROM recommend('attention_test_1_0', 'als_test_128_1_0_2_0_items', 50, metric => 'dot', exclude => 'train_test');
 CREATE TABLE attention_test_2_0 AS SELECT h.user_id, attention_pool(i.vector, m.profile, -2.0 * h.age) AS profile FROM history_test h JOIN als_test_128_1_0_2_0_items i USING (item_id) JOIN mean_test m USING (user_id) GROUP BY h.user_id;
-INSERT INTO candidates SELECT 'test', 'attention-pooled (iALS items)', 'recency decay=2.0', user_id, rank, item_id, score FROM recommend('attention_test_2_0', 'als_test_128_1_0_2_0_items', 50, 'dot', 'train_test');
+INSERT INTO candidates SELECT 'test', 'attention-pooled (iALS items)', 'recency decay=2.0', user_id, rank, item_id, score FROM recommend('attention_test_2_0', 'als_test_128_1_0_2_0_items', 50, metric => 'dot', exclude => 'train_test');
 -- item2vec: skip-gram over each user's time-ordered training items; profiles pooled from its
 -- vectors (mean, and attention with the mean as query and a recency bias).
 INSERT INTO timings VALUES ('item2vec mean-pooled', now());
 CREATE TABLE sequence_valid AS SELECT o.user_id, o.item_id, r.ts FROM ordered o JOIN ratings r USING (user_id, item_id) WHERE o.from_end > 2;
 CREATE TABLE sequence_test AS SELECT o.user_id, o.item_id, r.ts FROM ordered o JOIN ratings r USING (user_id, item_id) WHERE o.from_end > 1;
-CREATE TABLE item2vec_valid AS SELECT * FROM train_item2vec('sequence_valid', '/tmp/recfusion-movielens-item2vec-valid.safetensors', 64, 5, 5, 5, 42);
-CREATE TABLE item2vec_valid_items AS SELECT * FROM model_vectors('/tmp/recfusion-movielens-item2vec-valid.safetensors', 'items');
+CREATE TABLE item2vec_valid AS SELECT * FROM train_item2vec('sequence_valid', model => 'movielens-item2vec-valid', dim => 64, epochs => 5, window => 5, negatives => 5, seed => 42);
+CREATE TABLE item2vec_valid_items AS SELECT * FROM model_vectors('movielens-item2vec-valid', 'items');
 CREATE TABLE item2vec_mean_valid AS SELECT h.user_id, vector_mean(i.vector) AS profile FROM history_valid h JOIN item2vec_valid_items i USING (item_id) GROUP BY h.user_id;
-INSERT INTO candidates SELECT 'valid', 'item2vec mean-pooled', '', user_id, rank, item_id, score FROM recommend('item2vec_mean_valid', 'item2vec_valid_items', 50, 'cosine', 'train_valid');
-CREATE TABLE item2vec_test AS SELECT * FROM train_item2vec('sequence_test', '/tmp/recfusion-movielens-item2vec-test.safetensors', 64, 5, 5, 5, 42);
-CREATE TABLE item2vec_test_items AS SELECT * FROM model_vectors('/tmp/recfusion-movielens-item2vec-test.safetensors', 'items');
+INSERT INTO candidates SELECT 'valid', 'item2vec mean-pooled', '', user_id, rank, item_id, score FROM recommend('item2vec_mean_valid', 'item2vec_valid_items', 50, metric => 'cosine', exclude => 'train_valid');
+CREATE TABLE item2vec_test AS SELECT * FROM train_item2vec('sequence_test', model => 'movielens-item2vec-test', dim => 64, epochs => 5, window => 5, negatives => 5, seed => 42);
+CREATE TABLE item2vec_test_items AS SELECT * FROM model_vectors('movielens-item2vec-test', 'items');
 CREATE TABLE item2vec_mean_test AS SELECT h.user_id, vector_mean(i.vector) AS profile FROM history_test h JOIN item2vec_test_items i USING (item_id) GROUP BY h.user_id;
-INSERT INTO candidates SELECT 'test', 'item2vec mean-pooled', '', user_id, rank, item_id, score FROM recommend('item2vec_mean_test', 'item2vec_test_items', 50, 'cosine', 'train_test');
+INSERT INTO candidates SELECT 'test', 'item2vec mean-pooled', '', user_id, rank, item_id, score FROM recommend('item2vec_mean_test', 'item2vec_test_items', 50, metric => 'cosine', exclude => 'train_test');
 INSERT INTO timings VALUES ('item2vec attention-pooled', now());
 CREATE TABLE item2vec_attention_valid_0_5 AS SELECT h.user_id, attention_pool(i.vector, m.profile, -0.5 * h.age) AS profile FROM history_valid h JOIN item2vec_valid_items i USING (item_id) JOIN item2vec_mean_valid m USING (user_id) GROUP BY h.user_id;
-INSERT INTO candidates SELECT 'valid', 'item2vec attention-pooled', 'recency decay=0.5', user_id, rank, item_id, score FROM recommend('item2vec_attention_valid_0_5', 'item2vec_valid_items', 50, 'cosine', 'train_valid');
+INSERT INTO candidates SELECT 'valid', 'item2vec attention-pooled', 'recency decay=0.5', user_id, rank, item_id, score FROM recommend('item2vec_attention_valid_0_5', 'item2vec_valid_items', 50, metric => 'cosine', exclude => 'train_valid');
 CREATE TABLE item2vec_attention_valid_1_0 AS SELECT h.user_id, attention_pool(i.vector, m.profile, -1.0 * h.age) AS profile FROM history_valid h JOIN item2vec_valid_items i USING (item_id) JOIN item2vec_mean_valid m USING (user_id) GROUP BY h.user_id;
-INSERT INTO candidates SELECT 'valid', 'item2vec attention-pooled', 'recency decay=1.0', user_id, rank, item_id, score FROM recommend('item2vec_attention_valid_1_0', 'item2vec_valid_items', 50, 'cosine', 'train_valid');
+INSERT INTO candidates SELECT 'valid', 'item2vec attention-pooled', 'recency decay=1.0', user_id, rank, item_id, score FROM recommend('item2vec_attention_valid_1_0', 'item2vec_valid_items', 50, metric => 'cosine', exclude => 'train_valid');
 CREATE TABLE item2vec_attention_test_0_5 AS SELECT h.user_id, attention_pool(i.vector, m.profile, -0.5 * h.age) AS profile FROM history_test h JOIN item2vec_test_items i USING (item_id) JOIN item2vec_mean_test m USING (user_id) GROUP BY h.user_id;
-INSERT INTO candidates SELECT 'test', 'item2vec attention-pooled', 'recency decay=0.5', user_id, rank, item_id, score FROM recommend('item2vec_attention_test_0_5', 'item2vec_test_items', 50, 'cosine', 'train_test');
+INSERT INTO candidates SELECT 'test', 'item2vec attention-pooled', 'recency decay=0.5', user_id, rank, item_id, score FROM recommend('item2vec_attention_test_0_5', 'item2vec_test_items', 50, metric => 'cosine', exclude => 'train_test');
 CREATE TABLE item2vec_attention_test_1_0 AS SELECT h.user_id, attention_pool(i.vector, m.profile, -1.0 * h.age) AS profile FROM history_test h JOIN item2vec_test_items i USING (item_id) JOIN item2vec_mean_test m USING (user_id) GROUP BY h.user_id;
-INSERT INTO candidates SELECT 'test', 'item2vec attention-pooled', 'recency decay=1.0', user_id, rank, item_id, score FROM recommend('item2vec_attention_test_1_0', 'item2vec_test_items', 50, 'cosine', 'train_test');
+INSERT INTO candidates SELECT 'test', 'item2vec attention-pooled', 'recency decay=1.0', user_id, rank, item_id, score FROM recommend('item2vec_attention_test_1_0', 'item2vec_test_items', 50, metric => 'cosine', exclude => 'train_test');
 -- SASRec: a transformer over each user's time-ordered items (64 dims, 2 blocks, the last 50
 -- items, at most 30 epochs at learning rate 0.003, early stopping on the last training item);
 -- the profile is its output at the user's latest item. "SASRec transformer, last 200 items"
@@ -201,50 +201,50 @@ INSERT INTO candidates SELECT 'test', 'item2vec attention-pooled', 'recency deca
 -- A learned attention query: the query vector and recency slope trained so that pooled
 -- profiles rank each user's next training item first (the same iALS item vectors).
 INSERT INTO timings VALUES ('attention-pooled, learned query (iALS items)', now());
-CREATE TABLE learned_query_valid AS SELECT * FROM train_attention_query('sequence_valid', '/tmp/recfusion-movielens-query-valid.safetensors', 'als_valid_128_1_0_2_0_items', 100, 42);
+CREATE TABLE learned_query_valid AS SELECT * FROM train_attention_query('sequence_valid', model => 'movielens-query-valid', item_vectors => 'als_valid_128_1_0_2_0_items', epochs => 100, seed => 42);
 CREATE TABLE learned_attention_valid AS SELECT h.user_id, attention_pool(i.vector, l.query, -l.slope * h.age) AS profile FROM history_valid h JOIN als_valid_128_1_0_2_0_items i USING (item_id) CROSS JOIN learned_query_valid l GROUP BY h.user_id;
-INSERT INTO candidates SELECT 'valid', 'attention-pooled, learned query (iALS items)', '', user_id, rank, item_id, score FROM recommend('learned_attention_valid', 'als_valid_128_1_0_2_0_items', 50, 'dot', 'train_valid');
-CREATE TABLE learned_query_test AS SELECT * FROM train_attention_query('sequence_test', '/tmp/recfusion-movielens-query-test.safetensors', 'als_test_128_1_0_2_0_items', 100, 42);
+INSERT INTO candidates SELECT 'valid', 'attention-pooled, learned query (iALS items)', '', user_id, rank, item_id, score FROM recommend('learned_attention_valid', 'als_valid_128_1_0_2_0_items', 50, metric => 'dot', exclude => 'train_valid');
+CREATE TABLE learned_query_test AS SELECT * FROM train_attention_query('sequence_test', model => 'movielens-query-test', item_vectors => 'als_test_128_1_0_2_0_items', epochs => 100, seed => 42);
 CREATE TABLE learned_attention_test AS SELECT h.user_id, attention_pool(i.vector, l.query, -l.slope * h.age) AS profile FROM history_test h JOIN als_test_128_1_0_2_0_items i USING (item_id) CROSS JOIN learned_query_test l GROUP BY h.user_id;
-INSERT INTO candidates SELECT 'test', 'attention-pooled, learned query (iALS items)', '', user_id, rank, item_id, score FROM recommend('learned_attention_test', 'als_test_128_1_0_2_0_items', 50, 'dot', 'train_test');
+INSERT INTO candidates SELECT 'test', 'attention-pooled, learned query (iALS items)', '', user_id, rank, item_id, score FROM recommend('learned_attention_test', 'als_test_128_1_0_2_0_items', 50, metric => 'dot', exclude => 'train_test');
 INSERT INTO timings VALUES ('two-tower (user features)', now());
 CREATE TABLE user_features AS
 SELECT column_1 AS user_id, column_2 AS age, column_3 AS gender, column_4 AS occupation
-FROM read_csv('${data}/u.user', '|', 'latin-1', false);
-CREATE TABLE two_tower_valid AS SELECT * FROM train_two_tower('train_valid', '/tmp/recfusion-movielens-two-tower-valid.safetensors', 'user_features', 32, 20, 42);
-CREATE TABLE two_tower_valid_users AS SELECT * FROM two_tower_profiles('/tmp/recfusion-movielens-two-tower-valid.safetensors', 'user_features');
-CREATE TABLE two_tower_valid_items AS SELECT * FROM model_vectors('/tmp/recfusion-movielens-two-tower-valid.safetensors', 'items');
-INSERT INTO candidates SELECT 'valid', 'two-tower (user features)', 'dim=32', user_id, rank, item_id, score FROM recommend('two_tower_valid_users', 'two_tower_valid_items', 50, 'dot', 'train_valid');
-CREATE TABLE two_tower_test AS SELECT * FROM train_two_tower('train_test', '/tmp/recfusion-movielens-two-tower-test.safetensors', 'user_features', 32, 20, 42);
-CREATE TABLE two_tower_test_users AS SELECT * FROM two_tower_profiles('/tmp/recfusion-movielens-two-tower-test.safetensors', 'user_features');
-CREATE TABLE two_tower_test_items AS SELECT * FROM model_vectors('/tmp/recfusion-movielens-two-tower-test.safetensors', 'items');
-INSERT INTO candidates SELECT 'test', 'two-tower (user features)', 'dim=32', user_id, rank, item_id, score FROM recommend('two_tower_test_users', 'two_tower_test_items', 50, 'dot', 'train_test');
+FROM read_csv('${data}/u.user', delim => '|', encoding => 'latin-1', header => false);
+CREATE TABLE two_tower_valid AS SELECT * FROM train_two_tower('train_valid', model => 'movielens-two-tower-valid', user_features => 'user_features', dim => 32, epochs => 20, seed => 42);
+CREATE TABLE two_tower_valid_users AS SELECT * FROM two_tower_profiles('movielens-two-tower-valid', 'user_features');
+CREATE TABLE two_tower_valid_items AS SELECT * FROM model_vectors('movielens-two-tower-valid', 'items');
+INSERT INTO candidates SELECT 'valid', 'two-tower (user features)', 'dim=32', user_id, rank, item_id, score FROM recommend('two_tower_valid_users', 'two_tower_valid_items', 50, metric => 'dot', exclude => 'train_valid');
+CREATE TABLE two_tower_test AS SELECT * FROM train_two_tower('train_test', model => 'movielens-two-tower-test', user_features => 'user_features', dim => 32, epochs => 20, seed => 42);
+CREATE TABLE two_tower_test_users AS SELECT * FROM two_tower_profiles('movielens-two-tower-test', 'user_features');
+CREATE TABLE two_tower_test_items AS SELECT * FROM model_vectors('movielens-two-tower-test', 'items');
+INSERT INTO candidates SELECT 'test', 'two-tower (user features)', 'dim=32', user_id, rank, item_id, score FROM recommend('two_tower_test_users', 'two_tower_test_items', 50, metric => 'dot', exclude => 'train_test');
 INSERT INTO timings VALUES ('SASRec transformer', now());
-CREATE TABLE sasrec_valid AS SELECT * FROM train_sasrec('sequence_valid', '/tmp/recfusion-movielens-sasrec-valid.safetensors', 64, 30, 50, 2, 1, 0.2, 42, 0.003);
-CREATE TABLE sasrec_valid_users AS SELECT * FROM sasrec_profiles('/tmp/recfusion-movielens-sasrec-valid.safetensors', 'sequence_valid');
-CREATE TABLE sasrec_valid_items AS SELECT * FROM model_vectors('/tmp/recfusion-movielens-sasrec-valid.safetensors', 'items');
-INSERT INTO candidates SELECT 'valid', 'SASRec transformer', 'dim=64 blocks=2 max_len=50 lr=0.003', user_id, rank, item_id, score FROM recommend('sasrec_valid_users', 'sasrec_valid_items', 50, 'dot', 'train_valid');
-CREATE TABLE sasrec_test AS SELECT * FROM train_sasrec('sequence_test', '/tmp/recfusion-movielens-sasrec-test.safetensors', 64, 30, 50, 2, 1, 0.2, 42, 0.003);
-CREATE TABLE sasrec_test_users AS SELECT * FROM sasrec_profiles('/tmp/recfusion-movielens-sasrec-test.safetensors', 'sequence_test');
-CREATE TABLE sasrec_test_items AS SELECT * FROM model_vectors('/tmp/recfusion-movielens-sasrec-test.safetensors', 'items');
-INSERT INTO candidates SELECT 'test', 'SASRec transformer', 'dim=64 blocks=2 max_len=50 lr=0.003', user_id, rank, item_id, score FROM recommend('sasrec_test_users', 'sasrec_test_items', 50, 'dot', 'train_test');
+CREATE TABLE sasrec_valid AS SELECT * FROM train_sasrec('sequence_valid', model => 'movielens-sasrec-valid', dim => 64, epochs => 30, max_len => 50, layers => 2, heads => 1, dropout => 0.2, seed => 42, learning_rate => 0.003);
+CREATE TABLE sasrec_valid_users AS SELECT * FROM sasrec_profiles('movielens-sasrec-valid', 'sequence_valid');
+CREATE TABLE sasrec_valid_items AS SELECT * FROM model_vectors('movielens-sasrec-valid', 'items');
+INSERT INTO candidates SELECT 'valid', 'SASRec transformer', 'dim=64 blocks=2 max_len=50 lr=0.003', user_id, rank, item_id, score FROM recommend('sasrec_valid_users', 'sasrec_valid_items', 50, metric => 'dot', exclude => 'train_valid');
+CREATE TABLE sasrec_test AS SELECT * FROM train_sasrec('sequence_test', model => 'movielens-sasrec-test', dim => 64, epochs => 30, max_len => 50, layers => 2, heads => 1, dropout => 0.2, seed => 42, learning_rate => 0.003);
+CREATE TABLE sasrec_test_users AS SELECT * FROM sasrec_profiles('movielens-sasrec-test', 'sequence_test');
+CREATE TABLE sasrec_test_items AS SELECT * FROM model_vectors('movielens-sasrec-test', 'items');
+INSERT INTO candidates SELECT 'test', 'SASRec transformer', 'dim=64 blocks=2 max_len=50 lr=0.003', user_id, rank, item_id, score FROM recommend('sasrec_test_users', 'sasrec_test_items', 50, metric => 'dot', exclude => 'train_test');
 INSERT INTO timings VALUES ('SASRec transformer, last 200 items', now());
-CREATE TABLE sasrec200_valid_0_2 AS SELECT * FROM train_sasrec('sequence_valid', '/tmp/recfusion-movielens-sasrec200-valid-0_2.safetensors', 64, 30, 200, 2, 1, 0.2, 42, 0.003);
-CREATE TABLE sasrec200_valid_0_2_users AS SELECT * FROM sasrec_profiles('/tmp/recfusion-movielens-sasrec200-valid-0_2.safetensors', 'sequence_valid');
-CREATE TABLE sasrec200_valid_0_2_items AS SELECT * FROM model_vectors('/tmp/recfusion-movielens-sasrec200-valid-0_2.safetensors', 'items');
-INSERT INTO candidates SELECT 'valid', 'SASRec transformer, last 200 items', 'dim=64 blocks=2 max_len=200 dropout=0.2 lr=0.003', user_id, rank, item_id, score FROM recommend('sasrec200_valid_0_2_users', 'sasrec200_valid_0_2_items', 50, 'dot', 'train_valid');
-CREATE TABLE sasrec200_test_0_2 AS SELECT * FROM train_sasrec('sequence_test', '/tmp/recfusion-movielens-sasrec200-test-0_2.safetensors', 64, 30, 200, 2, 1, 0.2, 42, 0.003);
-CREATE TABLE sasrec200_test_0_2_users AS SELECT * FROM sasrec_profiles('/tmp/recfusion-movielens-sasrec200-test-0_2.safetensors', 'sequence_test');
-CREATE TABLE sasrec200_test_0_2_items AS SELECT * FROM model_vectors('/tmp/recfusion-movielens-sasrec200-test-0_2.safetensors', 'items');
-INSERT INTO candidates SELECT 'test', 'SASRec transformer, last 200 items', 'dim=64 blocks=2 max_len=200 dropout=0.2 lr=0.003', user_id, rank, item_id, score FROM recommend('sasrec200_test_0_2_users', 'sasrec200_test_0_2_items', 50, 'dot', 'train_test');
-CREATE TABLE sasrec200_valid_0_5 AS SELECT * FROM train_sasrec('sequence_valid', '/tmp/recfusion-movielens-sasrec200-valid-0_5.safetensors', 64, 30, 200, 2, 1, 0.5, 42, 0.003);
-CREATE TABLE sasrec200_valid_0_5_users AS SELECT * FROM sasrec_profiles('/tmp/recfusion-movielens-sasrec200-valid-0_5.safetensors', 'sequence_valid');
-CREATE TABLE sasrec200_valid_0_5_items AS SELECT * FROM model_vectors('/tmp/recfusion-movielens-sasrec200-valid-0_5.safetensors', 'items');
-INSERT INTO candidates SELECT 'valid', 'SASRec transformer, last 200 items', 'dim=64 blocks=2 max_len=200 dropout=0.5 lr=0.003', user_id, rank, item_id, score FROM recommend('sasrec200_valid_0_5_users', 'sasrec200_valid_0_5_items', 50, 'dot', 'train_valid');
-CREATE TABLE sasrec200_test_0_5 AS SELECT * FROM train_sasrec('sequence_test', '/tmp/recfusion-movielens-sasrec200-test-0_5.safetensors', 64, 30, 200, 2, 1, 0.5, 42, 0.003);
-CREATE TABLE sasrec200_test_0_5_users AS SELECT * FROM sasrec_profiles('/tmp/recfusion-movielens-sasrec200-test-0_5.safetensors', 'sequence_test');
-CREATE TABLE sasrec200_test_0_5_items AS SELECT * FROM model_vectors('/tmp/recfusion-movielens-sasrec200-test-0_5.safetensors', 'items');
-INSERT INTO candidates SELECT 'test', 'SASRec transformer, last 200 items', 'dim=64 blocks=2 max_len=200 dropout=0.5 lr=0.003', user_id, rank, item_id, score FROM recommend('sasrec200_test_0_5_users', 'sasrec200_test_0_5_items', 50, 'dot', 'train_test');
+CREATE TABLE sasrec200_valid_0_2 AS SELECT * FROM train_sasrec('sequence_valid', model => 'movielens-sasrec200-valid-0_2', dim => 64, epochs => 30, max_len => 200, layers => 2, heads => 1, dropout => 0.2, seed => 42, learning_rate => 0.003);
+CREATE TABLE sasrec200_valid_0_2_users AS SELECT * FROM sasrec_profiles('movielens-sasrec200-valid-0_2', 'sequence_valid');
+CREATE TABLE sasrec200_valid_0_2_items AS SELECT * FROM model_vectors('movielens-sasrec200-valid-0_2', 'items');
+INSERT INTO candidates SELECT 'valid', 'SASRec transformer, last 200 items', 'dim=64 blocks=2 max_len=200 dropout=0.2 lr=0.003', user_id, rank, item_id, score FROM recommend('sasrec200_valid_0_2_users', 'sasrec200_valid_0_2_items', 50, metric => 'dot', exclude => 'train_valid');
+CREATE TABLE sasrec200_test_0_2 AS SELECT * FROM train_sasrec('sequence_test', model => 'movielens-sasrec200-test-0_2', dim => 64, epochs => 30, max_len => 200, layers => 2, heads => 1, dropout => 0.2, seed => 42, learning_rate => 0.003);
+CREATE TABLE sasrec200_test_0_2_users AS SELECT * FROM sasrec_profiles('movielens-sasrec200-test-0_2', 'sequence_test');
+CREATE TABLE sasrec200_test_0_2_items AS SELECT * FROM model_vectors('movielens-sasrec200-test-0_2', 'items');
+INSERT INTO candidates SELECT 'test', 'SASRec transformer, last 200 items', 'dim=64 blocks=2 max_len=200 dropout=0.2 lr=0.003', user_id, rank, item_id, score FROM recommend('sasrec200_test_0_2_users', 'sasrec200_test_0_2_items', 50, metric => 'dot', exclude => 'train_test');
+CREATE TABLE sasrec200_valid_0_5 AS SELECT * FROM train_sasrec('sequence_valid', model => 'movielens-sasrec200-valid-0_5', dim => 64, epochs => 30, max_len => 200, layers => 2, heads => 1, dropout => 0.5, seed => 42, learning_rate => 0.003);
+CREATE TABLE sasrec200_valid_0_5_users AS SELECT * FROM sasrec_profiles('movielens-sasrec200-valid-0_5', 'sequence_valid');
+CREATE TABLE sasrec200_valid_0_5_items AS SELECT * FROM model_vectors('movielens-sasrec200-valid-0_5', 'items');
+INSERT INTO candidates SELECT 'valid', 'SASRec transformer, last 200 items', 'dim=64 blocks=2 max_len=200 dropout=0.5 lr=0.003', user_id, rank, item_id, score FROM recommend('sasrec200_valid_0_5_users', 'sasrec200_valid_0_5_items', 50, metric => 'dot', exclude => 'train_valid');
+CREATE TABLE sasrec200_test_0_5 AS SELECT * FROM train_sasrec('sequence_test', model => 'movielens-sasrec200-test-0_5', dim => 64, epochs => 30, max_len => 200, layers => 2, heads => 1, dropout => 0.5, seed => 42, learning_rate => 0.003);
+CREATE TABLE sasrec200_test_0_5_users AS SELECT * FROM sasrec_profiles('movielens-sasrec200-test-0_5', 'sequence_test');
+CREATE TABLE sasrec200_test_0_5_items AS SELECT * FROM model_vectors('movielens-sasrec200-test-0_5', 'items');
+INSERT INTO candidates SELECT 'test', 'SASRec transformer, last 200 items', 'dim=64 blocks=2 max_len=200 dropout=0.5 lr=0.003', user_id, rank, item_id, score FROM recommend('sasrec200_test_0_5_users', 'sasrec200_test_0_5_items', 50, metric => 'dot', exclude => 'train_test');
 INSERT INTO timings VALUES ('hybrid', now());
 
 -- Scores of every list: HR@10 and NDCG@10 against the held-out item. A list is a user's

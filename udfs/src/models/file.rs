@@ -110,7 +110,7 @@ impl ModelFile {
             "training": training,
             "ids": ids,
         });
-        let weights_tmp = path.with_extension("safetensors.partial");
+        let weights_tmp = partial_path(path);
         let json_tmp = json_path(&weights_tmp);
         let written = write_both(&tensors, &meta, &weights_tmp, &json_tmp, path).map_err(|e| context(&e));
         if written.is_err() {
@@ -195,6 +195,18 @@ impl ModelFile {
         }
         Ok((values, *cols, ids))
     }
+}
+
+/// A temporary name beside `path` that no other writer uses: two trainings of one model, in
+/// two processes or two threads, each write their own files and the last rename wins.
+fn partial_path(path: &Path) -> PathBuf {
+    static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let write = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    path.with_file_name(format!(".{name}.partial-{}-{write}", std::process::id()))
 }
 
 /// Writes the weights and the description to their temporary names, then renames both into
