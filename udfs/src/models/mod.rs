@@ -17,6 +17,8 @@ mod layers;
 mod matrix;
 pub mod model_info;
 pub mod model_vectors;
+// The file of the `models()` function, named after it as every function's file is.
+#[allow(clippy::module_inception)]
 pub mod models;
 pub mod progress;
 pub mod sasrec;
