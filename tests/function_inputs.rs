@@ -123,12 +123,16 @@ const SETUP: &[&str] = &[
     ) AS t(item_id, vec)",
     "CREATE TABLE features AS SELECT * FROM (VALUES (1, 30.0, 'fr'), (2, 41.0, 'de'), (3, 25.0, 'fr'))
         AS t(user_id, age, country)",
+    "CREATE VIEW candidates AS SELECT user_id, item_id, weight AS score FROM events",
+    "CREATE VIEW lists AS SELECT user_id, item_id, 'a' AS method, row_number() OVER (PARTITION BY user_id ORDER BY item_id) AS rank FROM events",
+    "CREATE TABLE blend AS SELECT * FROM (VALUES ('a', 1.0)) AS t(method, weight)",
 ];
 
 /// One valid call of every function: the property test replaces some of its arguments with
 /// random values, so the calls reach past argument checking into the computations.
 fn valid_calls(dir: &str) -> Vec<(&'static str, Vec<String>)> {
     let calls: Vec<(&'static str, Vec<&str>)> = vec![
+        ("als_explain", vec!["'DIR/als_model'", "'pairs'", "'user_items'", "3"]),
         ("array_cosine_similarity", vec!["vec", "vector('[1, 2]', 2)"]),
         ("array_inner_product", vec!["vec", "vec"]),
         ("attention_pool", vec!["vec", "vector('[1, 0]', 2)", "-0.5"]),
@@ -138,21 +142,31 @@ fn valid_calls(dir: &str) -> Vec<(&'static str, Vec<String>)> {
         ),
         ("average_precision_at_k", vec!["[1, 2, 3]", "[2]", "3"]),
         ("bar", vec!["user_id", "0", "3", "10"]),
+        ("calibration_kl", vec!["vec", "vector('[1, 2]', 2)"]),
         ("content_knn", vec!["'pairs'", "'item_vectors'", "2", "'user_ids'"]),
         ("decayed_mean", vec!["vec", "user_id", "7"]),
         ("embed_text", vec!["'a red apple'", "16"]),
         ("embed_texts", vec!["'titles'", "16"]),
+        ("fuse_ranks", vec!["'lists'", "'blend'", "5", "10"]),
+        ("gini_index", vec!["weight"]),
         ("hit_at_k", vec!["[1, 2, 3]", "[2]", "3"]),
         ("intra_list_diversity", vec!["vec"]),
         ("item_knn", vec!["'pairs'", "2", "10", "1.0", "'user_ids'"]),
+        ("item_popularity", vec!["'user_items'", "0.8"]),
         ("model_info", vec!["'DIR'"]),
         ("model_vectors", vec!["'MODEL'", "'items'"]),
         ("models", vec![]),
         ("ndcg_at_k", vec!["[1, 2, 3]", "[2]", "3"]),
+        ("novelty", vec!["0.5"]),
         ("precision_at_k", vec!["[1, 2, 3]", "[2]", "3"]),
         ("read_csv", vec!["'DIR/events.csv'", "','", "'utf-8'", "true"]),
         ("recall_at_k", vec!["[1, 2, 3]", "[2]", "3"]),
         ("reciprocal_rank_at_k", vec!["[1, 2, 3]", "[2]", "3"]),
+        (
+            "rerank_calibrated",
+            vec!["'candidates'", "'item_vectors'", "'user_items'", "2", "0.5"],
+        ),
+        ("rerank_mmr", vec!["'candidates'", "'item_vectors'", "2", "0.5"]),
         (
             "recommend",
             vec!["'vectors'", "'item_vectors'", "2", "'cosine'", "'user_items'", "0.1"],
@@ -226,6 +240,7 @@ async fn every_function_returns_a_result_or_an_error_for_any_arguments() {
     // Trained models for the functions that read one.
     for train in [
         format!("SELECT * FROM train_item2vec('pairs', '{dir_text}/model', 4, 2)"),
+        format!("SELECT * FROM train_als('pairs', '{dir_text}/als_model', 4, 2)"),
         format!("SELECT * FROM train_sasrec('sequences', '{dir_text}/sasrec', 4, 1, 5, 1, 1)"),
         format!("SELECT * FROM train_two_tower('user_items', '{dir_text}/tower', 'features', 4, 1)"),
     ] {

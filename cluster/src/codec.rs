@@ -27,7 +27,7 @@ use datafusion_proto::logical_plan::LogicalExtensionCodec;
 use datafusion_proto::physical_plan::{PhysicalExtensionCodec, PhysicalProtoConverterExtension};
 use datafusion_proto::protobuf;
 use prost::Message;
-use recfusion_udfs::scoring::RecommendExec;
+use recfusion_udfs::scoring::{RecommendExec, RerankExec};
 use recfusion_udfs::table_function::planner::operator;
 use recfusion_udfs::table_function::{ComputeExec, TableCall, TableCallNode, TableFunction};
 
@@ -138,6 +138,8 @@ impl PhysicalExtensionCodec for RecfusionPhysicalCodec {
         let call = if let Some(exec) = node.downcast_ref::<ComputeExec>() {
             exec.call()
         } else if let Some(exec) = node.downcast_ref::<RecommendExec>() {
+            exec.call()
+        } else if let Some(exec) = node.downcast_ref::<RerankExec>() {
             exec.call()
         } else {
             return self.inner.try_encode(node, buf, proto_converter);

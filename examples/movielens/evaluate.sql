@@ -283,50 +283,58 @@ SELECT a.w AS w_item, b.w AS w_sasrec, c.w AS w_als, 1.0 - a.w - b.w - c.w AS w_
        concat('item-CF=', a.w, ' iALS=', c.w, ' attention=', 1.0 - a.w - b.w - c.w, ' SASRec=', b.w) AS config
 FROM steps a, steps b, steps c WHERE a.w + b.w + c.w <= 1.0;
 
--- Each candidate's 1 / (10 + rank) in each of the four lists (0 where a list lacks it).
-CREATE TABLE fused AS
-SELECT c.split, c.user_id, c.item_id,
-       sum(CASE c.method WHEN 'item-CF' THEN 1.0 / (10.0 + c.rank) ELSE 0.0 END) AS item_cf,
-       sum(CASE c.method WHEN 'SASRec transformer, last 200 items' THEN 1.0 / (10.0 + c.rank) ELSE 0.0 END) AS sasrec,
-       sum(CASE c.method WHEN 'iALS' THEN 1.0 / (10.0 + c.rank) ELSE 0.0 END) AS als,
-       sum(CASE c.method WHEN 'attention-pooled (iALS items)' THEN 1.0 / (10.0 + c.rank) ELSE 0.0 END) AS attention
-FROM candidates c JOIN chosen USING (method, config)
-WHERE c.method IN ('item-CF', 'SASRec transformer, last 200 items', 'iALS', 'attention-pooled (iALS items)')
-GROUP BY c.split, c.user_id, c.item_id;
+-- The four chosen lists, and the grid of weights as (method, weight, weighting) rows.
+CREATE TABLE blend_lists AS
+SELECT c.split, c.user_id, c.item_id, c.method, c.rank FROM candidates c JOIN chosen USING (method, config)
+WHERE c.method IN ('item-CF', 'SASRec transformer, last 200 items', 'iALS', 'attention-pooled (iALS items)');
+CREATE VIEW blend_lists_valid AS SELECT user_id, item_id, method, rank FROM blend_lists WHERE split = 'valid';
+CREATE VIEW blend_lists_test AS SELECT user_id, item_id, method, rank FROM blend_lists WHERE split = 'test';
+CREATE TABLE blend_grid AS
+SELECT 'item-CF' AS method, w_item AS weight, config AS weighting FROM weights
+UNION ALL SELECT 'SASRec transformer, last 200 items', w_sasrec, config FROM weights
+UNION ALL SELECT 'iALS', w_als, config FROM weights
+UNION ALL SELECT 'attention-pooled (iALS items)', w_attention, config FROM weights;
 
--- Every candidate's fused score under every weighting.
-CREATE VIEW weighted AS
-SELECT f.split, w.config, f.user_id, f.item_id,
-       w.w_item * f.item_cf + w.w_sasrec * f.sasrec + w.w_als * f.als + w.w_attention * f.attention AS score
-FROM fused f CROSS JOIN weights w;
-
--- The weights chosen on validation: each user's held-out item is placed among the fused
--- candidates (1 + those scoring higher; ties go to the lower item id, as in the lists) for
--- every weighting at once, which costs far less memory than ranking every list of every
--- weighting.
+-- The weights chosen on validation: every weighting's fused lists at once (fuse_ranks with a
+-- weighting column, every candidate ranked), each user's held-out item read at its rank.
 CREATE TABLE hybrid_weights AS
-WITH scored AS (SELECT config, user_id, item_id, score FROM weighted WHERE split = 'valid'),
-held_out AS (
-  SELECT s.config, s.user_id, s.item_id, s.score
-  FROM scored s JOIN truth t ON t.split = 'valid' AND t.user_id = s.user_id AND t.item_id = s.item_id),
-places AS (
-  SELECT h.config, h.user_id,
-         1 + count(*) FILTER (WHERE s.score > h.score OR (s.score = h.score AND s.item_id < h.item_id)) AS place
-  FROM held_out h JOIN scored s ON s.config = h.config AND s.user_id = h.user_id
-  GROUP BY h.config, h.user_id),
+WITH held_out AS (
+  SELECT f.weighting AS config, f.rank
+  FROM fuse_ranks('blend_lists_valid', 'blend_grid', c => 10) f
+  JOIN truth t ON t.split = 'valid' AND t.user_id = f.user_id AND t.item_id = f.item_id),
 gains AS (
-  SELECT w.config, coalesce(sum(CASE WHEN p.place <= 10 THEN 1.0 / log2(p.place + 1.0) ELSE 0.0 END), 0.0) AS gain
-  FROM weights w LEFT JOIN places p USING (config) GROUP BY w.config)
+  SELECT w.config, coalesce(sum(CASE WHEN h.rank <= 10 THEN 1.0 / log2(h.rank + 1.0) ELSE 0.0 END), 0.0) AS gain
+  FROM weights w LEFT JOIN held_out h USING (config) GROUP BY w.config)
 SELECT w.* FROM weights w JOIN gains g USING (config) ORDER BY g.gain DESC, w.config LIMIT 1;
+CREATE TABLE hybrid_blend AS
+SELECT g.method, g.weight FROM blend_grid g JOIN hybrid_weights h ON g.weighting = h.config;
 
+-- The hybrid's 50 best items per user: its lists (the first 10) and the candidates re-ranking
+-- starts from.
+CREATE TABLE hybrid_pool AS
+SELECT 'valid' AS split, * FROM fuse_ranks('blend_lists_valid', 'hybrid_blend', k => 50, c => 10)
+UNION ALL SELECT 'test', * FROM fuse_ranks('blend_lists_test', 'hybrid_blend', k => 50, c => 10);
 INSERT INTO candidates
-SELECT split, 'hybrid', config, user_id, rank, item_id, score
-FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY split, user_id ORDER BY score DESC, item_id) AS rank
-      FROM weighted JOIN hybrid_weights USING (config))
-WHERE rank <= 10;
+SELECT split, 'hybrid', (SELECT config FROM hybrid_weights), user_id, rank, item_id, score FROM hybrid_pool WHERE rank <= 10;
+
+-- Beyond accuracy: the hybrid re-ranked from its 50 candidates for diversity (maximal
+-- marginal relevance over the iALS item vectors) and for calibration to each user's genres
+-- (Steck), at fixed trade-offs, so the accuracy each costs shows in the table.
+INSERT INTO timings VALUES ('hybrid, MMR re-ranked', now());
+CREATE VIEW hybrid_pool_valid AS SELECT user_id, item_id, score FROM hybrid_pool WHERE split = 'valid';
+CREATE VIEW hybrid_pool_test AS SELECT user_id, item_id, score FROM hybrid_pool WHERE split = 'test';
+INSERT INTO candidates SELECT 'valid', 'hybrid, MMR re-ranked', 'lambda=0.75 (iALS item vectors)', user_id, rank, item_id, score
+FROM rerank_mmr('hybrid_pool_valid', 'als_valid_128_1_0_2_0_items', 10, lambda => 0.75);
+INSERT INTO candidates SELECT 'test', 'hybrid, MMR re-ranked', 'lambda=0.75 (iALS item vectors)', user_id, rank, item_id, score
+FROM rerank_mmr('hybrid_pool_test', 'als_test_128_1_0_2_0_items', 10, lambda => 0.75);
+INSERT INTO timings VALUES ('hybrid, calibrated', now());
+INSERT INTO candidates SELECT 'valid', 'hybrid, calibrated', 'lambda=0.5 (genres)', user_id, rank, item_id, score
+FROM rerank_calibrated('hybrid_pool_valid', 'items', 'train_valid', 10, lambda => 0.5);
+INSERT INTO candidates SELECT 'test', 'hybrid, calibrated', 'lambda=0.5 (genres)', user_id, rank, item_id, score
+FROM rerank_calibrated('hybrid_pool_test', 'items', 'train_test', 10, lambda => 0.5);
 INSERT INTO timings VALUES ('end', now());
 
--- Score the hybrid lists too.
+-- Score the hybrid's lists and the re-ranked ones too.
 CREATE OR REPLACE TABLE quality AS SELECT * FROM scores;
 CREATE OR REPLACE TABLE chosen AS SELECT * FROM best_settings;
 
@@ -336,12 +344,44 @@ SELECT step AS method,
        (arrow_cast(LEAD(at) OVER (ORDER BY at), 'Int64') - arrow_cast(at, 'Int64')) / 1e9 AS seconds
 FROM timings;
 
--- One row per method: the chosen setting, its validation NDCG@10, and the test figures.
+-- Beyond accuracy, on each method's test lists: how unequally they expose the catalogue (Gini
+-- index of each item's appearances, items never shown counted as 0), the average popularity of
+-- what they recommend (ARP: users per item in training, a list's mean, averaged over users),
+-- their share of long-tail items (APLT: items outside the short head that holds 80 % of the
+-- training pairs), and how far each list's genres are from the user's history (Steck's
+-- calibration KL, averaged over users).
+CREATE TABLE item_pop AS SELECT * FROM item_popularity('train_test');
+CREATE TABLE history_genres AS
+SELECT t.user_id, vector_mean(i.genres) AS genres FROM train_test t JOIN items i USING (item_id) GROUP BY t.user_id;
+CREATE TABLE test_lists AS
+SELECT c.method, c.config, c.user_id, c.item_id FROM candidates c JOIN chosen USING (method, config)
+WHERE c.split = 'test' AND c.rank <= 10;
+CREATE TABLE list_measures AS
+SELECT l.method, l.config, l.user_id, avg(coalesce(p.users, 0)) AS arp,
+       avg(CASE WHEN coalesce(p.head, false) THEN 0.0 ELSE 1.0 END) AS aplt, vector_mean(i.genres) AS genres
+FROM test_lists l LEFT JOIN item_pop p USING (item_id) JOIN items i USING (item_id)
+GROUP BY l.method, l.config, l.user_id;
+CREATE TABLE beyond AS
+SELECT m.method, m.config, avg(m.arp) AS arp, avg(m.aplt) AS aplt, avg(calibration_kl(m.genres, h.genres)) AS calibration_kl
+FROM list_measures m JOIN history_genres h USING (user_id) GROUP BY m.method, m.config;
+CREATE TABLE exposure AS
+SELECT m.method, m.config, gini_index(coalesce(e.shown, 0)) AS gini
+FROM (SELECT DISTINCT method, config FROM test_lists) m CROSS JOIN items i
+LEFT JOIN (SELECT method, config, item_id, count(*) AS shown FROM test_lists GROUP BY method, config, item_id) e
+  ON e.method = m.method AND e.config = m.config AND e.item_id = i.item_id
+GROUP BY m.method, m.config;
+
+-- One row per method: the chosen setting, its validation NDCG@10, the test figures, and the
+-- measures beyond accuracy.
 SELECT q.method, q.config AS chosen_setting,
        round(v.ndcg, 4) AS val_ndcg10,
        round(q.hr, 4) AS test_hr10,
        round(q.ndcg, 4) AS test_ndcg10,
        round(arrow_cast(cov.items, 'Float64') / (SELECT count(*) FROM items), 4) AS test_coverage,
+       round(x.gini, 4) AS gini,
+       round(b.arp, 1) AS arp,
+       round(b.aplt, 4) AS aplt,
+       round(b.calibration_kl, 4) AS calibration_kl,
        round(s.seconds, 2) AS seconds
 FROM quality q
 JOIN chosen c ON c.method = q.method AND c.config = q.config
@@ -349,6 +389,8 @@ JOIN quality v ON v.method = q.method AND v.config = q.config AND v.split = 'val
 JOIN (SELECT method, config, count(DISTINCT item_id) AS items FROM candidates
       WHERE split = 'test' AND rank <= 10 GROUP BY method, config) cov
   ON cov.method = q.method AND cov.config = q.config
+LEFT JOIN exposure x ON x.method = q.method AND x.config = q.config
+LEFT JOIN beyond b ON b.method = q.method AND b.config = q.config
 LEFT JOIN seconds s ON s.method = q.method
 WHERE q.split = 'test'
 ORDER BY CASE q.method WHEN 'popularity' THEN 1 WHEN 'item-CF' THEN 2 WHEN 'user-CF' THEN 3
@@ -356,4 +398,5 @@ ORDER BY CASE q.method WHEN 'popularity' THEN 1 WHEN 'item-CF' THEN 2 WHEN 'user
                        WHEN 'attention-pooled (iALS items)' THEN 7 WHEN 'item2vec mean-pooled' THEN 8
                        WHEN 'item2vec attention-pooled' THEN 9 WHEN 'attention-pooled, learned query (iALS items)' THEN 10
                        WHEN 'two-tower (user features)' THEN 11
-                       WHEN 'SASRec transformer' THEN 12 WHEN 'SASRec transformer, last 200 items' THEN 13 ELSE 14 END;
+                       WHEN 'SASRec transformer' THEN 12 WHEN 'SASRec transformer, last 200 items' THEN 13
+                       WHEN 'hybrid' THEN 14 WHEN 'hybrid, MMR re-ranked' THEN 15 ELSE 16 END;

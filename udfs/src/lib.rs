@@ -55,7 +55,11 @@ pub fn table_functions() -> Vec<Arc<dyn TableFunction>> {
         Arc::new(scoring::UserKnn),
         Arc::new(scoring::ContentKnn),
         Arc::new(scoring::SimilarItems),
+        Arc::new(scoring::RerankMmr),
+        Arc::new(scoring::RerankCalibrated),
+        Arc::new(scoring::FuseRanks),
         Arc::new(models::TrainAls),
+        Arc::new(models::AlsExplain),
         Arc::new(models::TrainItem2Vec),
         Arc::new(models::TrainSasRec),
         Arc::new(models::SasRecProfiles),
@@ -66,6 +70,7 @@ pub fn table_functions() -> Vec<Arc<dyn TableFunction>> {
         Arc::new(models::ModelInfo),
         Arc::new(models::Models),
         Arc::new(text::EmbedTexts),
+        Arc::new(evaluate::ItemPopularity),
         Arc::new(files::ReadCsv),
     ]
 }

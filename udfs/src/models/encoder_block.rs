@@ -76,6 +76,58 @@ impl Block {
         x.contiguous()?.apply_op2(&self.packed()?, operation)
     }
 
+    /// The attention of each sequence's last position over its positions, averaged over the
+    /// heads, for `x` `(batch, length, dim)` the block's input: `batch × length` weights,
+    /// row-major, 0 at padding. The weights [`Block::forward`] attends with, before dropout.
+    pub fn last_attention(&self, x: &Tensor, keys: &[bool], heads: usize) -> Result<Vec<f32>> {
+        use candle_core::Module;
+        let (batch, length, dim) = x.dims3()?;
+        if keys.len() != batch * length || heads == 0 || !dim.is_multiple_of(heads) {
+            candle_core::bail!(
+                "encoder block: {:?} with {} key flags and {heads} heads",
+                x.dims(),
+                keys.len()
+            );
+        }
+        let normed = self.norm_attention.forward(&x.contiguous()?)?;
+        let query = self
+            .query
+            .forward(&normed.narrow(1, length - 1, 1)?)?
+            .flatten_all()?
+            .to_vec1::<f32>()?;
+        let key = self.key.forward(&normed)?.flatten_all()?.to_vec1::<f32>()?;
+        let head = dim / heads;
+        let scale = 1.0 / (head as f32).sqrt();
+        let mut attention = vec![0f32; batch * length];
+        for (sequence, out) in attention.chunks_mut(length).enumerate() {
+            let keys = &keys[sequence * length..(sequence + 1) * length];
+            for h in 0..heads {
+                let q = &query[sequence * dim + h * head..sequence * dim + (h + 1) * head];
+                let scores: Vec<f32> = (0..length)
+                    .map(|j| {
+                        let k = &key[(sequence * length + j) * dim + h * head..][..head];
+                        scale * q.iter().zip(k).map(|(a, b)| a * b).sum::<f32>()
+                    })
+                    .collect();
+                let max = (0..length)
+                    .filter(|&j| keys[j])
+                    .map(|j| scores[j])
+                    .fold(f32::NEG_INFINITY, f32::max);
+                if max == f32::NEG_INFINITY {
+                    continue;
+                }
+                let exps: Vec<f32> = (0..length)
+                    .map(|j| if keys[j] { (scores[j] - max).exp() } else { 0.0 })
+                    .collect();
+                let sum: f32 = exps.iter().sum();
+                out.iter_mut()
+                    .zip(&exps)
+                    .for_each(|(o, e)| *o += e / sum / heads as f32);
+            }
+        }
+        Ok(attention)
+    }
+
     /// Every variable flattened into one vector, in the order [`Parameters::cut`] reads them.
     fn packed(&self) -> Result<Tensor> {
         let bias = |bias: Option<&Tensor>| match bias {

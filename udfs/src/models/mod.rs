@@ -8,6 +8,7 @@
 //! products).
 
 pub mod als;
+pub mod als_explain;
 mod cross_entropy;
 pub mod directory;
 mod encoder_block;
@@ -32,6 +33,7 @@ pub(crate) mod training;
 pub mod two_tower;
 pub mod two_tower_profiles;
 
+pub use als_explain::AlsExplain;
 pub use model_info::ModelInfo;
 pub use model_vectors::ModelVectors;
 pub use models::Models;

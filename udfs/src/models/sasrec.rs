@@ -91,13 +91,28 @@ impl SasRec {
     /// `length ≤ max_len`. Positions count back from the latest item, so a history encodes the
     /// same whatever the padding: padded positions are zeroed and never attended to.
     pub fn encode(&self, ids: &Tensor, train: bool) -> Result<Tensor> {
+        let (mut x, keys) = self.embedded(ids, train)?;
+        let (batch, length) = ids.dims2()?;
+        let (d, heads) = (self.config.dim, self.config.heads);
+        for block in &self.blocks {
+            let training = train.then(|| Dropout {
+                rate: self.config.dropout,
+                draws: self.draws(Dropout::draws_per_block(batch, length, d, heads)),
+            });
+            x = block.forward(&x, &keys, heads, training)?;
+        }
+        normalize(&self.norm, &x)
+    }
+
+    /// The blocks' input — item and position embeddings, dropped out when training, padding
+    /// zeroed — and the flags of the positions that hold an item.
+    fn embedded(&self, ids: &Tensor, train: bool) -> Result<(Tensor, Vec<bool>)> {
         let (batch, length) = ids.dims2()?;
         let max_len = self.config.max_len;
         if length > max_len {
             candle_core::bail!("sasrec: {length} positions, the model reads {max_len}");
         }
         let d = self.config.dim;
-        let heads = self.config.heads;
         let device = ids.device();
         let keys: Vec<bool> = ids
             .flatten_all()?
@@ -110,16 +125,9 @@ impl SasRec {
         let positions = Tensor::arange((max_len - length) as u32, max_len as u32, device)?;
         let items = (self.items.forward(ids)? * (d as f64).sqrt())?.reshape((batch, length * d))?;
         let positions = self.positions.forward(&positions)?.flatten_all()?;
-        let mut x = super::layers::add_rows(&items, &positions)?.reshape((batch, length, d))?;
-        x = self.dropout(&x, train)?.broadcast_mul(&keep)?;
-        for block in &self.blocks {
-            let training = train.then(|| Dropout {
-                rate: self.config.dropout,
-                draws: self.draws(Dropout::draws_per_block(batch, length, d, heads)),
-            });
-            x = block.forward(&x, &keys, heads, training)?;
-        }
-        normalize(&self.norm, &x)
+        let x = super::layers::add_rows(&items, &positions)?.reshape((batch, length, d))?;
+        let x = self.dropout(&x, train)?.broadcast_mul(&keep)?;
+        Ok((x, keys))
     }
 
     /// The item vectors (without the padding row), `items × dim`.
@@ -148,6 +156,39 @@ impl SasRec {
             }
         }
         Ok(out)
+    }
+
+    /// The last block's attention of each sequence's latest item over the items it read (the
+    /// last `max_len`), averaged over heads: for each sequence, (position in the sequence,
+    /// weight) pairs, padding left out. What [`Self::profiles`] pooled, item by item.
+    pub fn attention(&self, sequences: &[Vec<u32>]) -> Result<Vec<Vec<(usize, f32)>>> {
+        let Some(last) = self.blocks.last() else {
+            return Ok(vec![Vec::new(); sequences.len()]);
+        };
+        let mut out = vec![Vec::new(); sequences.len()];
+        let mut by_length: Vec<usize> = (0..sequences.len()).collect();
+        by_length.sort_by_key(|&s| sequences[s].len());
+        for chunk in by_length.chunks(256) {
+            let ids = self.padded(chunk.iter().map(|&s| sequences[s].as_slice()))?;
+            let (input, keys) = self.last_block_input(&ids)?;
+            let length = ids.dim(1)?;
+            let weights = last.last_attention(&input, &keys, self.config.heads)?;
+            for (&s, row) in chunk.iter().zip(weights.chunks(length)) {
+                let read = sequences[s].len().min(length);
+                let first = sequences[s].len() - read;
+                out[s] = (0..read).map(|j| (first + j, row[length - read + j])).collect();
+            }
+        }
+        Ok(out)
+    }
+
+    /// What the last block of an inference pass reads, and the key flags.
+    fn last_block_input(&self, ids: &Tensor) -> Result<(Tensor, Vec<bool>)> {
+        let (mut x, keys) = self.embedded(ids, false)?;
+        for block in &self.blocks[..self.blocks.len().saturating_sub(1)] {
+            x = block.forward(&x, &keys, self.config.heads, None)?;
+        }
+        Ok((x, keys))
     }
 
     /// Left-padded `(n, length)` ids of the last `max_len` items of each sequence, `length`

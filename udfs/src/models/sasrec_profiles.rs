@@ -6,9 +6,10 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use datafusion::arrow::array::{RecordBatch, UInt32Array};
+use datafusion::arrow::array::{ArrayRef, Float32Array, ListArray, RecordBatch, StructArray, UInt32Array};
+use datafusion::arrow::buffer::OffsetBuffer;
 use datafusion::arrow::compute::take;
-use datafusion::arrow::datatypes::{Field, Schema};
+use datafusion::arrow::datatypes::{DataType, Field, Fields, Schema};
 use datafusion::common::{DataFusionError, Result, exec_datafusion_err, plan_err};
 use datafusion::logical_expr::Documentation;
 use datafusion_macros::user_doc;
@@ -26,8 +27,8 @@ const NAME: &str = "sasrec_profiles";
 
 #[user_doc(
     doc_section(label = "Model Functions"),
-    description = "Each user's ordered history encoded by a saved SASRec model (train_sasrec) into a profile in the item space: (user, vector) rows, for recommend() with model_vectors(model, 'items'). Items the model does not know are skipped; users with none known get no row.",
-    syntax_example = "sasrec_profiles(model, interactions [, user => 'column', item => 'column', order => 'column'])",
+    description = "Each user's ordered history encoded by a saved SASRec model (train_sasrec) into a profile in the item space: (user, vector) rows, for recommend() with model_vectors(model, 'items'). Items the model does not know are skipped; users with none known get no row. With attention => true an attention column says which items the profile was made of: the last block's attention of the latest item over the items read (the last max_len), averaged over heads, largest first.",
+    syntax_example = "sasrec_profiles(model, interactions [, attention => false] [, user => 'column', item => 'column', order => 'column'])",
     sql_example = r#"```sql
 > CREATE TABLE profiles AS SELECT * FROM sasrec_profiles('sasrec_v1', 'events',
                                                          user => 'user_id', item => 'item_id', order => 'ts');
@@ -37,6 +38,10 @@ const NAME: &str = "sasrec_profiles";
         description = "A model saved by train_sasrec: its name or its file's path."
     ),
     argument(name = "interactions", description = "A table or view of (user, item, order) rows."),
+    argument(
+        name = "attention",
+        description = "true to add the attention column: (item, weight) pairs over the user's latest items (default false)."
+    ),
     argument(
         name = "user",
         description = "The column of interactions that holds the user id (default: the first)."
@@ -57,6 +62,8 @@ pub struct SasRecProfiles;
 #[derive(Debug, Serialize, Deserialize)]
 struct Options {
     path: String,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    attention: bool,
 }
 
 /// The saved model at `path` with the settings it was trained with.
@@ -88,23 +95,31 @@ impl TableFunction for SasRecProfiles {
     }
 
     fn plan(&self, args: &Arguments) -> Result<Planned> {
-        args.expect_count(2..=2)?;
+        args.expect_count(2..=3)?;
         let path = model_argument(args, 0)?;
         let input = args.required_input(1, "interactions", Some("user, item, order"))?;
+        let attention = args.boolean(2, "attention", false)?;
         let (_, config) = load(&path)?;
         let schema = input.table.provider.schema();
         if schema.fields().len() < 3 {
             return plan_err!("{NAME}: the interactions table needs (user, item, order) columns");
         }
-        let output = Arc::new(Schema::new(vec![
+        let mut fields = vec![
             Field::new(schema.field(0).name(), schema.field(0).data_type().clone(), true),
             Field::new("vector", vector_type(config.dim), false),
-        ]));
-        Planned::new(vec![input], &Options { path }, output)
+        ];
+        if attention {
+            fields.push(Field::new(
+                "attention",
+                attention_type(schema.field(1).data_type()),
+                true,
+            ));
+        }
+        Planned::new(vec![input], &Options { path, attention }, Arc::new(Schema::new(fields)))
     }
 
     fn compute(&self, inputs: &[RecordBatch], run: &Run) -> Result<RecordBatch> {
-        let Options { path } = run.call.options()?;
+        let Options { path, attention } = run.call.options()?;
         let (file, config) = load(&path)?;
         let model = sasrec::load(config, file.network()).map_err(|e| {
             DataFusionError::Execution(format!("{NAME}: model '{path}' does not match its configuration: {e}"))
@@ -116,11 +131,19 @@ impl TableFunction for SasRecProfiles {
         let positions = index.lookup(batch.column(1))?;
         let mut users = Vec::new();
         let mut sequences = Vec::new();
+        // The interactions row of each item of each sequence.
+        let mut sequence_rows = Vec::new();
         for (user, rows) in histories.iter().enumerate() {
-            let sequence: Vec<u32> = rows.iter().filter_map(|&row| positions[row].map(|i| i + 1)).collect();
-            if !sequence.is_empty() {
+            let known: Vec<usize> = rows.iter().copied().filter(|&row| positions[row].is_some()).collect();
+            if !known.is_empty() {
                 users.push(user as u32);
-                sequences.push(sequence);
+                sequences.push(
+                    known
+                        .iter()
+                        .filter_map(|&row| positions[row].map(|i| i + 1))
+                        .collect::<Vec<u32>>(),
+                );
+                sequence_rows.push(known);
             }
         }
         let profiles = model
@@ -128,6 +151,61 @@ impl TableFunction for SasRecProfiles {
             .map_err(|e| exec_datafusion_err!("{NAME}: {e}"))?;
         let vectors = vector_array(&vector_type(config.dim), profiles, config.dim, users.len(), None)?;
         let ids = take(user_ids.as_ref(), &UInt32Array::from(users), None)?;
+        if attention {
+            let weights = model
+                .attention(&sequences)
+                .map_err(|e| exec_datafusion_err!("{NAME}: {e}"))?;
+            let attention = attention_column(batch.column(1), &sequence_rows, weights)?;
+            return Ok(RecordBatch::try_new(
+                Arc::clone(run.schema),
+                vec![ids, vectors, attention],
+            )?);
+        }
         Ok(RecordBatch::try_new(Arc::clone(run.schema), vec![ids, vectors])?)
     }
+}
+
+fn attention_type(item_type: &DataType) -> DataType {
+    DataType::List(Arc::new(Field::new_list_field(
+        DataType::Struct(Fields::from(vec![
+            Field::new("item", item_type.clone(), true),
+            Field::new("weight", DataType::Float32, false),
+        ])),
+        true,
+    )))
+}
+
+/// The attention column: each user's (item, weight) pairs, largest weight first (ties: the
+/// later item first), `weights` holding (position in the sequence, weight).
+fn attention_column(items: &ArrayRef, rows: &[Vec<usize>], weights: Vec<Vec<(usize, f32)>>) -> Result<ArrayRef> {
+    let mut offsets = vec![0i32];
+    let (mut item_rows, mut values) = (Vec::new(), Vec::new());
+    for (rows, mut pairs) in rows.iter().zip(weights) {
+        pairs.sort_by(|a, b| b.1.total_cmp(&a.1).then(b.0.cmp(&a.0)));
+        for (position, weight) in pairs {
+            item_rows.push(rows[position] as u32);
+            values.push(weight);
+        }
+        offsets.push(item_rows.len() as i32);
+    }
+    let DataType::List(field) = attention_type(items.data_type()) else {
+        unreachable!("attention_type is a list")
+    };
+    let DataType::Struct(fields) = field.data_type().clone() else {
+        unreachable!("attention_type holds structs")
+    };
+    let entries = StructArray::try_new(
+        fields,
+        vec![
+            take(items.as_ref(), &UInt32Array::from(item_rows), None)?,
+            Arc::new(Float32Array::from(values)),
+        ],
+        None,
+    )?;
+    Ok(Arc::new(ListArray::try_new(
+        field,
+        OffsetBuffer::new(offsets.into()),
+        Arc::new(entries),
+        None,
+    )?))
 }

@@ -1,5 +1,5 @@
 //! Recommendations from vectors: the table function
-//! `recommend(users, items, k [, metric [, exclude [, threshold]]])`.
+//! `recommend(users, items, k [, metric [, exclude [, threshold [, explain_with [, explain_top]]]]])`.
 //!
 //! `users` and `items` name tables or views whose first column is an id and second a vector;
 //! `exclude` names a table of (user, item) interactions whose pairs are never recommended. It
@@ -7,7 +7,9 @@
 //! `items` view, so they apply before the top-k and a user gets k items whenever k candidates
 //! remain. It runs as its own operator ([`RecommendExec`]): the items become one flat f32
 //! matrix, users stream through in blocks scored with one matrix multiply each, and each user
-//! keeps a bounded list of its best items ([`selection`]), in parallel on every core.
+//! keeps a bounded list of its best items ([`selection`]), in parallel on every core. With an
+//! `explain_with` history a `because` column says which history items made each score
+//! ([`super::because`]).
 
 use std::collections::HashSet;
 use std::fmt;
@@ -36,6 +38,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use tokio::sync::OnceCell;
 
+use super::because::{History, because_type};
 use super::selection::{self, ItemMatrix, Metric, Selection};
 use crate::table_function::interactions::IdIndex;
 use crate::table_function::{Arguments, NamedTable, Planned, Run, TableCall, TableFunction, expect_same_ids};
@@ -45,8 +48,8 @@ const NAME: &str = "recommend";
 
 #[user_doc(
     doc_section(label = "Recommendation Functions"),
-    description = "The k best items for every user by dot, cosine or l2 between user and item vectors (tables or views of (id, vector)), skipping the (user, item) pairs of the exclude table and, with a threshold, scores not above it (l2: distances not below it). Equal scores are ordered by item id. Rows: (user, rank, item, score).",
-    syntax_example = "recommend(users, items, k [, metric => 'dot'] [, exclude => 'table'] [, threshold => number] [, user => 'column', user_vector => 'column', item => 'column', item_vector => 'column', exclude_user => 'column', exclude_item => 'column'])",
+    description = "The k best items for every user by dot, cosine or l2 between user and item vectors (tables or views of (id, vector)), skipping the (user, item) pairs of the exclude table and, with a threshold, scores not above it (l2: distances not below it). Equal scores are ordered by item id. Rows: (user, rank, item, score), and with explain_with a because column: the user's history items that contribute most to the score, each with its contribution and share — exact for a profile pooled from those items (mean, decayed mean, attention pool), whose dot score is Σ_j a_j·(z_j·v).",
+    syntax_example = "recommend(users, items, k [, metric => 'dot'] [, exclude => 'table'] [, threshold => number] [, explain_with => 'table'] [, explain_top => 3] [, user => 'column', user_vector => 'column', item => 'column', item_vector => 'column', exclude_user => 'column', exclude_item => 'column', history_user => 'column', history_item => 'column', history_vector => 'column', history_weight => 'column'])",
     sql_example = r#"```sql
 > SELECT * FROM recommend('profiles', 'item_vectors', 10, exclude => 'events',
                           user_vector => 'profile', exclude_user => 'user_id', exclude_item => 'item_id');
@@ -68,6 +71,14 @@ const NAME: &str = "recommend";
     argument(
         name = "threshold",
         description = "Keep only scores above it (l2: distances below it)."
+    ),
+    argument(
+        name = "explain_with",
+        description = "A table or view of (user, item, vector[, weight]) rows — the history each user's profile was pooled from, with the pooling weights (default 1/n, the mean) — that adds the because column. Dot and cosine only."
+    ),
+    argument(
+        name = "explain_top",
+        description = "How many history items because lists per recommended item, largest contribution first (default 3)."
     ),
     argument(
         name = "user",
@@ -92,6 +103,22 @@ const NAME: &str = "recommend";
     argument(
         name = "exclude_item",
         description = "The column of exclude that holds the item id (default: the second)."
+    ),
+    argument(
+        name = "history_user",
+        description = "The column of explain_with that holds the user id (default: the first)."
+    ),
+    argument(
+        name = "history_item",
+        description = "The column of explain_with that holds the item id (default: the second)."
+    ),
+    argument(
+        name = "history_vector",
+        description = "The column of explain_with that holds the history item's vector (default: the third)."
+    ),
+    argument(
+        name = "history_weight",
+        description = "The column of explain_with that holds the item's pooling weight (default: the fourth, if any)."
     )
 )]
 #[derive(Debug, Default)]
@@ -104,6 +131,9 @@ struct Options {
     metric: Metric,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     threshold: Option<f32>,
+    /// How many history items `because` lists, when the call explains.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    explain_top: Option<usize>,
 }
 
 impl TableFunction for Recommend {
@@ -116,7 +146,7 @@ impl TableFunction for Recommend {
     }
 
     fn plan(&self, args: &Arguments) -> Result<Planned> {
-        args.expect_count(3..=6)?;
+        args.expect_count(3..=8)?;
         let users = args.required_input(0, "users", Some("user, user_vector"))?;
         let items = args.required_input(1, "items", Some("item, item_vector"))?;
         let k = args.positive_integer(2, "k", None)?;
@@ -129,6 +159,15 @@ impl TableFunction for Recommend {
         let threshold = args
             .optional_number(5, "threshold", f64::NEG_INFINITY..=f64::INFINITY)?
             .map(|t| t as f32);
+        let history = args.input(
+            6,
+            "explain_with",
+            Some("history_user, history_item, history_vector[, history_weight]"),
+        )?;
+        let explain_top = match &history {
+            Some(_) => Some(args.positive_integer(7, "explain_top", Some(3))?),
+            None => None,
+        };
         check_columns(NAME, &users.table, "users", true)?;
         check_columns(NAME, &items.table, "items", true)?;
         if let Some(exclude) = &exclude {
@@ -143,20 +182,58 @@ impl TableFunction for Recommend {
         }
         let user_field = users.table.provider.schema().field(0).clone();
         let item_field = items.table.provider.schema().field(0).clone();
+        if let Some(history) = &history {
+            if metric == Metric::L2 {
+                return plan_err!(
+                    "{NAME}: explain_with splits dot and cosine scores into history items' parts; an l2 distance is not such a sum"
+                );
+            }
+            let h = history.table.provider.schema();
+            if h.fields().len() < 3 {
+                return plan_err!("{NAME}: the explain_with table needs (user, item, vector[, weight]) columns");
+            }
+            expect_same_ids(NAME, ("users", &user_field), ("explain_with", h.field(0)))?;
+            expect_same_ids(NAME, ("items", &item_field), ("explain_with", h.field(1)))?;
+            crate::vector::check_vector_type(NAME, 3, h.field(2).data_type()).map_err(|_| {
+                DataFusionError::Plan(format!(
+                    "{NAME}: the third column of the explain_with table must be a vector, got {}",
+                    h.field(2).data_type()
+                ))
+            })?;
+            if let Some(weight) = h.fields().get(3)
+                && !weight.data_type().is_numeric()
+            {
+                return plan_err!(
+                    "{NAME}: the fourth column of the explain_with table (weight) must be a number, got {}",
+                    weight.data_type()
+                );
+            }
+        }
         let item_name = if item_field.name() == user_field.name() {
             format!("item_{}", item_field.name())
         } else {
             item_field.name().clone()
         };
-        let schema = Arc::new(Schema::new(vec![
+        let mut fields = vec![
             Field::new(user_field.name(), user_field.data_type().clone(), true),
             Field::new("rank", DataType::UInt64, false),
             Field::new(item_name, item_field.data_type().clone(), true),
             Field::new("score", DataType::Float32, false),
-        ]));
+        ];
+        if let Some(history) = &history {
+            let item_type = history.table.provider.schema().field(1).data_type().clone();
+            fields.push(Field::new("because", because_type(&item_type), true));
+        }
         let mut inputs = vec![users, items];
         inputs.extend(exclude);
-        Planned::new(inputs, &Options { k, metric, threshold }, schema)
+        inputs.extend(history);
+        let options = Options {
+            k,
+            metric,
+            threshold,
+            explain_top,
+        };
+        Planned::new(inputs, &options, Arc::new(Schema::new(fields)))
     }
 
     fn compute(&self, _inputs: &[RecordBatch], _run: &Run) -> Result<RecordBatch> {
@@ -206,6 +283,7 @@ pub struct RecommendExec {
     users: Arc<dyn ExecutionPlan>,
     items: Arc<dyn ExecutionPlan>,
     exclude: Option<Arc<dyn ExecutionPlan>>,
+    history: Option<Arc<dyn ExecutionPlan>>,
     schema: SchemaRef,
     properties: Arc<PlanProperties>,
     catalog: Arc<OnceCell<Arc<Catalog>>>,
@@ -220,13 +298,16 @@ impl RecommendExec {
         mut inputs: Vec<Arc<dyn ExecutionPlan>>,
         schema: SchemaRef,
     ) -> Result<Self> {
-        if !(2..=3).contains(&inputs.len()) {
+        let (explains, excludes) = (call.has_input("explain_with"), call.has_input("exclude"));
+        let expected = 2 + usize::from(explains) + usize::from(excludes);
+        if inputs.len() != expected {
             return exec_err!(
-                "{NAME}: expected users, items and optionally exclude inputs, got {}",
+                "{NAME}: expected users, items and optionally exclude and explain_with inputs, got {}",
                 inputs.len()
             );
         }
-        let exclude = (inputs.len() == 3).then(|| inputs.remove(2));
+        let history = explains.then(|| inputs.remove(expected - 1));
+        let exclude = excludes.then(|| inputs.remove(2));
         let items = inputs.remove(1);
         let users = inputs.remove(0);
         let partitions = users.properties().output_partitioning().partition_count();
@@ -242,6 +323,7 @@ impl RecommendExec {
             users,
             items,
             exclude,
+            history,
             schema,
             properties,
             catalog: Arc::new(OnceCell::new()),
@@ -275,6 +357,7 @@ impl ExecutionPlan for RecommendExec {
     fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
         let mut children = vec![&self.users, &self.items];
         children.extend(self.exclude.as_ref());
+        children.extend(self.history.as_ref());
         children
     }
 
@@ -288,6 +371,7 @@ impl ExecutionPlan for RecommendExec {
         };
         let mut required = vec![users, Distribution::SinglePartition];
         required.extend(self.exclude.as_ref().map(|_| Distribution::SinglePartition));
+        required.extend(self.history.as_ref().map(|_| Distribution::SinglePartition));
         InputDistributionRequirements::new(required)
     }
 
@@ -314,7 +398,9 @@ impl ExecutionPlan for RecommendExec {
         }
         let mut builder = RecordBatchReceiverStream::builder(Arc::clone(&self.schema), 2);
         let sender = builder.tx();
-        let (users, items, exclude) = (Arc::clone(&self.users), Arc::clone(&self.items), self.exclude.clone());
+        let (users, items) = (Arc::clone(&self.users), Arc::clone(&self.items));
+        let (exclude, history) = (self.exclude.clone(), self.history.clone());
+        let user_type = users.schema().field(0).data_type().clone();
         let options = self.options.clone();
         let schema = Arc::clone(&self.schema);
         let catalog = Arc::clone(&self.catalog);
@@ -322,7 +408,7 @@ impl ExecutionPlan for RecommendExec {
         builder.spawn(async move {
             let catalog = catalog
                 .get_or_try_init(|| async {
-                    Catalog::load(items, exclude, &options, Arc::clone(&context))
+                    Catalog::load(items, exclude, history, &user_type, &options, Arc::clone(&context))
                         .await
                         .map(Arc::new)
                 })
@@ -332,7 +418,7 @@ impl ExecutionPlan for RecommendExec {
             while let Some(batch) = users.next().await {
                 let batch = batch.map_err(|e| reading(e, "users"))?;
                 check_new_users(batch.column(0), &users_seen)?;
-                scoring.try_resize(catalog.scoring_bytes(batch.num_rows(), options.k))?;
+                scoring.try_resize(catalog.scoring_bytes(batch.num_rows(), &options))?;
                 let (catalog, options, schema) = (Arc::clone(catalog), options.clone(), Arc::clone(&schema));
                 let output = tokio::task::spawn_blocking(move || catalog.recommend(&batch, &options, &schema))
                     .await
@@ -385,6 +471,7 @@ struct Catalog {
     matrix: ItemMatrix,
     dim: Option<usize>,
     exclusions: Option<Exclusions>,
+    history: Option<History>,
     /// The memory all of the above holds, accounted in the session's pool.
     _reservation: MemoryReservation,
 }
@@ -465,6 +552,8 @@ impl Catalog {
     async fn load(
         items: Arc<dyn ExecutionPlan>,
         exclude: Option<Arc<dyn ExecutionPlan>>,
+        history: Option<Arc<dyn ExecutionPlan>>,
+        user_type: &DataType,
         options: &Options,
         context: Arc<TaskContext>,
     ) -> Result<Self> {
@@ -494,7 +583,11 @@ impl Catalog {
         );
         let ids = Arc::clone(items.column(0));
         let exclusions = match exclude {
-            Some(exclude) => Some(Exclusions::load(exclude, &ids, &reservation, context).await?),
+            Some(exclude) => Some(Exclusions::load(exclude, &ids, &reservation, Arc::clone(&context)).await?),
+            None => None,
+        };
+        let history = match history {
+            Some(history) => Some(History::load(history, user_type, dim, &reservation, context).await?),
             None => None,
         };
         Ok(Self {
@@ -502,16 +595,23 @@ impl Catalog {
             matrix,
             dim,
             exclusions,
+            history,
             _reservation: reservation,
         })
     }
 
     /// The memory scoring `users` users at once takes: the kernel's working memory and the
     /// output.
-    fn scoring_bytes(&self, users: usize, k: usize) -> usize {
+    fn scoring_bytes(&self, users: usize, options: &Options) -> usize {
         let scores = selection::working_bytes(users, self.matrix.len());
-        let output = users * k.min(self.matrix.len()) * (size_of::<u64>() + 2 * size_of::<u32>() + size_of::<f32>());
-        scores + output
+        let rows = users.saturating_mul(options.k.min(self.matrix.len()));
+        let output = rows * (size_of::<u64>() + 2 * size_of::<u32>() + size_of::<f32>());
+        // Each row's explanation: (history row, contribution, share) per listed item.
+        let because = match &self.history {
+            Some(_) => rows.saturating_mul(options.explain_top.unwrap_or(0)) * 3 * size_of::<u32>(),
+            None => 0,
+        };
+        scores + output + because
     }
 
     fn recommend(&self, users: &RecordBatch, options: &Options, schema: &SchemaRef) -> Result<RecordBatch> {
@@ -555,12 +655,32 @@ impl Catalog {
                 scores.push(score);
             }
         }
-        let columns: Vec<ArrayRef> = vec![
+        let because = match &self.history {
+            None => None,
+            Some(history) => {
+                let top = options.explain_top.unwrap_or(3);
+                let converted = history.user_rows(user_ids)?;
+                let lists: Vec<Vec<(u32, f32, f32)>> = (0..total)
+                    .into_par_iter()
+                    .map(|at| {
+                        let user = user_rows[at] as usize;
+                        let own = match user_ids.is_valid(user) {
+                            true => history.of(converted.row(user).data()),
+                            false => &[],
+                        };
+                        history.contributions(own, &self.matrix, item_rows[at], top)
+                    })
+                    .collect();
+                Some(history.column(&lists)?)
+            }
+        };
+        let mut columns: Vec<ArrayRef> = vec![
             take(user_ids.as_ref(), &UInt32Array::from(user_rows), None)?,
             Arc::new(UInt64Array::from(ranks)),
             take(self.ids.as_ref(), &UInt32Array::from(item_rows), None)?,
             Arc::new(Float32Array::from(scores)),
         ];
+        columns.extend(because);
         Ok(RecordBatch::try_new(Arc::clone(schema), columns)?)
     }
 }

@@ -78,6 +78,16 @@ impl ItemMatrix {
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
+
+    /// Item `item`'s vector as scored: unit length under cosine.
+    pub fn row(&self, item: u32) -> &[f32] {
+        let start = item as usize * self.dim;
+        &self.values[start..start + self.dim]
+    }
+
+    pub fn metric(&self) -> Metric {
+        self.metric
+    }
 }
 
 /// What to keep for each user.

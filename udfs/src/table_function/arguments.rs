@@ -350,7 +350,12 @@ pub fn resolve(function: &str, session: &dyn Session, name: &str, role: &str) ->
 /// Fails unless ids in column `b` of one table can be matched with ids in column `a` of
 /// another: the same type, both integers, or both text. `a` and `b` are (table role, column).
 pub fn expect_same_ids(function: &str, a: (&str, &Field), b: (&str, &Field)) -> Result<()> {
-    let text = |t: &DataType| matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View);
+    let text = |t: &DataType| match t {
+        DataType::Dictionary(_, values) => {
+            matches!(**values, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View)
+        }
+        _ => matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View),
+    };
     let (ta, tb) = (a.1.data_type(), b.1.data_type());
     if ta == tb || (ta.is_integer() && tb.is_integer()) || (text(ta) && text(tb)) || tb.is_null() {
         return Ok(());

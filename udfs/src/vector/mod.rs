@@ -27,7 +27,10 @@ pub use vector::Vector;
 pub use vector_mean::VectorMean;
 pub use vector_normalize::VectorNormalize;
 pub use vector_to_text::VectorToText;
-pub use vectors::{Vectors, check_vector_type, fixed_dimension, output_type, to_columnar, vector_array, vector_type};
+pub use vectors::{
+    Vectors, check_same_fixed_dimension, check_vector_type, fixed_dimension, output_type, to_columnar, vector_array,
+    vector_type,
+};
 
 macro_rules! scalar_accessor {
     ($accessor:ident, $udf:ty) => {
