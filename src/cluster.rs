@@ -86,9 +86,7 @@ pub async fn connect(state: SessionState, options: &ClusterOptions) -> Result<Se
     let state = SessionStateBuilder::new_from_existing(state)
         .with_config(config)
         .build();
-    let ctx = SessionContext::remote_with_state(&options.url, state)
-        .await?
-        .enable_url_table();
+    let ctx = crate::session::with_url_tables(SessionContext::remote_with_state(&options.url, state).await?);
     // Connecting replaced the session's function lists with Ballista's: ours go in after.
     recfusion_udfs::register_functions(&ctx)?;
     let state_ref = ctx.state_ref();
@@ -121,7 +119,9 @@ async fn reach_scheduler(url: &str) -> Result<()> {
     );
     match attempt.await {
         Ok(Ok(_)) => Ok(()),
-        Ok(Err(e)) => plan_err!("cannot reach the scheduler at {address}: {e} (is recfusion-scheduler running there?)"),
+        Ok(Err(e)) => {
+            plan_err!("cannot reach the scheduler at {address}: {e} (is `recfusion scheduler` running there?)")
+        }
         Err(_) => plan_err!("cannot reach the scheduler at {address}: no answer in 10 s"),
     }
 }

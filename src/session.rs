@@ -2,8 +2,13 @@
 //! `information_schema` on (so `SHOW FUNCTIONS` and `\d` work), file paths usable as tables,
 //! and an optional memory limit.
 
+use std::collections::HashSet;
 use std::num::NonZeroUsize;
 use std::sync::Arc;
+
+use datafusion::catalog::{DynamicFileCatalog, TableProvider, UrlTableFactory};
+use datafusion::datasource::dynamic_file::DynamicListTableFactory;
+use datafusion_session::SessionStore;
 
 use datafusion::common::{Result, plan_err};
 use datafusion::execution::memory_pool::{FairSpillPool, TrackConsumersPool};
@@ -30,7 +35,7 @@ pub struct SessionOptions {
 
 /// A session with recfusion's functions, ready for SQL over files.
 pub fn new_session(options: &SessionOptions) -> Result<SessionContext> {
-    let ctx = SessionContext::new_with_state(base_state(options)?).enable_url_table();
+    let ctx = with_url_tables(SessionContext::new_with_state(base_state(options)?));
     recfusion_udfs::register_all(&ctx)?;
     Ok(ctx)
 }
@@ -38,6 +43,51 @@ pub fn new_session(options: &SessionOptions) -> Result<SessionContext> {
 /// A session like [`new_session`]'s whose queries run on a cluster.
 pub async fn new_cluster_session(options: &SessionOptions, cluster: &ClusterOptions) -> Result<SessionContext> {
     crate::cluster::connect(base_state(options)?, cluster).await
+}
+
+/// `ctx` with file paths usable as tables (`SELECT * FROM 'events.parquet'`), as
+/// `SessionContext::enable_url_table` gives, except for the names of table functions:
+/// DataFusion looks every name in `FROM` up as a table before planning, `models()` and
+/// `recommend(…)` included, so a directory called `models` beside the session was read as a
+/// table and failed the query.
+pub fn with_url_tables(ctx: SessionContext) -> SessionContext {
+    let mut functions: HashSet<String> = ctx.state().table_functions().keys().cloned().collect();
+    functions.extend(recfusion_udfs::table_functions().iter().map(|f| f.name().to_string()));
+    let store = SessionStore::new();
+    let factory = Arc::new(FilesButFunctions {
+        files: DynamicListTableFactory::new(store),
+        functions,
+    });
+    let catalogs = Arc::new(DynamicFileCatalog::new(
+        Arc::clone(ctx.state().catalog_list()),
+        Arc::clone(&factory) as Arc<dyn UrlTableFactory>,
+    ));
+    let session_id = ctx.session_id();
+    let ctx: SessionContext = ctx
+        .into_state_builder()
+        .with_session_id(session_id)
+        .with_catalog_list(catalogs)
+        .build()
+        .into();
+    factory.files.session_store().with_state(ctx.state_weak_ref());
+    ctx
+}
+
+/// DataFusion's URL tables, never for a table function's name.
+#[derive(Debug)]
+struct FilesButFunctions {
+    files: DynamicListTableFactory,
+    functions: HashSet<String>,
+}
+
+#[async_trait::async_trait]
+impl UrlTableFactory for FilesButFunctions {
+    async fn try_new(&self, url: &str) -> Result<Option<Arc<dyn TableProvider>>> {
+        if self.functions.contains(url) {
+            return Ok(None);
+        }
+        self.files.try_new(url).await
+    }
 }
 
 fn base_state(options: &SessionOptions) -> Result<SessionState> {

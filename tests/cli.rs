@@ -646,3 +646,26 @@ fn models_are_kept_by_name_between_processes() {
     assert!(!models.join("als_v1.safetensors").exists());
     assert!(!models.join("als_v1.safetensors.json").exists());
 }
+
+/// A directory named like a table function beside the session is not read as a table:
+/// DataFusion looks every name in `FROM` up as a table, `models()` included, and a `models`
+/// directory of files failed the query with a JSON error.
+#[test]
+fn a_directory_named_like_a_table_function_is_not_a_table() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("models")).unwrap();
+    std::fs::write(dir.path().join("models/x.safetensors.json"), "{").unwrap();
+    std::fs::create_dir(dir.path().join("recommend")).unwrap();
+    std::fs::write(dir.path().join("recommend/a.json"), "not json").unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_recfusion"))
+        .current_dir(dir.path())
+        .args(["-q", "--format", "csv", "--models", "models"])
+        .args(["-c", "SELECT count(*) AS n FROM models()"])
+        .args(["-c", "SELECT count(*) AS n FROM recommend('u', 'u', 1)"])
+        .output()
+        .unwrap();
+    // recommend's own error, not the directory's: its argument names no table.
+    let err = stderr(&output);
+    assert!(err.contains("recommend: users table 'u' not found"), "{err}");
+    assert_eq!(stdout(&output), "n\n0\n");
+}
