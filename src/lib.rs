@@ -16,6 +16,7 @@ mod nesting;
 pub mod print;
 pub mod repl;
 pub mod script;
+pub mod server_log;
 pub mod session;
 pub mod sqlite;
 pub mod statement;

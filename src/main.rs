@@ -1,5 +1,6 @@
 //! The `recfusion` command: runs SQL given with `-c` and `-f` in order, or the interactive
-//! shell when neither is given.
+//! shell when neither is given; `recfusion scheduler` and `recfusion executor` run the servers
+//! of a cluster, `recfusion docs` prints the function reference.
 
 use std::collections::HashMap;
 use std::io::IsTerminal;
@@ -55,12 +56,17 @@ Examples:
   recfusion -m 4G -f big_job.sql --continue-on-error
   recfusion --attach out/recs.sqlite=out -f nightly.sql   write results with CREATE OR REPLACE TABLE out.recs AS …
   recfusion --cluster df://scheduler:50050 --cluster-dir /shared/tmp -f nightly.sql
-  recfusion --local-cluster 2 -f examples/quickstart.sql  try a cluster on this machine";
+  recfusion --local-cluster 2 -f examples/quickstart.sql  try a cluster on this machine
+  recfusion scheduler --bind-port 50050                 the scheduler of a cluster
+  recfusion executor --scheduler-host sched --work-dir /var/tmp/rf   one of its executors";
 
 /// recfusion: SQL for user profiles and recommendations, on Apache DataFusion.
 #[derive(Debug, Parser)]
-#[command(name = "recfusion", version, about, after_help = EXAMPLES)]
+#[command(name = "recfusion", version, about, after_help = EXAMPLES, args_conflicts_with_subcommands = true)]
 struct Args {
+    #[command(subcommand)]
+    server: Option<Server>,
+
     /// Run this SQL (repeatable; runs in order with --file). SQL may start with `-`, as a
     /// `-- comment` does.
     #[arg(short = 'c', long = "command", value_name = "SQL", allow_hyphen_values = true)]
@@ -104,7 +110,7 @@ struct Args {
     #[arg(long)]
     continue_on_error: bool,
 
-    /// Run queries on the Ballista cluster whose scheduler (recfusion-scheduler) is at
+    /// Run queries on the Ballista cluster whose scheduler (`recfusion scheduler`) is at
     /// df://HOST:PORT.
     #[arg(long, value_name = "URL", conflicts_with = "local_cluster")]
     cluster: Option<String>,
@@ -118,6 +124,97 @@ struct Args {
     /// --local-cluster: a temporary directory).
     #[arg(long, value_name = "DIR")]
     cluster_dir: Option<PathBuf>,
+}
+
+/// The servers of a cluster, and the function reference.
+#[derive(Debug, clap::Subcommand)]
+enum Server {
+    /// Runs a cluster's scheduler, with every recfusion function built in: clients connect with
+    /// `recfusion --cluster df://HOST:PORT`. Logs to stderr (RUST_LOG, default info).
+    Scheduler {
+        /// Local IP address to bind to.
+        #[arg(long, default_value = "0.0.0.0")]
+        bind_host: String,
+        /// Port of the scheduler's gRPC service.
+        #[arg(long, default_value_t = 50050)]
+        bind_port: u16,
+    },
+    /// Runs a cluster's executor, with every recfusion function and operator built in,
+    /// registering with the scheduler. Logs to stderr (RUST_LOG, default info).
+    Executor {
+        /// Host name or address of the scheduler.
+        #[arg(long, default_value = "localhost")]
+        scheduler_host: String,
+        /// Port of the scheduler.
+        #[arg(long, default_value_t = 50050)]
+        scheduler_port: u16,
+        /// Local IP address to bind to.
+        #[arg(long, default_value = "0.0.0.0")]
+        bind_host: String,
+        /// Port of the Arrow Flight service that serves shuffle data to other executors.
+        #[arg(short = 'p', long, default_value_t = 50051)]
+        bind_port: u16,
+        /// Port of the executor's gRPC service.
+        #[arg(long, default_value_t = 50052)]
+        bind_grpc_port: u16,
+        /// Task slots advertised to the scheduler (0: one per core).
+        #[arg(short = 'c', long, default_value_t = 0)]
+        vcores: usize,
+        /// Directory for shuffle files (default: a new temporary directory).
+        #[arg(long)]
+        work_dir: Option<String>,
+    },
+    /// Prints the function reference (docs/functions.md), written from every function's own
+    /// documentation.
+    Docs,
+}
+
+/// Runs a server until it stops.
+async fn serve(server: Server) -> ExitCode {
+    recfusion::server_log::init();
+    let (name, result) = match server {
+        Server::Scheduler { bind_host, bind_port } => (
+            "scheduler",
+            recfusion_cluster::server::run_scheduler(recfusion_cluster::server::SchedulerOptions {
+                bind_host,
+                bind_port,
+            })
+            .await,
+        ),
+        Server::Executor {
+            scheduler_host,
+            scheduler_port,
+            bind_host,
+            bind_port,
+            bind_grpc_port,
+            vcores,
+            work_dir,
+        } => (
+            "executor",
+            recfusion_cluster::server::run_executor(recfusion_cluster::server::ExecutorOptions {
+                scheduler_host,
+                scheduler_port,
+                bind_host,
+                bind_port,
+                bind_grpc_port,
+                vcores,
+                work_dir,
+            })
+            .await,
+        ),
+        Server::Docs => {
+            print!("{}", recfusion::udfs::function_reference::markdown());
+            return ExitCode::SUCCESS;
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            log::error!("recfusion {name}: {message}");
+            eprintln!("Error: recfusion {name}: {message}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// One unit of batch work, in command-line order.
@@ -216,6 +313,9 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let Some(server) = args.server {
+        return runtime.block_on(serve(server));
+    }
     runtime.block_on(run(&matches, args))
 }
 

@@ -1,9 +1,12 @@
-//! recfusion on an in-process Ballista cluster: the quickstart prints on `--local-cluster 2`
-//! what it prints in one process; functions are registered after connecting (Ballista
-//! replaces the client's function lists); tables that cannot travel are clear errors that
-//! leave the session as it was.
+//! recfusion on a Ballista cluster: the quickstart prints on `--local-cluster 2`, and on a
+//! scheduler and two executors run as separate `recfusion scheduler` / `recfusion executor`
+//! processes, what it prints in one process, and the servers log their work; functions are
+//! registered after connecting (Ballista replaces the client's function lists); tables that
+//! cannot travel are clear errors that leave the session as it was.
 
-use std::process::Command;
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 use ballista::prelude::SessionContextExt;
 use datafusion::execution::SessionStateBuilder;
@@ -23,6 +26,163 @@ fn quickstart(extra: &[&str]) -> String {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "recfusion {extra:?}: {stderr}");
     String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// Kills the process when the test ends, however it ends.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Waits until something listens on `port`.
+fn wait_for(port: u16) {
+    let started = Instant::now();
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "nothing listens on port {port}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Runs recfusion with `args`, killing it after two minutes: a job waits for executors as long
+/// as none has registered.
+fn run(args: &[&str], models: &std::path::Path) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_recfusion"))
+        .args(args)
+        .env("RECFUSION_MODELS", models)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run recfusion");
+    let started = Instant::now();
+    while child.try_wait().expect("wait for recfusion").is_none() {
+        if started.elapsed() > Duration::from_secs(120) {
+            let _ = child.kill();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.wait_with_output().expect("recfusion's output")
+}
+
+/// A cluster of separate processes, as docs/cluster.md starts one: `recfusion scheduler`, two
+/// `recfusion executor`s on loopback, and `recfusion --cluster df://…` running the quickstart,
+/// which prints what the single-process run prints. The servers say what they do: where they
+/// listen, each task with its duration, each job's end with its duration.
+#[test]
+fn the_quickstart_runs_on_separate_processes_that_log_their_work() {
+    let work = tempfile::tempdir().unwrap();
+    let log = |name: &str| std::fs::File::create(work.path().join(name)).unwrap();
+    let scheduler_port = free_port();
+    let _scheduler = Running(
+        Command::new(env!("CARGO_BIN_EXE_recfusion"))
+            .args([
+                "scheduler",
+                "--bind-host",
+                "127.0.0.1",
+                "--bind-port",
+                &scheduler_port.to_string(),
+            ])
+            .env_remove("RUST_LOG")
+            .stderr(log("scheduler.log"))
+            .spawn()
+            .unwrap(),
+    );
+    // An executor that finds no scheduler exits at once, as Ballista's does.
+    wait_for(scheduler_port);
+    let mut executors = Vec::new();
+    for n in 0..2 {
+        let dir = work.path().join(format!("executor-{n}"));
+        executors.push(Running(
+            Command::new(env!("CARGO_BIN_EXE_recfusion"))
+                .args([
+                    "executor",
+                    "--scheduler-host",
+                    "127.0.0.1",
+                    "--scheduler-port",
+                    &scheduler_port.to_string(),
+                ])
+                .args(["--bind-host", "127.0.0.1", "--bind-port", &free_port().to_string()])
+                .args(["--bind-grpc-port", &free_port().to_string(), "--vcores", "1"])
+                .args(["--work-dir", dir.to_str().unwrap()])
+                .env_remove("RUST_LOG")
+                .stderr(log(&format!("executor-{n}.log")))
+                .spawn()
+                .unwrap(),
+        ));
+    }
+    let url = format!("df://127.0.0.1:{scheduler_port}");
+    let shared = work.path().join("shared");
+    let models = work.path().join("models");
+    let args = ["-q", "--format", "csv", "-f", "examples/quickstart.sql"];
+    let single = run(&args, &models);
+    assert!(single.status.success(), "{}", String::from_utf8_lossy(&single.stderr));
+    // The scheduler and executors take a moment to start: retry until the first run connects.
+    let started = Instant::now();
+    let on_cluster = loop {
+        let output = run(
+            &[
+                &args[..],
+                &["--cluster", &url, "--cluster-dir", shared.to_str().unwrap()],
+            ]
+            .concat(),
+            &models,
+        );
+        if output.status.success() || started.elapsed() > Duration::from_secs(30) {
+            break output;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    assert!(
+        on_cluster.status.success(),
+        "{}",
+        String::from_utf8_lossy(&on_cluster.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&single.stdout),
+        String::from_utf8_lossy(&on_cluster.stdout)
+    );
+    let read = |name: &str| std::fs::read_to_string(work.path().join(name)).unwrap();
+    let scheduler = read("scheduler.log");
+    assert!(
+        scheduler.contains(&format!("recfusion scheduler listening on 127.0.0.1:{scheduler_port}")),
+        "{scheduler}"
+    );
+    assert!(scheduler.contains(" INFO  "), "{scheduler}");
+    let finished_job = scheduler
+        .lines()
+        .any(|l| l.contains("Job finished successfully: [") && l.ends_with(" s"));
+    assert!(finished_job, "a job's end with its duration: {scheduler}");
+    let executors_log = read("executor-0.log") + &read("executor-1.log");
+    assert!(executors_log.contains("task slots, work dir"), "{executors_log}");
+    assert!(
+        executors_log.contains("Finished task : ["),
+        "each task with its duration: {executors_log}"
+    );
+
+    // A client that cannot reach the scheduler names the address it tried.
+    let unreachable = run(
+        &[
+            "-c",
+            "SELECT 1",
+            "--cluster",
+            &format!("df://127.0.0.1:{}", free_port()),
+        ],
+        &models,
+    );
+    assert!(!unreachable.status.success());
+    let error = String::from_utf8_lossy(&unreachable.stderr);
+    assert!(error.contains("cannot reach the scheduler at 127.0.0.1:"), "{error}");
 }
 
 #[test]

@@ -1,11 +1,12 @@
 //! recfusion on an Apache DataFusion Ballista cluster: what a scheduler, an executor and a
 //! client need to run recfusion's SQL — every function ([`function_registry`],
 //! [`scheduler_session`]), the codecs of its plan nodes ([`codec`]), the session settings they
-//! share ([`cluster_config`]) — and an in-process cluster for trying it on one machine
-//! ([`local`]).
+//! share ([`cluster_config`]) — the scheduler and executor themselves ([`server`]), and an
+//! in-process cluster for trying it on one machine ([`local`]).
 
 pub mod codec;
 pub mod local;
+pub mod server;
 
 use std::sync::Arc;
 

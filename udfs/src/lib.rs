@@ -18,6 +18,7 @@ use datafusion::prelude::SessionContext;
 pub mod display;
 pub mod evaluate;
 pub mod files;
+pub mod function_reference;
 pub mod information_schema;
 pub mod models;
 pub mod named_arguments;
