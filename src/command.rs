@@ -134,14 +134,10 @@ impl MetaCommand {
                     None => println!("Tables show every row."),
                 }
             }
-            Self::Include(file) => {
-                let text = std::fs::read_to_string(file)
-                    .map_err(|e| datafusion::common::DataFusionError::Plan(format!("\\i: cannot read {file}: {e}")))?;
-                runner
-                    .run_script(&text, file)
-                    .await
-                    .map_err(|e| datafusion::common::DataFusionError::Plan(e.to_string()))?;
-            }
+            Self::Include(file) => runner
+                .run_file(std::path::Path::new(file), "\\i")
+                .await
+                .map_err(|e| datafusion::common::DataFusionError::Plan(e.to_string()))?,
         }
         Ok(true)
     }

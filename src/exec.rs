@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use datafusion::common::{DataFusionError, Result};
@@ -85,6 +86,22 @@ impl fmt::Display for StatementError {
 
 impl std::error::Error for StatementError {}
 
+/// Why a script file did not run to its end: it could not be run at all, or a statement failed.
+#[derive(Debug)]
+pub enum ScriptFileError {
+    Refused(String),
+    Failed(StatementError),
+}
+
+impl fmt::Display for ScriptFileError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Refused(message) => f.write_str(message),
+            Self::Failed(error) => error.fmt(f),
+        }
+    }
+}
+
 impl StatementError {
     fn new(source: &str, line: usize, error: DataFusionError) -> Self {
         Self {
@@ -102,6 +119,9 @@ pub struct Runner {
     pub print: PrintOptions,
     pub variables: HashMap<String, String>,
     pub continue_on_error: bool,
+    /// The script files being run, outermost first, so a file that includes itself (through
+    /// `\i`, directly or not) is refused instead of recursing until the stack overflows.
+    running_files: Vec<PathBuf>,
 }
 
 impl Runner {
@@ -111,6 +131,7 @@ impl Runner {
             print: PrintOptions::default(),
             variables: HashMap::new(),
             continue_on_error: false,
+            running_files: Vec::new(),
         }
     }
 
@@ -179,6 +200,31 @@ impl Runner {
     /// Runs a script: SQL statements ending in `;` (the last may omit it) and, at the start of
     /// a line between statements, meta commands such as `\d`. The first failure stops the
     /// script unless `continue_on_error`; errors name `source` and the line.
+    /// Runs the statements of a script file; `how` names the caller in errors (`-f`, `\\i`).
+    pub async fn run_file(&mut self, path: &Path, how: &str) -> std::result::Result<(), ScriptFileError> {
+        let shown = path.display().to_string();
+        let unreadable =
+            |error: std::io::Error| ScriptFileError::Refused(format!("{how}: cannot read {shown}: {error}"));
+        let canonical = std::fs::canonicalize(path).map_err(unreadable)?;
+        if self.running_files.contains(&canonical) {
+            let chain: Vec<String> = self
+                .running_files
+                .iter()
+                .chain(std::iter::once(&canonical))
+                .map(|file| file.display().to_string())
+                .collect();
+            return Err(ScriptFileError::Refused(format!(
+                "{how} {shown}: the script would include itself ({}); remove the \\i that closes the cycle",
+                chain.join(" -> ")
+            )));
+        }
+        let text = std::fs::read_to_string(&canonical).map_err(unreadable)?;
+        self.running_files.push(canonical);
+        let result = self.run_script(&text, &shown).await;
+        self.running_files.pop();
+        result.map_err(ScriptFileError::Failed)
+    }
+
     pub async fn run_script(&mut self, text: &str, source: &str) -> std::result::Result<(), StatementError> {
         let mut failures = Failures::new(self.continue_on_error);
         let mut pending = String::new();

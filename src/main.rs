@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use clap::{CommandFactory, FromArgMatches, Parser};
 use recfusion::cluster::ClusterOptions;
-use recfusion::exec::{PrintOptions, Runner};
+use recfusion::exec::{PrintOptions, Runner, ScriptFileError};
 use recfusion::print::PrintFormat;
 use recfusion::script::parse_definition;
 use recfusion::session::{SessionOptions, new_cluster_session, new_session, parse_memory_size};
@@ -411,9 +411,10 @@ async fn run(matches: &clap::ArgMatches, args: Args) -> ExitCode {
     for job in jobs {
         let result = match job {
             Job::Command(n, sql) => runner.run_script(&sql, &format!("--command #{n}")).await,
-            Job::File(path) => match std::fs::read_to_string(&path) {
-                Ok(text) => runner.run_script(&text, &path.display().to_string()).await,
-                Err(error) => return fail(format!("cannot read {}: {error}", path.display())),
+            Job::File(path) => match runner.run_file(&path, "-f").await {
+                Ok(()) => Ok(()),
+                Err(ScriptFileError::Failed(error)) => Err(error),
+                Err(ScriptFileError::Refused(message)) => return fail(message),
             },
             Job::Stdin => match std::io::read_to_string(std::io::stdin()) {
                 Ok(text) => runner.run_script(&text, "<stdin>").await,

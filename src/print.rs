@@ -103,7 +103,7 @@ fn write_markdown(out: &mut dyn Write, schema: &SchemaRef, batches: &[RecordBatc
     if schema.fields().is_empty() {
         return Ok(());
     }
-    let cell = |text: &str| text.replace('|', "\\|").replace('\n', " ");
+    let cell = markdown_cell;
     let names: Vec<String> = schema.fields().iter().map(|f| cell(f.name())).collect();
     writeln!(out, "| {} |", names.join(" | "))?;
     let rules: Vec<&str> = schema
@@ -125,6 +125,27 @@ fn write_markdown(out: &mut dyn Write, schema: &SchemaRef, batches: &[RecordBatc
         }
     }
     Ok(())
+}
+
+/// `text` as one Markdown table cell that renders as `text`: line breaks become spaces (a raw
+/// carriage return or newline would end the row), and each `|` is escaped — with the
+/// backslashes before it doubled, so a `\|` in the data renders as `\|`, not as `|`.
+fn markdown_cell(text: &str) -> String {
+    let text = text.replace("\r\n", " ").replace(['\r', '\n'], " ");
+    let mut cell = String::with_capacity(text.len());
+    let mut backslashes = 0;
+    for c in text.chars() {
+        if c == '\\' {
+            backslashes += 1;
+            continue;
+        }
+        let written = if c == '|' { 2 * backslashes + 1 } else { backslashes };
+        cell.extend(std::iter::repeat_n('\\', written));
+        backslashes = 0;
+        cell.push(c);
+    }
+    cell.extend(std::iter::repeat_n('\\', backslashes));
+    cell
 }
 
 fn limit_rows(batches: &[RecordBatch], max_rows: usize) -> Vec<RecordBatch> {

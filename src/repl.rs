@@ -29,6 +29,26 @@ pub fn history_path() -> Option<PathBuf> {
         .or_else(|| dirs::home_dir().map(|home| home.join(".recfusion_history")))
 }
 
+/// The most history the shell reads back; a longer file is someone else's, not a history.
+const MAX_HISTORY_BYTES: u64 = 16 << 20;
+
+/// Why `path` cannot be the shell's history, if it cannot: a device, a FIFO or a directory
+/// would be read forever or not at all, and a huge file would be read whole into memory.
+/// A missing file is fine: the shell creates it.
+pub fn history_file_problem(path: &std::path::Path) -> Option<String> {
+    let metadata = std::fs::metadata(path).ok()?;
+    if !metadata.is_file() {
+        return Some("it is not a regular file".to_string());
+    }
+    (metadata.len() > MAX_HISTORY_BYTES).then(|| {
+        format!(
+            "it holds {} bytes, more than the {} MB a history may have",
+            metadata.len(),
+            MAX_HISTORY_BYTES >> 20
+        )
+    })
+}
+
 /// What Tab can complete in this session.
 #[derive(Debug, Default, Clone)]
 pub struct Words {
@@ -221,7 +241,16 @@ pub async fn run(runner: &mut Runner) -> rustyline::Result<()> {
     let helper = ReplHelper::new();
     let words = Arc::clone(&helper.words);
     editor.set_helper(Some(helper));
-    let history = history_path();
+    let history = history_path().filter(|path| match history_file_problem(path) {
+        None => true,
+        Some(problem) => {
+            eprintln!(
+                "recfusion: not using {} as the shell's history: {problem}",
+                path.display()
+            );
+            false
+        }
+    });
     if let Some(path) = &history {
         let _ = editor.load_history(path);
     }

@@ -86,8 +86,25 @@ impl UrlTableFactory for FilesButFunctions {
         if self.functions.contains(url) {
             return Ok(None);
         }
+        refuse_special_file(url)?;
         self.files.try_new(url).await
     }
+}
+
+/// Fails when `location` is a local FIFO, socket or device: reading one blocks until another
+/// process writes (where Ctrl-C cannot reach the blocked read) or never ends. `stat` answers
+/// without opening, so this check itself cannot block.
+pub fn refuse_special_file(location: &str) -> Result<()> {
+    let path = location.strip_prefix("file://").unwrap_or(location);
+    if let Ok(metadata) = std::fs::metadata(path)
+        && !metadata.is_file()
+        && !metadata.is_dir()
+    {
+        return datafusion::common::plan_err!(
+            "'{location}' is not a regular file or a directory (a FIFO, socket or device), so it cannot be read as a table"
+        );
+    }
+    Ok(())
 }
 
 fn base_state(options: &SessionOptions) -> Result<SessionState> {
@@ -108,6 +125,7 @@ fn base_state(options: &SessionOptions) -> Result<SessionState> {
         .with_runtime_env(Arc::new(runtime.build()?))
         .with_default_features()
         .with_physical_optimizer_rule(Arc::new(crate::yield_points::JoinsYield))
+        .with_physical_optimizer_rule(Arc::new(recfusion_udfs::files::wide_scans::BoundWideScans))
         .build();
     Ok(state)
 }

@@ -85,6 +85,11 @@ pub async fn execute_sql(ctx: &SessionContext, sql: &str) -> Result<DataFrame> {
     let dialect = state.config_options().sql_parser.dialect;
     let mut statement = state.sql_to_statement(sql, &dialect)?;
     recfusion_udfs::named_arguments::resolve_statement(&mut statement)?;
+    if let DFStatement::CreateExternalTable(create) = &statement {
+        for location in &create.locations {
+            crate::session::refuse_special_file(location)?;
+        }
+    }
     let mut on_conflict = None;
     let mut query_keys = Vec::new();
     if let DFStatement::Statement(inner) = &mut statement {

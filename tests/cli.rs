@@ -2,6 +2,7 @@
 //! line numbers, --continue-on-error, and the shell driven through stdin.
 
 use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -136,6 +137,155 @@ fn missing_file_and_missing_table_are_clear_errors() {
         "{}",
         stderr(&output)
     );
+}
+
+#[test]
+fn scripts_that_include_each_other_are_refused_naming_the_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("a.sql");
+    let b = dir.path().join("b.sql");
+    std::fs::write(&a, format!("SELECT 'in a' AS step;\n\\i {}\n", b.display())).unwrap();
+    std::fs::write(&b, format!("SELECT 'in b' AS step;\n\\i {}\n", a.display())).unwrap();
+    let output = recfusion(&["-q", "--format", "csv", "-f", a.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert_eq!(stdout(&output), "step\nin a\nstep\nin b\n");
+    let error = stderr(&output);
+    assert!(error.contains("the script would include itself"), "{error}");
+    assert!(error.contains("a.sql -> ") && error.contains("b.sql -> "), "{error}");
+    let itself = dir.path().join("self.sql");
+    std::fs::write(&itself, "\\i self.sql\n").unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_recfusion"))
+        .args(["-q", "-f", "self.sql"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains("self.sql line 1: \\i self.sql: the script would include itself"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+/// A table over a file that was deleted after the table was made is an error naming the file
+/// when a table function reads it, not an empty input that trains or scores nothing.
+#[test]
+fn a_table_whose_file_was_deleted_is_an_error_not_an_empty_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let events = dir.path().join("events.csv");
+    std::fs::write(&events, "user_id,item_id\n1,10\n1,11\n2,10\n2,11\n3,11\n").unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let ctx = recfusion::new_session(&recfusion::SessionOptions::default()).unwrap();
+        let create = format!(
+            "CREATE EXTERNAL TABLE events STORED AS CSV LOCATION '{}' OPTIONS ('format.has_header' 'true')",
+            events.display()
+        );
+        recfusion::execute_sql(&ctx, &create)
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
+        let knn = "SELECT * FROM item_knn('events', 2)";
+        let rows: usize = recfusion::execute_sql(&ctx, knn)
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap()
+            .iter()
+            .map(|b| b.num_rows())
+            .sum();
+        assert!(rows > 0);
+        std::fs::remove_file(&events).unwrap();
+        let error = match recfusion::execute_sql(&ctx, knn).await {
+            Ok(frame) => frame.collect().await.map(|_| ()).unwrap_err(),
+            Err(error) => error,
+        }
+        .to_string();
+        assert!(
+            error.contains("item_knn: the interactions table 'events' reads '")
+                && error.contains("events.csv', which does not exist"),
+            "{error}"
+        );
+    });
+}
+
+/// A FIFO (or device) as a table would block the query until someone writes to it, where
+/// Ctrl-C cannot reach; it is refused at once, whichever way SQL names it.
+#[test]
+fn a_fifo_is_refused_as_a_table_instead_of_blocking() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("events.csv");
+    let made = Command::new("mkfifo").arg(&fifo).status();
+    if !made.is_ok_and(|status| status.success()) {
+        eprintln!("skipped: mkfifo is not available");
+        return;
+    }
+    let path = fifo.display();
+    for sql in [
+        format!("SELECT * FROM '{path}'"),
+        format!("CREATE EXTERNAL TABLE t STORED AS CSV LOCATION '{path}'"),
+        format!("SELECT * FROM read_csv('{path}')"),
+    ] {
+        let started = Instant::now();
+        let output = recfusion(&["-q", "-c", &sql]);
+        assert_eq!(output.status.code(), Some(1), "{sql}");
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "{sql} took {:?}",
+            started.elapsed()
+        );
+        assert!(
+            stderr(&output).contains("is not a regular file"),
+            "{sql}: {}",
+            stderr(&output)
+        );
+    }
+}
+
+/// A CSV of 50,000 columns (6 MB) is read in short batches: DataFusion's reader sized each
+/// batch's buffers by 8,192 rows × 50,000 columns, and the count below peaked at 19 GB.
+#[test]
+fn a_very_wide_csv_is_read_in_bounded_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let wide = dir.path().join("wide.csv");
+    let columns = 50_000;
+    let mut text: String = (0..columns).map(|c| format!("c{c}")).collect::<Vec<_>>().join(",");
+    for row in 0..20 {
+        text.push('\n');
+        text.push_str(
+            &(0..columns)
+                .map(|c| (row + c).to_string())
+                .collect::<Vec<_>>()
+                .join(","),
+        );
+    }
+    text.push('\n');
+    std::fs::write(&wide, text).unwrap();
+    let sql = format!("SELECT count(*) AS n, sum(c49999) AS last FROM '{}'", wide.display());
+    let timed = Path::new("/usr/bin/time").exists();
+    let mut command = if timed {
+        let mut command = Command::new("/usr/bin/time");
+        command.args(["-f", "peak_rss_kb=%M", env!("CARGO_BIN_EXE_recfusion")]);
+        command
+    } else {
+        Command::new(env!("CARGO_BIN_EXE_recfusion"))
+    };
+    let output = command
+        .args(["-q", "-m", "2G", "--format", "csv", "-c", &sql])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(
+        stdout(&output),
+        format!("n,last\n20,{}\n", (0..20).map(|row| row + 49_999).sum::<i64>())
+    );
+    if let Some(kb) = stderr(&output).lines().find_map(|l| l.strip_prefix("peak_rss_kb=")) {
+        let mb = kb.trim().parse::<u64>().unwrap() / 1024;
+        assert!(mb < 1500, "reading a 6 MB CSV of 50,000 columns peaked at {mb} MB");
+    }
 }
 
 #[test]
@@ -464,6 +614,15 @@ fn markdown_tables_for_documents() {
         stdout(&output),
         "| id | name | v | missing |\n|---:|---|---|---|\n| 1 | a\\|b | [1.0, 2.0] | NULL |\n"
     );
+    // A carriage return would end the row; a backslash before a pipe in the data stays a
+    // backslash when rendered (GitHub's renderer shows the cell below as `C:\|x`).
+    let sql = "SELECT 'one' || chr(13) || 'two' || chr(10) || 'three' AS lines, 'C:\\|x' AS path";
+    let output = recfusion(&["-q", "--format", "markdown", "-c", sql]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(
+        stdout(&output),
+        "| lines | path |\n|---|---|\n| one two three | C:\\\\\\|x |\n"
+    );
 }
 
 #[test]
@@ -668,4 +827,116 @@ fn a_directory_named_like_a_table_function_is_not_a_table() {
     let err = stderr(&output);
     assert!(err.contains("recommend: users table 'u' not found"), "{err}");
     assert_eq!(stdout(&output), "n\n0\n");
+}
+
+/// The example programs under `examples/` run as examples/README.md says: the demo data's
+/// generator writes the committed CSVs byte for byte, make_parquet.sql writes Parquet copies
+/// with every row, and the Rust example embeds a session. (quickstart.sql, update_profiles.sql
+/// and the MovieLens scripts have tests of their own above.)
+#[test]
+fn the_examples_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let examples = dir.path().join("examples");
+    std::fs::create_dir_all(examples.join("data")).unwrap();
+    std::fs::copy("examples/generate_demo_data.py", examples.join("generate_demo_data.py")).unwrap();
+    let generated = Command::new("python3")
+        .arg(examples.join("generate_demo_data.py"))
+        .output()
+        .expect("python3 runs the demo data's generator");
+    assert!(generated.status.success(), "{}", stderr(&generated));
+    for file in ["users.csv", "items.csv", "events.csv"] {
+        let ours = std::fs::read(examples.join("data").join(file)).unwrap();
+        let committed = std::fs::read(Path::new("examples/data").join(file)).unwrap();
+        assert!(ours == committed, "{file} differs from the one the generator writes");
+    }
+
+    std::fs::copy("examples/make_parquet.sql", examples.join("make_parquet.sql")).unwrap();
+    let written = Command::new(env!("CARGO_BIN_EXE_recfusion"))
+        .current_dir(dir.path())
+        .args(["-q", "-f", "examples/make_parquet.sql"])
+        .output()
+        .unwrap();
+    assert!(written.status.success(), "{}", stderr(&written));
+    let counted = Command::new(env!("CARGO_BIN_EXE_recfusion"))
+        .current_dir(dir.path())
+        .args(["-q", "--format", "csv", "-c"])
+        .arg(
+            "SELECT (SELECT count(*) FROM 'examples/data/events.parquet') AS events, \
+             (SELECT count(*) FROM 'examples/data/items.parquet') AS items, \
+             (SELECT count(*) FROM 'examples/data/users.parquet') AS users",
+        )
+        .output()
+        .unwrap();
+    assert_eq!(
+        stdout(&counted),
+        "events,items,users\n12013,120,300\n",
+        "{}",
+        stderr(&counted)
+    );
+
+    // cargo test builds the examples beside the test binaries.
+    let test = std::env::current_exe().unwrap();
+    let embed = test.parent().unwrap().parent().unwrap().join("examples").join("embed");
+    let embedded = Command::new(&embed).output().expect("run the embed example");
+    assert!(embedded.status.success(), "{}", stderr(&embedded));
+    assert!(stdout(&embedded).contains("0.70710677"), "{}", stdout(&embedded));
+}
+
+/// Every SQL block of README.md and docs/ marked runnable (```sql runnable) runs as shown, in
+/// order, one session per file, on the demo data.
+#[test]
+fn runnable_sql_in_the_docs_runs_on_the_demo_data() {
+    let mut files = vec![PathBuf::from("README.md")];
+    let mut docs: Vec<PathBuf> = std::fs::read_dir("docs")
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "md"))
+        .collect();
+    docs.sort();
+    files.extend(docs);
+    let mut blocks_run = 0;
+    for file in files {
+        let text = std::fs::read_to_string(&file).unwrap();
+        let mut script = String::new();
+        let mut inside = false;
+        for line in text.lines() {
+            match (inside, line.trim_start()) {
+                (false, fence) if fence.starts_with("```sql runnable") => {
+                    inside = true;
+                    blocks_run += 1;
+                }
+                (true, fence) if fence.starts_with("```") => inside = false,
+                (true, _) => {
+                    script.push_str(line);
+                    script.push('\n');
+                }
+                _ => {}
+            }
+        }
+        if script.is_empty() {
+            continue;
+        }
+        let scratch = tempfile::tempdir().unwrap();
+        let models = scratch.path().join("models");
+        let output = Command::new(env!("CARGO_BIN_EXE_recfusion"))
+            .args(["-q", "--models", models.to_str().unwrap(), "-D"])
+            .arg(format!("scratch={}", scratch.path().display()))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .and_then(|mut child| {
+                child.stdin.take().unwrap().write_all(script.as_bytes())?;
+                child.wait_with_output()
+            })
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{}: its runnable SQL fails:\n{}",
+            file.display(),
+            stderr(&output)
+        );
+    }
+    assert!(blocks_run >= 8, "only {blocks_run} runnable blocks were found");
 }

@@ -51,18 +51,20 @@ pub fn codec() -> BallistaCodec {
 }
 
 /// The scheduler's session: Ballista's, with every recfusion function and the planner of
-/// recfusion's table function calls, without the `LimitPushdown` rule: it moves a `LIMIT`
+/// recfusion's table function calls and the bound on wide scans' batches, without the
+/// `LimitPushdown` rule: it moves a `LIMIT`
 /// into the scan of an in-memory table, and Ballista 55 drops that limit when it hands the
 /// scan's partitions to tasks (`SELECT … FROM t LIMIT 1` returned every row). The `LIMIT`
 /// stays an operator of its own instead.
 pub fn scheduler_session(config: SessionConfig) -> Result<SessionState> {
     let state = ballista_core::utils::default_session_builder(config)?;
-    let rules = state
+    let mut rules: Vec<_> = state
         .physical_optimizers()
         .iter()
         .filter(|rule| rule.name() != "LimitPushdown")
         .cloned()
         .collect();
+    rules.push(Arc::new(recfusion_udfs::files::wide_scans::BoundWideScans));
     let state = SessionStateBuilder::new_from_existing(state)
         .with_physical_optimizer_rules(rules)
         .build();

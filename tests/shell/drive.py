@@ -1,7 +1,7 @@
 """Drives recfusion's interactive shell through a pseudo-terminal, as a person at a terminal
 would, and checks what they see: the continuation prompt, Tab completion of table functions
 and of file paths inside quotes, statements typed ahead while a query runs, history saved
-before the shell exits, and Ctrl-C that stops a running join (its CPU time stays flat) with
+before the shell exits, a device as history refused (not read forever), and Ctrl-C that stops a running join (its CPU time stays flat) with
 Ctrl-D then leaving at once. Usage: drive.py BINARY WORKDIR. Prints what failed; exit 1."""
 
 import os
@@ -121,6 +121,23 @@ while time.time() < end:
 check(exited, "Ctrl-D did not leave the shell within 5 s", b"")
 if not exited:
     os.kill(pid, 9)
+
+# A history path that reads forever (a device) is not read at all: the shell says so and works.
+pid, fd = pty.fork()
+if pid == 0:
+    os.environ["RECFUSION_HISTORY"] = "/dev/zero"
+    os.chdir(workdir)
+    os.execv(binary, [binary])
+seen = read(fd, 10, b"recfusion> ")
+check(b"not using /dev/zero as the shell's history: it is not a regular file" in seen,
+      "a device as history was not refused with a message", seen)
+os.write(fd, b"SELECT 6 * 7 AS product;\r")
+seen = read(fd, 10, b"fetched")
+check(b"| 42      |" in seen, "the shell with a device as history did not run a statement", seen)
+os.write(fd, b"\x04")
+end = time.time() + 5
+while time.time() < end and os.waitpid(pid, os.WNOHANG)[0] != pid:
+    read(fd, 0.1)
 
 for failure in failures:
     print(failure)

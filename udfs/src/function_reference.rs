@@ -106,3 +106,19 @@ fn anchor(heading: &str) -> String {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    /// docs/functions.md is what the registry writes: a function documented in code but not in
+    /// the committed page (or the other way round) fails here.
+    #[test]
+    fn the_committed_reference_is_the_registry_s() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/functions.md");
+        let committed = std::fs::read_to_string(path).unwrap_or_default();
+        assert!(
+            committed == super::markdown(),
+            "docs/functions.md is not what the functions' documentation gives; write it again with \
+             `cargo run -- docs > docs/functions.md`"
+        );
+    }
+}

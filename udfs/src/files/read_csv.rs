@@ -1,10 +1,10 @@
 //! `read_csv(path [, delimiter [, encoding [, header]]])`: a delimited text file as a table,
 //! for files DataFusion's CSV reader refuses — chiefly Latin-1 text (MovieLens' `u.item`),
-//! which it rejects as invalid UTF-8. The file is read whole, decoded to UTF-8, and its column
-//! types inferred; columns are named by the header or `column_1`, `column_2`, … as DataFusion
+//! which it rejects as invalid UTF-8. The file is read whole, within the session's memory pool,
+//! decoded to UTF-8, and its column types inferred from its first records; columns are named by the header or `column_1`, `column_2`, … as DataFusion
 //! names the columns of a headerless CSV.
 
-use std::io::Cursor;
+use std::io::{Cursor, Read};
 use std::sync::Arc;
 
 use datafusion::arrow::array::RecordBatch;
@@ -12,7 +12,7 @@ use datafusion::arrow::compute::concat_batches;
 use datafusion::arrow::csv::ReaderBuilder;
 use datafusion::arrow::csv::reader::Format;
 use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
-use datafusion::common::{Result, exec_err, plan_datafusion_err, plan_err};
+use datafusion::common::{Result, plan_datafusion_err, plan_err};
 use datafusion::logical_expr::Documentation;
 use datafusion_macros::user_doc;
 use serde::{Deserialize, Serialize};
@@ -23,7 +23,7 @@ const NAME: &str = "read_csv";
 
 #[user_doc(
     doc_section(label = "File Functions"),
-    description = "A delimited text file as a table, for files DataFusion's CSV reader refuses, such as Latin-1 text. The file is read whole, decoded to UTF-8 and its column types inferred; columns are named by the header or column_1, column_2, ….",
+    description = "A delimited text file as a table, for files DataFusion's CSV reader refuses, such as Latin-1 text. The file is read whole (in the session's memory limit), decoded to UTF-8, its column types inferred from the first 1,000 records; columns are named by the header or column_1, column_2, ….",
     syntax_example = "read_csv(path [, delimiter => ','] [, encoding => 'utf-8'] [, header => true])",
     sql_example = r#"```sql
 > SELECT * FROM read_csv('u.item', delim => '|', encoding => 'latin-1', header => false);
@@ -63,18 +63,58 @@ pub fn decode(bytes: Vec<u8>, encoding: &str) -> Result<String> {
     }
 }
 
-/// The file's text, its inferred schema, and its rows.
-fn read(options: &Options) -> Result<(SchemaRef, Vec<RecordBatch>)> {
-    let path = &options.path;
-    let bytes = std::fs::read(path).map_err(|e| plan_datafusion_err!("{NAME}: cannot read '{path}': {e}"))?;
-    let text = decode(bytes, &options.encoding)?;
-    let format = Format::default()
+/// The records column types are inferred from, as DataFusion's CSV reader infers them.
+const INFERENCE_RECORDS: usize = 1000;
+
+/// The most of the file read to infer its columns; the first line (the header) must fit.
+const INFERENCE_BYTES: u64 = 16 << 20;
+
+/// The cells of one batch while parsing: a very wide file gets short batches, so one batch's
+/// buffers stay small whatever the number of columns.
+const BATCH_CELLS: usize = 1 << 20;
+
+fn format(options: &Options) -> Format {
+    Format::default()
         .with_header(options.header)
-        .with_delimiter(options.delimiter as u8);
-    let (inferred, _) = format
-        .infer_schema(Cursor::new(text.as_bytes()), None)
+        .with_delimiter(options.delimiter as u8)
+}
+
+fn open(path: &str) -> Result<std::fs::File> {
+    let unreadable = |e: std::io::Error| plan_datafusion_err!("{NAME}: cannot read '{path}': {e}");
+    // Checked before opening: opening a FIFO blocks until someone writes to it, and a device
+    // may read forever.
+    if !std::fs::metadata(path).map_err(unreadable)?.is_file() {
+        return plan_err!("{NAME}: '{path}' is not a regular file");
+    }
+    std::fs::File::open(path).map_err(unreadable)
+}
+
+/// The file's columns, inferred from its first records, read with a bounded prefix.
+fn infer_schema(options: &Options) -> Result<SchemaRef> {
+    let path = &options.path;
+    let file = open(path)?;
+    let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let mut prefix = Vec::new();
+    file.take(INFERENCE_BYTES)
+        .read_to_end(&mut prefix)
+        .map_err(|e| plan_datafusion_err!("{NAME}: cannot read '{path}': {e}"))?;
+    if size > INFERENCE_BYTES {
+        // Cut at a line's end, so no record (or UTF-8 character) is cut in half.
+        match prefix.iter().rposition(|&b| b == b'\n') {
+            Some(end) => prefix.truncate(end + 1),
+            None => {
+                return plan_err!(
+                    "{NAME}: '{path}': the first line is longer than {} MB",
+                    INFERENCE_BYTES >> 20
+                );
+            }
+        }
+    }
+    let text = decode(prefix, &options.encoding)?;
+    let (inferred, _) = format(options)
+        .infer_schema(Cursor::new(text.as_bytes()), Some(INFERENCE_RECORDS))
         .map_err(|e| plan_datafusion_err!("{NAME}: '{path}': {e}"))?;
-    let schema = Arc::new(Schema::new(
+    Ok(Arc::new(Schema::new(
         inferred
             .fields()
             .iter()
@@ -88,15 +128,43 @@ fn read(options: &Options) -> Result<(SchemaRef, Vec<RecordBatch>)> {
                 Field::new(name, field.data_type().clone(), true)
             })
             .collect::<Vec<_>>(),
-    ));
-    let reader = ReaderBuilder::new(Arc::clone(&schema))
-        .with_format(format)
+    )))
+}
+
+/// The file's rows as `schema` says, its bytes and text accounted in the session's memory pool
+/// before they are read.
+fn read_rows(options: &Options, schema: &SchemaRef, run: &Run) -> Result<Vec<RecordBatch>> {
+    let path = &options.path;
+    let mut file = open(path)?;
+    let size = file.metadata().map(|m| m.len()).unwrap_or(0) as usize;
+    // The bytes, and the decoded text beside them (Latin-1 may double the size).
+    run.reserve(size.saturating_mul(if options.encoding.eq_ignore_ascii_case("utf-8") {
+        1
+    } else {
+        3
+    }))?;
+    let mut bytes = Vec::with_capacity(size);
+    file.read_to_end(&mut bytes)
+        .map_err(|e| plan_datafusion_err!("{NAME}: cannot read '{path}': {e}"))?;
+    let text = decode(bytes, &options.encoding)?;
+    let batch_rows = (BATCH_CELLS / schema.fields().len().max(1)).max(1);
+    let reader = ReaderBuilder::new(Arc::clone(schema))
+        .with_format(format(options))
+        .with_batch_size(batch_rows)
         .build(Cursor::new(text.as_bytes()))
         .map_err(|e| plan_datafusion_err!("{NAME}: '{path}': {e}"))?;
-    let batches = reader
-        .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(|e| plan_datafusion_err!("{NAME}: '{path}': {e}"))?;
-    Ok((schema, batches))
+    let mut batches = Vec::new();
+    for batch in reader {
+        run.cancelled()?;
+        let batch = batch.map_err(|e| {
+            plan_datafusion_err!(
+                "{NAME}: '{path}': {e} (the column types were inferred from the first {INFERENCE_RECORDS} records)"
+            )
+        })?;
+        run.reserve(batch.get_array_memory_size())?;
+        batches.push(batch);
+    }
+    Ok(batches)
 }
 
 impl TableFunction for ReadCsv {
@@ -111,11 +179,12 @@ impl TableFunction for ReadCsv {
     fn plan(&self, args: &Arguments) -> Result<Planned> {
         args.expect_count(1..=4)?;
         let path = args.required_text(0, "path", "the file's path")?;
+        let expected = "one character other than a line break or '\"', or '\\t'";
         let delimiter = match args.text(1, "delimiter")?.as_deref() {
             None => ',',
             Some("\\t" | "\t" | "tab") => '\t',
-            Some(d) if d.len() == 1 => d.as_bytes()[0] as char,
-            Some(d) => return Err(args.invalid(1, "delimiter", "one character or '\\t'", format!("'{d}'"))),
+            Some(d) if d.len() == 1 && !matches!(d, "\n" | "\r" | "\"") => d.as_bytes()[0] as char,
+            Some(d) => return Err(args.invalid(1, "delimiter", expected, format!("{d:?}"))),
         };
         let encoding = args.text(2, "encoding")?.unwrap_or_else(|| "utf-8".to_string());
         let header = args.boolean(3, "header", true)?;
@@ -125,20 +194,15 @@ impl TableFunction for ReadCsv {
             encoding,
             header,
         };
-        // Read now to know the columns; the query reads the file again when it runs.
-        let (schema, _) = read(&options)?;
+        // Read the file's start now to know the columns; the query reads it whole when it runs.
+        let schema = infer_schema(&options)?;
         Planned::new(Vec::new(), &options, schema)
     }
 
     fn compute(&self, _inputs: &[RecordBatch], run: &Run) -> Result<RecordBatch> {
         let options: Options = run.call.options()?;
-        let (schema, batches) = read(&options)?;
-        if schema != *run.schema {
-            return exec_err!(
-                "{NAME}: '{}' changed since the query was planned; run it again",
-                options.path
-            );
-        }
-        Ok(concat_batches(&schema, &batches)?)
+        let batches = read_rows(&options, run.schema, run)?;
+        run.reserve(batches.iter().map(RecordBatch::get_array_memory_size).sum())?;
+        Ok(concat_batches(run.schema, &batches)?)
     }
 }

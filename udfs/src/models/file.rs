@@ -4,6 +4,7 @@
 //! into place, so a failed training leaves the previous model whole.
 
 use std::collections::HashMap;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -133,6 +134,7 @@ impl ModelFile {
         if let Some(kind) = kind.filter(|k| *k != found) {
             return exec_err!("model '{shown}' is of kind '{found}', not '{kind}'");
         }
+        check_weights(path, &meta)?;
         let tensors = candle_core::safetensors::load(path, &Device::Cpu)
             .map_err(|e| exec_datafusion_err!("model '{shown}': cannot read the weights: {e}"))?;
         let mut matrices = HashMap::new();
@@ -257,6 +259,126 @@ fn read_description(path: &Path) -> Result<Value> {
     Ok(meta)
 }
 
+/// The largest safetensors header read back; recfusion's are a few kilobytes.
+const MAX_HEADER_BYTES: u64 = 64 << 20;
+
+/// Checks the weights at `path` against their description `meta`, reading only the
+/// safetensors header: it must describe exactly the file's bytes, as f32 tensors whose bytes
+/// fit their shapes, with one matrix per id map holding a row per id and the description's
+/// dimensions, and the network that transformer and two-tower models need. A truncated file,
+/// or a description beside another model's weights, fails here, naming the file.
+fn check_weights(path: &Path, meta: &Value) -> Result<()> {
+    let shown = path.display();
+    let damaged =
+        |why: String| exec_datafusion_err!("model '{shown}': the weights do not match their description: {why}");
+    let unreadable = |e: std::io::Error| exec_datafusion_err!("model '{shown}': cannot read the weights: {e}");
+    let mut file = std::fs::File::open(path).map_err(unreadable)?;
+    let size = file.metadata().map_err(unreadable)?.len();
+    let mut length = [0u8; 8];
+    if size < 8 {
+        return Err(damaged(format!(
+            "the file is {size} bytes, too short for safetensors (truncated?)"
+        )));
+    }
+    file.read_exact(&mut length).map_err(unreadable)?;
+    let header_bytes = u64::from_le_bytes(length);
+    if header_bytes > size - 8 || header_bytes > MAX_HEADER_BYTES {
+        return Err(damaged(format!(
+            "the file is {size} bytes, shorter than its header says (truncated?)"
+        )));
+    }
+    let mut header = vec![0; header_bytes as usize];
+    file.read_exact(&mut header).map_err(unreadable)?;
+    let header: serde_json::Map<String, Value> =
+        serde_json::from_slice(&header).map_err(|e| damaged(format!("its header is not safetensors JSON: {e}")))?;
+    let mut data_end = 0;
+    let mut shapes = HashMap::new();
+    for (name, tensor) in header.iter().filter(|(name, _)| *name != "__metadata__") {
+        let numbers = |key: &str| -> Vec<u64> {
+            tensor[key]
+                .as_array()
+                .map_or(Vec::new(), |v| v.iter().filter_map(Value::as_u64).collect())
+        };
+        let (shape, offsets) = (numbers("shape"), numbers("data_offsets"));
+        let elements = shape.iter().try_fold(1u64, |n, &d| n.checked_mul(d));
+        let fits = match (tensor["dtype"].as_str(), offsets.as_slice(), elements) {
+            (Some("F32"), &[start, end], Some(n)) => end >= start && end - start == n.saturating_mul(4),
+            _ => false,
+        };
+        if !fits {
+            return Err(damaged(format!(
+                "tensor '{name}' is not an f32 tensor whose bytes fit its shape"
+            )));
+        }
+        data_end = data_end.max(offsets[1]);
+        shapes.insert(name.as_str(), shape);
+    }
+    let described = 8 + header_bytes + data_end;
+    if described != size {
+        return Err(damaged(format!(
+            "the file is {size} bytes, its header describes {described} (truncated?)"
+        )));
+    }
+    let dim = meta["config"]["factors"].as_u64().or(meta["config"]["dim"].as_u64());
+    for (name, map) in meta["ids"].as_object().into_iter().flatten() {
+        let ids = map["values"].as_array().map_or(0, Vec::len) as u64;
+        match shapes.get(name.as_str()).map(Vec::as_slice) {
+            None => {
+                return Err(damaged(format!(
+                    "the description lists {ids} {name} ids but the weights hold no '{name}' matrix (are they another model's?)"
+                )));
+            }
+            Some(&[rows, cols]) if rows == ids && dim.is_none_or(|d| d == cols) => {}
+            Some(shape) => {
+                return Err(damaged(format!(
+                    "the '{name}' matrix is {shape:?}, the description says {ids} {name} ids of {} dimensions (are they another model's?)",
+                    dim.map_or("any".to_string(), |d| d.to_string())
+                )));
+            }
+        }
+    }
+    let kind = meta["kind"].as_str().unwrap_or_default();
+    let has_network = shapes.keys().any(|name| name.starts_with("network."));
+    if matches!(kind, "sasrec" | "two_tower") != has_network {
+        let held = if has_network {
+            "hold a network"
+        } else {
+            "hold no network"
+        };
+        return Err(damaged(format!(
+            "the description is of a {kind} model, and the weights {held} (are they another model's?)"
+        )));
+    }
+    Ok(())
+}
+
+/// Whether training may write a model to `path`: nothing is there yet, or a recfusion model
+/// is (its description says so), which the new one replaces. Anything else there — the
+/// interactions file being read, a directory, someone's JSON beside it — is named in the
+/// error, before any training starts.
+pub fn check_replaceable(path: &Path) -> std::result::Result<(), String> {
+    let description = json_path(path);
+    let shown = path.display();
+    if path.is_dir() {
+        return Err(format!("'{shown}', which is a directory"));
+    }
+    if (path.exists() || description.exists())
+        && let Err(why) = read_description(path)
+    {
+        return Err(format!(
+            "'{shown}', an existing file that is not a recfusion model ({}); training would overwrite it, so choose another path or remove the file",
+            why.message()
+        ));
+    }
+    Ok(())
+}
+
+/// Whether `path` has a recfusion model description beside it (whatever state its weights
+/// are in): what a directory listing counts as a model.
+pub fn is_described_model(path: &Path) -> bool {
+    read_description(path).is_ok()
+}
+
 /// What a model's description says about it, read without its weights.
 #[derive(Debug)]
 pub struct ModelSummary {
@@ -269,10 +391,11 @@ pub struct ModelSummary {
     pub training: Value,
 }
 
-/// Reads the description of the model at `path` (its `.json`); a missing or foreign one is an
-/// error that says which file.
+/// Reads the description of the model at `path` (its `.json`) and checks the weights against
+/// it; a missing, foreign or damaged one is an error that says which file.
 pub fn summary(path: &Path) -> Result<ModelSummary> {
     let meta = read_description(path)?;
+    check_weights(path, &meta)?;
     let id_counts = meta["ids"]
         .as_object()
         .map(|maps| {
@@ -345,9 +468,77 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(twice.contains("is damaged: id 7 appears twice"), "{twice}");
-        let short = edited(&|meta| meta["ids"]["items"]["values"] = json!([7])).unwrap();
-        let mismatch = short.matrix("items", "items").unwrap_err().to_string();
-        assert!(mismatch.contains("has 2 rows but its id map 1 ids"), "{mismatch}");
+        let short = edited(&|meta| meta["ids"]["items"]["values"] = json!([7]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            short.contains("the 'items' matrix is [2, 2], the description says 1 items ids"),
+            "{short}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Weights cut short, or descriptions swapped between two models of different kinds, are
+    /// named as damaged when the model is opened or listed, never read as healthy.
+    #[test]
+    fn weights_that_do_not_match_their_description_are_refused() {
+        let dir = std::env::temp_dir().join(format!("recfusion-weights-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let ids = |n: i64| Arc::new(Int64Array::from((0..n).collect::<Vec<_>>())) as ArrayRef;
+        let als = ModelFile {
+            kind: "als".to_string(),
+            config: json!({"factors": 2}),
+            matrices: HashMap::from([
+                ("users".to_string(), (vec![0.5; 6], 3, 2)),
+                ("items".to_string(), (vec![0.5; 4], 2, 2)),
+            ]),
+            tensors: HashMap::new(),
+            ids: HashMap::from([("users".to_string(), ids(3)), ("items".to_string(), ids(2))]),
+        };
+        let network = Tensor::zeros((2, 2), candle_core::DType::F32, &Device::Cpu).unwrap();
+        let sasrec = ModelFile {
+            kind: "sasrec".to_string(),
+            config: json!({"dim": 2}),
+            matrices: HashMap::from([("items".to_string(), (vec![0.5; 4], 2, 2))]),
+            tensors: HashMap::from([("network.layer".to_string(), network)]),
+            ids: HashMap::from([("items".to_string(), ids(2))]),
+        };
+        let (als_path, sasrec_path) = (dir.join("a.safetensors"), dir.join("s.safetensors"));
+        als.save("test", &als_path, None).unwrap();
+        sasrec.save("test", &sasrec_path, None).unwrap();
+        assert!(summary(&als_path).is_ok() && summary(&sasrec_path).is_ok());
+
+        let weights = std::fs::read(&als_path).unwrap();
+        std::fs::write(&als_path, &weights[..weights.len() - 3]).unwrap();
+        let cut = summary(&als_path).unwrap_err().to_string();
+        assert!(
+            cut.contains("a.safetensors': the weights do not match their description: the file is"),
+            "{cut}"
+        );
+        assert!(ModelFile::load(&als_path, None).is_err());
+        std::fs::write(&als_path, &weights[..5]).unwrap();
+        let tiny = summary(&als_path).unwrap_err().to_string();
+        assert!(
+            tiny.contains("the file is 5 bytes, too short for safetensors"),
+            "{tiny}"
+        );
+        std::fs::write(&als_path, &weights).unwrap();
+
+        let (als_json, sasrec_json) = (json_path(&als_path), json_path(&sasrec_path));
+        let (als_description, sasrec_description) =
+            (std::fs::read(&als_json).unwrap(), std::fs::read(&sasrec_json).unwrap());
+        std::fs::write(&als_json, &sasrec_description).unwrap();
+        std::fs::write(&sasrec_json, &als_description).unwrap();
+        let as_sasrec = summary(&als_path).unwrap_err().to_string();
+        assert!(
+            as_sasrec.contains("the description is of a sasrec model, and the weights hold no network"),
+            "{as_sasrec}"
+        );
+        let as_als = ModelFile::load(&sasrec_path, None).unwrap_err().to_string();
+        assert!(
+            as_als.contains("the weights hold no 'users' matrix (are they another model's?)"),
+            "{as_als}"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::directory::{is_model_name, model_argument};
-use super::file::{ModelSummary, named_error, summary};
+use super::file::{ModelSummary, is_described_model, named_error, summary};
 use crate::table_function::{Arguments, Planned, Run, TableFunction};
 
 const NAME: &str = "model_info";
@@ -68,22 +68,24 @@ fn models(path: &Path) -> Result<Vec<(PathBuf, ModelSummary)>> {
     if !path.is_dir() {
         return Ok(vec![(path.to_path_buf(), summary(path).map_err(named_error(NAME))?)]);
     }
-    listed(path)
+    listed(NAME, path)
 }
 
-/// Every model in the directory `path`, by file name (a directory that does not exist holds
+/// Every model in the directory `path` (errors name `function`), by file name (a directory that does not exist holds
 /// none).
-pub(super) fn listed(path: &Path) -> Result<Vec<(PathBuf, ModelSummary)>> {
+pub(super) fn listed(function: &str, path: &Path) -> Result<Vec<(PathBuf, ModelSummary)>> {
     let entries = match std::fs::read_dir(path) {
         Ok(entries) => entries,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(named_error(NAME)(e.into())),
+        Err(e) => return Err(named_error(function)(e.into())),
     };
+    // Other files may sit beside the models; a model whose weights are damaged is an error
+    // naming it, not left out of the listing as if it were not there.
     let mut models: Vec<(PathBuf, ModelSummary)> = entries
         .filter_map(|entry| entry.ok().map(|entry| entry.path()))
-        .filter(|file| file.is_file())
-        .filter_map(|file| summary(&file).ok().map(|model| (file, model)))
-        .collect();
+        .filter(|file| file.is_file() && is_described_model(file))
+        .map(|file| summary(&file).map(|model| (file, model)).map_err(named_error(function)))
+        .collect::<Result<_>>()?;
     models.sort_by(|a, b| a.0.cmp(&b.0));
     Ok(models)
 }

@@ -68,7 +68,7 @@ impl TableFunction for Models {
     fn compute(&self, _inputs: &[RecordBatch], run: &Run) -> Result<RecordBatch> {
         let Options { directory } = run.call.options()?;
         let directory = std::path::PathBuf::from(directory);
-        let (names, listed): (Vec<String>, Vec<Listed>) = listed(&directory)?
+        let (names, listed): (Vec<String>, Vec<Listed>) = listed(NAME, &directory)?
             .into_iter()
             .filter_map(|model| Some((model_name(&directory, &model.0)?, Listed::new(model))))
             .unzip();

@@ -153,6 +153,10 @@ fn train(batch: &RecordBatch, target: &Target, mut config: SasRecConfig, run: &R
     if sequences.iter().all(|s| s.len() < 3) {
         return exec_err!("{NAME}: no user has three items in sequence (training needs two, validation one more)");
     }
+    // Positions past the longest history would never be read, and a max_len of 10^12 would
+    // size the position table by the argument alone.
+    let longest = sequences.iter().map(Vec::len).max().unwrap_or(1);
+    config.max_len = config.max_len.min(longest);
     let started = Instant::now();
     let mut progress = Progress::new(NAME, progress_mode(run), config.epochs);
     let failed = |e: candle_core::Error| exec_datafusion_err!("{NAME}: {e}");

@@ -21,7 +21,7 @@ use serde_json::json;
 
 use super::als::SplitMix;
 use super::directory::{is_model_name, model_path};
-use super::file::ModelFile;
+use super::file::{ModelFile, check_replaceable};
 use super::progress::{Progress, ProgressMode, TrainingProgress};
 use crate::table_function::interactions::IdIndex;
 use crate::table_function::{Arguments, Input, Run};
@@ -96,6 +96,14 @@ pub fn interactions_and_model(args: &Arguments, columns: &'static str, kind: &st
         let found = format!("'{model}', whose directory '{}' does not exist", directory.display());
         return Err(args.invalid(1, "model", "a model name or a path in an existing directory", found));
     }
+    check_replaceable(&path).map_err(|found| {
+        args.invalid(
+            1,
+            "model",
+            "a model name or the path of a new or recfusion model file",
+            found,
+        )
+    })?;
     let target = Target {
         model,
         path: path.display().to_string(),

@@ -91,6 +91,7 @@ pub(super) fn scorer<'a>(
     // Content vectors in the interactions' item order; items without one score nothing.
     let (index, _, first_rows) = IdIndex::build(vectors.column(0))?;
     let content = Vectors::try_new(name, 2, vectors.column(1))?;
+    content.expect_finite(name, "item_vectors", vectors.column(0))?;
     let dim = content.dim().unwrap_or(0);
     let item_rows: Vec<Option<&[f32]>> = index
         .lookup(&interactions.item_ids)?

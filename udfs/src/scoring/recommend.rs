@@ -573,6 +573,7 @@ impl Catalog {
             return exec_err!("{NAME}: item {id} appears more than once in the items table; give each item one vector");
         }
         let vectors = Vectors::try_new(NAME, 2, items.column(1))?;
+        vectors.expect_finite(NAME, "items", items.column(0))?;
         let dim = vectors.dim();
         // The flat matrix and its norms, before they are built.
         reservation.try_grow(vectors.len() * (dim.unwrap_or(0) + 2) * size_of::<f32>())?;
@@ -616,6 +617,7 @@ impl Catalog {
 
     fn recommend(&self, users: &RecordBatch, options: &Options, schema: &SchemaRef) -> Result<RecordBatch> {
         let vectors = Vectors::try_new(NAME, 1, users.column(1))?;
+        vectors.expect_finite(NAME, "users", users.column(0))?;
         if let (Some(user_dim), Some(item_dim)) = (vectors.dim(), self.dim)
             && user_dim != item_dim
             && !self.matrix.is_empty()

@@ -89,6 +89,7 @@ impl TableFunction for SimilarItems {
             return exec_err!("{NAME}: item {id} appears more than once in the items table; give each item one vector");
         }
         let vectors = Vectors::try_new(NAME, 1, items.column(1))?;
+        vectors.expect_finite(NAME, "items", items.column(0))?;
         let (count, dim) = (vectors.len(), vectors.dim().unwrap_or(0));
         let k = k.min(count.saturating_sub(1));
         run.reserve(

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use datafusion::arrow::datatypes::{DataType, Field};
 use datafusion::catalog::{Session, TableFunctionArgs, TableProvider};
 use datafusion::common::{DataFusionError, Result, ScalarValue, TableReference, plan_err};
+use datafusion::datasource::listing::ListingTable;
 use datafusion::logical_expr::{Documentation, Expr};
 
 use super::Input;
@@ -344,7 +345,31 @@ pub fn resolve(function: &str, session: &dyn Session, name: &str, role: &str) ->
             .map_err(|e| e.context(format!("{function}: reading the {role} table '{name}'")))?,
         None => None,
     };
-    table.ok_or_else(|| DataFusionError::Plan(format!("{function}: {role} table '{name}' not found")))
+    let table = table.ok_or_else(|| DataFusionError::Plan(format!("{function}: {role} table '{name}' not found")))?;
+    check_listed_files_exist(function, name, role, table.as_ref())?;
+    Ok(table)
+}
+
+/// A table over local files whose file or directory is gone lists no files and reads as
+/// empty, so a function would answer from no rows as if there were none; say so instead.
+fn check_listed_files_exist(function: &str, name: &str, role: &str, table: &dyn TableProvider) -> Result<()> {
+    let Some(listing) = table.downcast_ref::<ListingTable>() else {
+        return Ok(());
+    };
+    for url in listing.table_paths() {
+        if url.scheme() != "file" || url.get_glob().is_some() {
+            continue;
+        }
+        if let Ok(path) = url.get_url().to_file_path()
+            && !path.exists()
+        {
+            return plan_err!(
+                "{function}: the {role} table '{name}' reads '{}', which does not exist (moved or deleted since the table was created?)",
+                path.display()
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Fails unless ids in column `b` of one table can be matched with ids in column `a` of

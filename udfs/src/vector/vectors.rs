@@ -199,6 +199,24 @@ impl Vectors {
         Some(&self.values[row * dim..(row + 1) * dim])
     }
 
+    /// Fails, naming `function`, the `table` and the row's id in `ids`, when a vector holds an
+    /// infinite or NaN element: it has no meaningful score or distance (`inf − inf` is NaN), so
+    /// a ranking would drop it or place it anywhere rather than say so.
+    pub fn expect_finite(&self, function: &str, table: &str, ids: &ArrayRef) -> Result<()> {
+        let rows = if self.broadcast { 1 } else { self.len };
+        for row in 0..rows {
+            if let Some(vector) = self.row(row)
+                && let Some(value) = vector.iter().find(|x| !x.is_finite())
+            {
+                let id = datafusion::common::ScalarValue::try_from_array(ids, row)?;
+                return exec_err!(
+                    "{function}: the vector of {id} in the {table} table holds {value}; vectors must be finite numbers"
+                );
+            }
+        }
+        Ok(())
+    }
+
     /// Fails when both columns know their dimension and the two differ.
     pub fn check_same_dimension(&self, other: &Self, function: &str) -> Result<()> {
         match (self.dim, other.dim) {
