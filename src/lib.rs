@@ -11,6 +11,7 @@ pub mod cluster;
 pub mod command;
 pub mod exec;
 mod file_errors;
+mod function_errors;
 mod nested_text;
 mod nesting;
 pub mod print;

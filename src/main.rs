@@ -328,12 +328,12 @@ async fn run(matches: &clap::ArgMatches, args: Args) -> ExitCode {
     for definition in &args.defines {
         match parse_definition(definition) {
             Ok((name, value)) => variables.insert(name, value),
-            Err(error) => return fail(error.to_string()),
+            Err(error) => return fail(error.message().into_owned()),
         };
     }
     let memory_limit = match args.memory_limit.as_deref().map(parse_memory_size).transpose() {
         Ok(limit) => limit,
-        Err(error) => return fail(error.to_string()),
+        Err(error) => return fail(format!("-m/--memory-limit: {}", error.message())),
     };
     let options = SessionOptions {
         memory_limit,
@@ -349,7 +349,7 @@ async fn run(matches: &clap::ArgMatches, args: Args) -> ExitCode {
     };
     let ctx = match (session, &cluster) {
         (Ok(ctx), _) => ctx,
-        (Err(error), Some((cluster, _))) => return fail(format!("--cluster {}: {error}", cluster.url)),
+        (Err(error), Some((cluster, _))) => return fail(format!("--cluster {}: {}", cluster.url, error.message())),
         (Err(error), None) => return fail(error.to_string()),
     };
     // Training reports on stderr: a bar at a terminal, one line otherwise, nothing with -q.
@@ -369,12 +369,12 @@ async fn run(matches: &clap::ArgMatches, args: Args) -> ExitCode {
                 let path = PathBuf::from(attachment);
                 match recfusion::statement::default_name(&path) {
                     Ok(name) => (path, name),
-                    Err(error) => return fail(error.to_string()),
+                    Err(error) => return fail(format!("--attach {attachment}: {}", error.message())),
                 }
             }
         };
         if let Err(error) = recfusion::sqlite::attach(&ctx, &path, &name, Default::default()) {
-            return fail(error.to_string());
+            return fail(format!("--attach {attachment}: {}", error.message()));
         }
     }
     let mut jobs = jobs_in_order(matches, &args);

@@ -140,11 +140,11 @@ pub fn parse_memory_size(text: &str) -> Result<usize> {
         "M" | "MB" => 1024.0 * 1024.0,
         "G" | "GB" => 1024.0 * 1024.0 * 1024.0,
         "T" | "TB" => 1024.0f64.powi(4),
-        _ => return plan_err!("memory limit: unknown unit '{unit}' in '{text}' (use K, M, G or T)"),
+        _ => return plan_err!("unknown unit '{unit}' in '{text}' (use K, M, G or T)"),
     };
     match number.trim().parse::<f64>() {
         Ok(n) if n > 0.0 => Ok((n * multiplier) as usize),
-        _ => plan_err!("memory limit: expected a positive size such as 512M or 2G, got '{text}'"),
+        _ => plan_err!("expected a positive size such as 512M or 2G, got '{text}'"),
     }
 }
 

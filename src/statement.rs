@@ -120,7 +120,10 @@ pub async fn execute_sql(ctx: &SessionContext, sql: &str) -> Result<DataFrame> {
             _ => {}
         }
     }
-    let mut plan = state.statement_to_plan(statement).await?;
+    let mut plan = state
+        .statement_to_plan(statement)
+        .await
+        .map_err(crate::function_errors::clarify)?;
     if let LogicalPlan::Copy(copy) = &mut plan
         && copy.file_type.get_ext().eq_ignore_ascii_case("csv")
         && let Some(as_text) = crate::nested_text::plan_as_text(&copy.input)?

@@ -288,6 +288,62 @@ fn a_very_wide_csv_is_read_in_bounded_memory() {
     }
 }
 
+/// A file beside the session names a table function's input as it names a table in FROM:
+/// 'events.csv' is the file, not table 'csv' of a schema 'events' that does not exist.
+#[test]
+fn a_file_name_with_a_dot_is_a_table_function_input() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("events.csv"),
+        "user_id,item_id\n1,10\n1,11\n2,10\n2,12\n",
+    )
+    .unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_recfusion"))
+        .args([
+            "-q",
+            "--format",
+            "csv",
+            "-c",
+            "SELECT count(*) AS n FROM item_knn('events.csv', 2)",
+        ])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(stdout(&output), "n\n2\n");
+}
+
+/// A bad flag value is an error that names the flag, in a sentence of its own (no "Error
+/// during planning:" from inside).
+#[test]
+fn bad_flag_values_name_the_flag() {
+    let cases: [(&[&str], &str); 4] = [
+        (
+            &["-m", "lots"],
+            "Error: -m/--memory-limit: unknown unit 'lots' in 'lots' (use K, M, G or T)",
+        ),
+        (&["-D", "day"], "Error: --define expects NAME=VALUE, got 'day'"),
+        (
+            &["--attach", "/no/such/dir/out.sqlite"],
+            "Error: --attach /no/such/dir/out.sqlite: ATTACH '/no/such/dir/out.sqlite': directory '/no/such/dir' does not exist",
+        ),
+        (
+            &["--models", "/dev/null", "-c", "SELECT * FROM models()"],
+            "Error: --command #1 line 1: Error during planning: models: cannot list the models in '/dev/null': Not a directory (os error 20)",
+        ),
+    ];
+    for (args, expected) in cases {
+        let mut all = vec!["-q"];
+        all.extend_from_slice(args);
+        if !all.contains(&"-c") {
+            all.extend(["-c", "SELECT 1"]);
+        }
+        let output = recfusion(&all);
+        assert_eq!(output.status.code(), Some(1), "{args:?}");
+        assert_eq!(stderr(&output).trim(), expected, "{args:?}");
+    }
+}
+
 #[test]
 fn help_shows_examples() {
     let output = recfusion(&["--help"]);

@@ -185,6 +185,100 @@ fn the_quickstart_runs_on_separate_processes_that_log_their_work() {
     assert!(error.contains("cannot reach the scheduler at 127.0.0.1:"), "{error}");
 }
 
+/// One executor of two killed (`kill -9`) while a query runs on it: the query gives the right
+/// answer (the scheduler runs the lost tasks elsewhere) or fails with an error — never exit 0
+/// with a wrong number.
+#[test]
+fn a_query_survives_an_executor_killed_under_it_or_fails_clearly() {
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("big");
+    let rows = 4_000_000;
+    let make = Command::new(env!("CARGO_BIN_EXE_recfusion"))
+        .args(["-q", "-c"])
+        .arg(format!(
+            "COPY (SELECT value AS id FROM generate_series(1, {rows})) TO '{}/' STORED AS PARQUET",
+            data.display()
+        ))
+        .output()
+        .unwrap();
+    assert!(make.status.success(), "{}", String::from_utf8_lossy(&make.stderr));
+    let log = |name: &str| std::fs::File::create(work.path().join(name)).unwrap();
+    let scheduler_port = free_port();
+    let _scheduler = Running(
+        Command::new(env!("CARGO_BIN_EXE_recfusion"))
+            .args([
+                "scheduler",
+                "--bind-host",
+                "127.0.0.1",
+                "--bind-port",
+                &scheduler_port.to_string(),
+            ])
+            .stderr(log("scheduler.log"))
+            .spawn()
+            .unwrap(),
+    );
+    wait_for(scheduler_port);
+    let executor = |n: usize| {
+        Command::new(env!("CARGO_BIN_EXE_recfusion"))
+            .args([
+                "executor",
+                "--scheduler-host",
+                "127.0.0.1",
+                "--scheduler-port",
+                &scheduler_port.to_string(),
+            ])
+            .args(["--bind-host", "127.0.0.1", "--bind-port", &free_port().to_string()])
+            .args(["--bind-grpc-port", &free_port().to_string(), "--vcores", "1"])
+            .args([
+                "--work-dir",
+                work.path().join(format!("executor-{n}")).to_str().unwrap(),
+            ])
+            .env("RUST_LOG", "info")
+            .stderr(log(&format!("executor-{n}.log")))
+            .spawn()
+            .unwrap()
+    };
+    let mut doomed = executor(0);
+    let _survivor = Running(executor(1));
+    let url = format!("df://127.0.0.1:{scheduler_port}");
+    let sql = format!(
+        "SELECT count(*) AS n, count(DISTINCT id % 1000003) AS d, sum(id) AS s FROM '{}/'",
+        data.display()
+    );
+    let client = Command::new(env!("CARGO_BIN_EXE_recfusion"))
+        .args(["-q", "--format", "csv", "--cluster", &url, "-c", &sql])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Killed as soon as it runs a task of the query.
+    let started = Instant::now();
+    let doomed_log = work.path().join("executor-0.log");
+    while !std::fs::read_to_string(&doomed_log)
+        .unwrap_or_default()
+        .contains("Execute task")
+        && started.elapsed() < Duration::from_secs(60)
+    {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    doomed.kill().unwrap();
+    doomed.wait().unwrap();
+    let output = client.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    if output.status.success() {
+        let expected_sum: u64 = (1..=rows).sum();
+        assert_eq!(stdout, format!("n,d,s\n{rows},1000003,{expected_sum}\n"), "{stderr}");
+    } else {
+        assert!(stderr.starts_with("Error: "), "{stderr}");
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(120),
+        "the query took {:?}",
+        started.elapsed()
+    );
+}
+
 #[test]
 fn the_quickstart_prints_the_same_on_a_local_cluster() {
     let single = quickstart(&[]);

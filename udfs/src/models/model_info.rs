@@ -77,7 +77,9 @@ pub(super) fn listed(function: &str, path: &Path) -> Result<Vec<(PathBuf, ModelS
     let entries = match std::fs::read_dir(path) {
         Ok(entries) => entries,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(named_error(function)(e.into())),
+        Err(e) => {
+            return datafusion::common::plan_err!("{function}: cannot list the models in '{}': {e}", path.display());
+        }
     };
     // Other files may sit beside the models; a model whose weights are damaged is an error
     // naming it, not left out of the listing as if it were not there.

@@ -334,17 +334,25 @@ fn show(args: &Arguments, index: usize, value: Option<std::result::Result<i64, S
 /// The table or view `name`, as the session resolves it.
 pub fn resolve(function: &str, session: &dyn Session, name: &str, role: &str) -> Result<Arc<dyn TableProvider>> {
     let defaults = &session.config_options().catalog;
-    let reference = TableReference::from(name).resolve(&defaults.default_catalog, &defaults.default_schema);
-    let schema = session
-        .catalog_list()
-        .catalog(&reference.catalog)
-        .and_then(|catalog| catalog.schema(&reference.schema));
-    let table = match schema {
-        // Catalog lookups are async for remote catalogs; ours answer at once.
-        Some(schema) => futures::executor::block_on(schema.table(&reference.table))
-            .map_err(|e| e.context(format!("{function}: reading the {role} table '{name}'")))?,
-        None => None,
+    let lookup = |reference: TableReference| -> Result<Option<Arc<dyn TableProvider>>> {
+        let reference = reference.resolve(&defaults.default_catalog, &defaults.default_schema);
+        let schema = session
+            .catalog_list()
+            .catalog(&reference.catalog)
+            .and_then(|catalog| catalog.schema(&reference.schema));
+        match schema {
+            // Catalog lookups are async for remote catalogs; ours answer at once.
+            Some(schema) => futures::executor::block_on(schema.table(&reference.table))
+                .map_err(|e| e.context(format!("{function}: reading the {role} table '{name}'"))),
+            None => Ok(None),
+        }
     };
+    let mut table = lookup(TableReference::from(name))?;
+    // 'events.csv' parses as table 'csv' of schema 'events'; a file of that name beside the
+    // session is what the user meant.
+    if table.is_none() && name.contains('.') && std::path::Path::new(name).exists() {
+        table = lookup(TableReference::bare(name))?;
+    }
     let table = table.ok_or_else(|| DataFusionError::Plan(format!("{function}: {role} table '{name}' not found")))?;
     check_listed_files_exist(function, name, role, table.as_ref())?;
     Ok(table)
