@@ -54,6 +54,47 @@ fn wait_for(port: u16) {
     }
 }
 
+/// A scheduler on 127.0.0.1:`port` logging at the default level to `log`, once it listens:
+/// an executor that finds no scheduler exits at once, as Ballista's does.
+fn start_scheduler(port: u16, log: std::fs::File) -> Running {
+    let scheduler = Running(
+        Command::new(env!("CARGO_BIN_EXE_recfusion"))
+            .args([
+                "scheduler",
+                "--bind-host",
+                "127.0.0.1",
+                "--bind-port",
+                &port.to_string(),
+            ])
+            .env_remove("RUST_LOG")
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    );
+    wait_for(port);
+    scheduler
+}
+
+/// An executor of the scheduler at `scheduler_port` with one task slot, its shuffle files in
+/// `dir`, logging at the default level to `log`.
+fn start_executor(scheduler_port: u16, dir: &std::path::Path, log: std::fs::File) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_recfusion"))
+        .args([
+            "executor",
+            "--scheduler-host",
+            "127.0.0.1",
+            "--scheduler-port",
+            &scheduler_port.to_string(),
+        ])
+        .args(["--bind-host", "127.0.0.1", "--bind-port", &free_port().to_string()])
+        .args(["--bind-grpc-port", &free_port().to_string(), "--vcores", "1"])
+        .args(["--work-dir", dir.to_str().unwrap()])
+        .env_remove("RUST_LOG")
+        .stderr(log)
+        .spawn()
+        .unwrap()
+}
+
 /// Runs recfusion with `args`, killing it after two minutes: a job waits for executors as long
 /// as none has registered.
 fn run(args: &[&str], models: &std::path::Path) -> Output {
@@ -84,43 +125,13 @@ fn the_quickstart_runs_on_separate_processes_that_log_their_work() {
     let work = tempfile::tempdir().unwrap();
     let log = |name: &str| std::fs::File::create(work.path().join(name)).unwrap();
     let scheduler_port = free_port();
-    let _scheduler = Running(
-        Command::new(env!("CARGO_BIN_EXE_recfusion"))
-            .args([
-                "scheduler",
-                "--bind-host",
-                "127.0.0.1",
-                "--bind-port",
-                &scheduler_port.to_string(),
-            ])
-            .env_remove("RUST_LOG")
-            .stderr(log("scheduler.log"))
-            .spawn()
-            .unwrap(),
-    );
-    // An executor that finds no scheduler exits at once, as Ballista's does.
-    wait_for(scheduler_port);
-    let mut executors = Vec::new();
-    for n in 0..2 {
-        let dir = work.path().join(format!("executor-{n}"));
-        executors.push(Running(
-            Command::new(env!("CARGO_BIN_EXE_recfusion"))
-                .args([
-                    "executor",
-                    "--scheduler-host",
-                    "127.0.0.1",
-                    "--scheduler-port",
-                    &scheduler_port.to_string(),
-                ])
-                .args(["--bind-host", "127.0.0.1", "--bind-port", &free_port().to_string()])
-                .args(["--bind-grpc-port", &free_port().to_string(), "--vcores", "1"])
-                .args(["--work-dir", dir.to_str().unwrap()])
-                .env_remove("RUST_LOG")
-                .stderr(log(&format!("executor-{n}.log")))
-                .spawn()
-                .unwrap(),
-        ));
-    }
+    let _scheduler = start_scheduler(scheduler_port, log("scheduler.log"));
+    let _executors: Vec<Running> = (0..2)
+        .map(|n| {
+            let dir = work.path().join(format!("executor-{n}"));
+            Running(start_executor(scheduler_port, &dir, log(&format!("executor-{n}.log"))))
+        })
+        .collect();
     let url = format!("df://127.0.0.1:{scheduler_port}");
     let shared = work.path().join("shared");
     let models = work.path().join("models");
@@ -204,39 +215,10 @@ fn a_query_survives_an_executor_killed_under_it_or_fails_clearly() {
     assert!(make.status.success(), "{}", String::from_utf8_lossy(&make.stderr));
     let log = |name: &str| std::fs::File::create(work.path().join(name)).unwrap();
     let scheduler_port = free_port();
-    let _scheduler = Running(
-        Command::new(env!("CARGO_BIN_EXE_recfusion"))
-            .args([
-                "scheduler",
-                "--bind-host",
-                "127.0.0.1",
-                "--bind-port",
-                &scheduler_port.to_string(),
-            ])
-            .stderr(log("scheduler.log"))
-            .spawn()
-            .unwrap(),
-    );
-    wait_for(scheduler_port);
+    let _scheduler = start_scheduler(scheduler_port, log("scheduler.log"));
     let executor = |n: usize| {
-        Command::new(env!("CARGO_BIN_EXE_recfusion"))
-            .args([
-                "executor",
-                "--scheduler-host",
-                "127.0.0.1",
-                "--scheduler-port",
-                &scheduler_port.to_string(),
-            ])
-            .args(["--bind-host", "127.0.0.1", "--bind-port", &free_port().to_string()])
-            .args(["--bind-grpc-port", &free_port().to_string(), "--vcores", "1"])
-            .args([
-                "--work-dir",
-                work.path().join(format!("executor-{n}")).to_str().unwrap(),
-            ])
-            .env("RUST_LOG", "info")
-            .stderr(log(&format!("executor-{n}.log")))
-            .spawn()
-            .unwrap()
+        let dir = work.path().join(format!("executor-{n}"));
+        start_executor(scheduler_port, &dir, log(&format!("executor-{n}.log")))
     };
     let mut doomed = executor(0);
     let _survivor = Running(executor(1));
