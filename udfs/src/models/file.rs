@@ -373,12 +373,6 @@ pub fn check_replaceable(path: &Path) -> std::result::Result<(), String> {
     Ok(())
 }
 
-/// Whether `path` has a recfusion model description beside it (whatever state its weights
-/// are in): what a directory listing counts as a model.
-pub fn is_described_model(path: &Path) -> bool {
-    read_description(path).is_ok()
-}
-
 /// What a model's description says about it, read without its weights.
 #[derive(Debug)]
 pub struct ModelSummary {
@@ -394,7 +388,19 @@ pub struct ModelSummary {
 /// Reads the description of the model at `path` (its `.json`) and checks the weights against
 /// it; a missing, foreign or damaged one is an error that says which file.
 pub fn summary(path: &Path) -> Result<ModelSummary> {
-    let meta = read_description(path)?;
+    checked_summary(path, read_description(path)?)
+}
+
+/// What a directory listing shows of `path`: nothing when it has no recfusion model
+/// description beside it (other files may sit among the models), else its summary — or the
+/// error naming it when its weights are damaged, so a broken model is not left out of the
+/// listing as if it were not there.
+pub fn listed_summary(path: &Path) -> Option<Result<ModelSummary>> {
+    let meta = read_description(path).ok()?;
+    Some(checked_summary(path, meta))
+}
+
+fn checked_summary(path: &Path, meta: Value) -> Result<ModelSummary> {
     check_weights(path, &meta)?;
     let id_counts = meta["ids"]
         .as_object()

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::directory::{is_model_name, model_argument};
-use super::file::{ModelSummary, is_described_model, named_error, summary};
+use super::file::{ModelSummary, listed_summary, named_error, summary};
 use crate::table_function::{Arguments, Planned, Run, TableFunction};
 
 const NAME: &str = "model_info";
@@ -71,8 +71,8 @@ fn models(path: &Path) -> Result<Vec<(PathBuf, ModelSummary)>> {
     listed(NAME, path)
 }
 
-/// Every model in the directory `path` (errors name `function`), by file name (a directory that does not exist holds
-/// none).
+/// Every model in the directory `path`, by file name (a directory that does not exist holds
+/// none); errors name `function`.
 pub(super) fn listed(function: &str, path: &Path) -> Result<Vec<(PathBuf, ModelSummary)>> {
     let entries = match std::fs::read_dir(path) {
         Ok(entries) => entries,
@@ -81,12 +81,10 @@ pub(super) fn listed(function: &str, path: &Path) -> Result<Vec<(PathBuf, ModelS
             return datafusion::common::plan_err!("{function}: cannot list the models in '{}': {e}", path.display());
         }
     };
-    // Other files may sit beside the models; a model whose weights are damaged is an error
-    // naming it, not left out of the listing as if it were not there.
     let mut models: Vec<(PathBuf, ModelSummary)> = entries
         .filter_map(|entry| entry.ok().map(|entry| entry.path()))
-        .filter(|file| file.is_file() && is_described_model(file))
-        .map(|file| summary(&file).map(|model| (file, model)).map_err(named_error(function)))
+        .filter(|file| file.is_file())
+        .filter_map(|file| listed_summary(&file).map(|model| Ok((file, model.map_err(named_error(function))?))))
         .collect::<Result<_>>()?;
     models.sort_by(|a, b| a.0.cmp(&b.0));
     Ok(models)
