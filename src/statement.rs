@@ -15,8 +15,7 @@ use datafusion::prelude::SessionContext;
 use datafusion::sql::parser::{DFParser, Statement as DFStatement};
 use datafusion::sql::planner::object_name_to_table_reference;
 use datafusion::sql::sqlparser::ast::{
-    AttachDuckDBDatabaseOption, Expr as SqlExpr, IndexColumn, ObjectName, OnInsert, Statement, TableConstraint,
-    TableObject,
+    Expr as SqlExpr, IndexColumn, ObjectName, OnInsert, Statement, TableConstraint, TableObject,
 };
 use datafusion::sql::sqlparser::dialect::DuckDbDialect;
 use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
@@ -281,25 +280,50 @@ fn parse_duckdb(sql: &str) -> Result<Statement> {
     }
 }
 
-/// `ATTACH [DATABASE] [IF NOT EXISTS] 'file.sqlite' [AS name] [(TYPE sqlite, READ_ONLY)]`.
+/// `ATTACH [DATABASE] [IF NOT EXISTS] 'file.sqlite' [AS name] [(TYPE sqlite, READ_ONLY,
+/// KEY_ENV 'VARIABLE')]`. The options are read here rather than by the parser, which knows only
+/// DuckDB's.
 fn attach_statement(ctx: &SessionContext, sql: &str) -> Result<DataFrame> {
+    let (statement, attach_options) = split_attach_options(sql)?;
     let Statement::AttachDuckDBDatabase {
         if_not_exists,
         database_path,
         database_alias,
-        attach_options,
         ..
-    } = parse_duckdb(sql)?
+    } = parse_duckdb(&statement)?
     else {
         return plan_err!("ATTACH: expected ATTACH 'file.sqlite' AS name");
     };
     let mut options = AttachOptions::default();
-    for option in attach_options {
-        match option {
-            AttachDuckDBDatabaseOption::ReadOnly(value) => options.read_only = value.unwrap_or(true),
-            AttachDuckDBDatabaseOption::Type(kind) if kind.value.eq_ignore_ascii_case("sqlite") => {}
-            AttachDuckDBDatabaseOption::Type(kind) => {
+    for (option, value) in attach_options {
+        match (option.to_ascii_uppercase().as_str(), value) {
+            ("READ_ONLY", None) => options.read_only = true,
+            ("READ_ONLY", Some(Token::Word(word)))
+                if ["TRUE", "FALSE"].contains(&word.value.to_uppercase().as_str()) =>
+            {
+                options.read_only = word.value.eq_ignore_ascii_case("true");
+            }
+            ("TYPE", Some(Token::Word(kind))) if kind.value.eq_ignore_ascii_case("sqlite") => {}
+            ("TYPE", Some(kind)) => {
                 return plan_err!("ATTACH: only SQLite files can be attached (TYPE sqlite), not TYPE {kind}");
+            }
+            ("KEY_ENV", Some(Token::SingleQuotedString(variable))) => {
+                options.key = Some(sqlite::DatabaseKey::from_env(&variable)?);
+            }
+            ("KEY_ENV", _) => {
+                return plan_err!(
+                    "ATTACH: KEY_ENV takes the name of an environment variable in quotes, e.g. KEY_ENV 'RECFUSION_KEY'"
+                );
+            }
+            ("KEY" | "ENCRYPTION_KEY" | "PASSWORD", _) => {
+                return plan_err!(
+                    "ATTACH: a key is never written in SQL, where the shell history and scripts would keep it; put it in an environment variable and give its name: (KEY_ENV 'RECFUSION_KEY')"
+                );
+            }
+            (other, _) => {
+                return plan_err!(
+                    "ATTACH: unknown option {other}; the options are TYPE sqlite, READ_ONLY and KEY_ENV 'VARIABLE'"
+                );
             }
         }
     }
@@ -313,6 +337,58 @@ fn attach_statement(ctx: &SessionContext, sql: &str) -> Result<DataFrame> {
     }
     sqlite::attach(ctx, path, &name, options)?;
     no_rows(ctx)
+}
+
+/// An `ATTACH` statement without its trailing `( … )` option list, and the options, each a name
+/// and an optional value. A value is never shown in an error: it could be a key.
+fn split_attach_options(sql: &str) -> Result<(String, Vec<(String, Option<Token>)>)> {
+    let tokens = Tokenizer::new(&DuckDbDialect {}, sql)
+        .tokenize()
+        .map_err(|e| DataFusionError::Plan(format!("ATTACH: {e}")))?;
+    let significant = |t: &Token| !matches!(t, Token::Whitespace(_) | Token::SemiColon);
+    let Some(close) = tokens.iter().rposition(significant) else {
+        return Ok((sql.to_string(), Vec::new()));
+    };
+    if tokens[close] != Token::RParen {
+        return Ok((sql.to_string(), Vec::new()));
+    }
+    let mut depth = 0;
+    let mut open = None;
+    for index in (0..=close).rev() {
+        match tokens[index] {
+            Token::RParen => depth += 1,
+            Token::LParen => {
+                depth -= 1;
+                if depth == 0 {
+                    open = Some(index);
+                    break;
+                }
+            }
+            _ => {}
+        }
+    }
+    let Some(open) = open else {
+        return plan_err!("ATTACH: unbalanced parentheses in the option list");
+    };
+    let mut options = Vec::new();
+    for option in tokens[open + 1..close].split(|t| *t == Token::Comma) {
+        let parts: Vec<&Token> = option.iter().filter(|t| significant(t)).collect();
+        match parts.as_slice() {
+            [] => {}
+            [Token::Word(name)] => options.push((name.value.clone(), None)),
+            [Token::Word(name), value] => options.push((name.value.clone(), Some((*value).clone()))),
+            [Token::Word(name), ..] => {
+                return plan_err!("ATTACH: option {} takes at most one value", name.value);
+            }
+            _ => {
+                return plan_err!(
+                    "ATTACH: each option is a name and at most one value, e.g. (READ_ONLY, KEY_ENV 'RECFUSION_KEY')"
+                );
+            }
+        }
+    }
+    let statement = tokens[..open].iter().map(Token::to_string).collect();
+    Ok((statement, options))
 }
 
 /// The name a file is attached as when no `AS` is given: its stem, as DuckDB does.

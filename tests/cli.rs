@@ -975,7 +975,10 @@ fn runnable_sql_in_the_docs_runs_on_the_demo_data() {
         }
         let scratch = tempfile::tempdir().unwrap();
         let models = scratch.path().join("models");
+        // The keys docs/privacy.md's nightly job reads.
         let output = Command::new(env!("CARGO_BIN_EXE_recfusion"))
+            .env("RECFUSION_DB_KEY", "a passphrase for the docs' encrypted file")
+            .env("RECFUSION_KEY_EXPORT", "a key for the docs' pseudonyms")
             .args(["-q", "--models", models.to_str().unwrap(), "-D"])
             .arg(format!("scratch={}", scratch.path().display()))
             .stdin(Stdio::piped())

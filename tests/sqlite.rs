@@ -2,6 +2,9 @@
 //! wrote with native types and float32 vector BLOBs; a killed or interrupted writer leaves the
 //! previous table; a locked file fails clearly after a bounded wait; readers keep their
 //! snapshot while a table is replaced; tables written by other tools read with their types.
+//! Encrypted files (SQLCipher, attached with KEY_ENV) open with their key in Python's
+//! `sqlcipher3` and in nothing without it; a wrong key is a clear error that changes nothing;
+//! a killed or interrupted writer leaves an encrypted file's previous table too.
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -47,12 +50,60 @@ async fn count(ctx: &SessionContext, table: &str) -> i64 {
     batches[0].column(0).as_primitive::<Int64Type>().value(0)
 }
 
-fn sqlite_count(path: &Path, table: &str) -> i64 {
-    let conn = rusqlite::Connection::open(path).unwrap();
+/// The environment variable the encrypted files' key is in, and the key.
+const KEY_VARIABLE: &str = "RECFUSION_TEST_KEY";
+const KEY: &str = "a key for the tests, 0123456789";
+
+/// Runs recfusion with `key` in [`KEY_VARIABLE`] (or without the variable).
+fn recfusion_with_key(key: Option<&str>, args: &[&str]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_recfusion"));
+    command.args(args).env_remove(KEY_VARIABLE);
+    if let Some(key) = key {
+        command.env(KEY_VARIABLE, key);
+    }
+    command.output().expect("run recfusion")
+}
+
+/// `ATTACH` of `path` as `out`, encrypted with the key in [`KEY_VARIABLE`].
+fn attach_encrypted(path: &Path) -> String {
+    format!("ATTACH '{}' AS out (KEY_ENV '{KEY_VARIABLE}');", path.display())
+}
+
+/// A Python that has `sqlcipher3`: `RECFUSION_PEER_PYTHON`, else `python3`. `None` (with a
+/// message) when there is none, unless `RECFUSION_REQUIRE_PEERS` is set, as CI sets it.
+fn sqlcipher3_python() -> Option<String> {
+    let python = std::env::var("RECFUSION_PEER_PYTHON").unwrap_or_else(|_| "python3".to_string());
+    let found = Command::new(&python)
+        .args(["-c", "import sqlcipher3"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    match (found, std::env::var_os("RECFUSION_REQUIRE_PEERS").is_some()) {
+        (true, _) => Some(python),
+        (false, true) => panic!("RECFUSION_REQUIRE_PEERS is set but {python} cannot import sqlcipher3"),
+        (false, false) => {
+            eprintln!("skipped: {python} has no sqlcipher3 (pip install sqlcipher3, or set RECFUSION_PEER_PYTHON)");
+            None
+        }
+    }
+}
+
+fn open_counted(conn: &rusqlite::Connection, table: &str) -> i64 {
     let integrity: String = conn.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
     assert_eq!(integrity, "ok");
     conn.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
         .unwrap()
+}
+
+/// The rows of `table` in an encrypted file, read with the key.
+fn encrypted_count(path: &Path, table: &str) -> i64 {
+    let conn = rusqlite::Connection::open(path).unwrap();
+    conn.pragma_update(None, "key", KEY).unwrap();
+    open_counted(&conn, table)
+}
+
+fn sqlite_count(path: &Path, table: &str) -> i64 {
+    let conn = rusqlite::Connection::open(path).unwrap();
+    open_counted(&conn, table)
 }
 
 const RECS: &str = "CREATE TABLE out.recs (PRIMARY KEY (user_id, rank)) AS \
@@ -115,23 +166,31 @@ fn sqlite3_shell_and_python_read_native_types_and_vectors() {
 }
 
 /// Starts a large `CREATE OR REPLACE` over `out.t` in a child process and stops it once it is
-/// writing, with `signal`; the previous three rows must survive.
-fn interrupt_large_write(signal: &str) -> (Output, i64) {
+/// writing, with `signal`; the previous three rows must survive. `encrypted` attaches the file
+/// with a key.
+fn interrupt_large_write(signal: &str, encrypted: bool) -> (Output, i64) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("big.sqlite");
-    let attach = format!("{}=out", path.display());
-    let setup = recfusion(&[
-        "-q",
-        "--attach",
-        &attach,
-        "-c",
-        "CREATE TABLE out.t AS SELECT * FROM (VALUES (1), (2), (3)) AS v(x)",
-    ]);
+    let attach = match encrypted {
+        true => attach_encrypted(&path),
+        false => format!("ATTACH '{}' AS out;", path.display()),
+    };
+    let setup = recfusion_with_key(
+        Some(KEY),
+        &[
+            "-q",
+            "-c",
+            &format!("{attach} CREATE TABLE out.t AS SELECT * FROM (VALUES (1), (2), (3)) AS v(x)"),
+        ],
+    );
     assert!(setup.status.success(), "{}", text(&setup.stderr));
 
     let child = Command::new(env!("CARGO_BIN_EXE_recfusion"))
-        .args(["-q", "--attach", &attach, "-c"])
-        .arg("CREATE OR REPLACE TABLE out.t AS SELECT value AS x FROM generate_series(1, 500000000)")
+        .env(KEY_VARIABLE, KEY)
+        .args(["-q", "-c"])
+        .arg(format!(
+            "{attach} CREATE OR REPLACE TABLE out.t AS SELECT value AS x FROM generate_series(1, 500000000)"
+        ))
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -146,22 +205,157 @@ fn interrupt_large_write(signal: &str) -> (Output, i64) {
     let kill = Command::new("kill").args([signal, &pid]).status().unwrap();
     assert!(kill.success());
     let output = child.wait_with_output().unwrap();
-    (output, sqlite_count(&path, "t"))
+    let rows = match encrypted {
+        true => encrypted_count(&path, "t"),
+        false => sqlite_count(&path, "t"),
+    };
+    (output, rows)
 }
 
 #[test]
 fn killed_process_leaves_the_previous_table() {
-    let (output, rows) = interrupt_large_write("-KILL");
-    assert!(!output.status.success());
-    assert_eq!(rows, 3);
+    for encrypted in [false, true] {
+        let (output, rows) = interrupt_large_write("-KILL", encrypted);
+        assert!(!output.status.success());
+        assert_eq!(rows, 3, "encrypted: {encrypted}");
+    }
 }
 
 #[test]
 fn ctrl_c_cancels_the_write_and_leaves_the_previous_table() {
-    let (output, rows) = interrupt_large_write("-INT");
-    assert_eq!(output.status.code(), Some(1));
-    assert!(text(&output.stderr).contains("cancelled"), "{}", text(&output.stderr));
-    assert_eq!(rows, 3);
+    for encrypted in [false, true] {
+        let (output, rows) = interrupt_large_write("-INT", encrypted);
+        assert_eq!(output.status.code(), Some(1));
+        assert!(text(&output.stderr).contains("cancelled"), "{}", text(&output.stderr));
+        assert_eq!(rows, 3, "encrypted: {encrypted}");
+    }
+}
+
+#[test]
+fn an_encrypted_file_opens_with_its_key_in_sqlcipher3_and_in_nothing_without_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("secret.sqlite");
+    let output = recfusion_with_key(Some(KEY), &["-q", "-c", &format!("{} {RECS}", attach_encrypted(&path))]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+
+    // Nothing of the contents is in the file as written.
+    let bytes = std::fs::read(&path).unwrap();
+    for plain in [
+        &b"SQLite format 3"[..],
+        b"CREATE TABLE",
+        b"recfusion_tables",
+        b"embedding",
+    ] {
+        assert!(
+            !bytes.windows(plain.len()).any(|w| w == plain),
+            "{} in the file",
+            text(plain)
+        );
+    }
+    // SQLite without the key cannot read it.
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let error = conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get::<_, i64>(0));
+    assert!(error.is_err(), "read without the key: {error:?}");
+    if tool_available("sqlite3") {
+        let plain = Command::new("sqlite3")
+            .arg(&path)
+            .arg("SELECT count(*) FROM recs")
+            .output()
+            .unwrap();
+        assert!(!plain.status.success());
+        assert!(
+            text(&plain.stderr).contains("not a database"),
+            "{}",
+            text(&plain.stderr)
+        );
+    }
+    // recfusion reads it back with the key.
+    let read = recfusion_with_key(
+        Some(KEY),
+        &[
+            "-q",
+            "--format",
+            "csv",
+            "-c",
+            &format!("{} SELECT user_id, score, fresh FROM out.recs", attach_encrypted(&path)),
+        ],
+    );
+    assert!(read.status.success(), "{}", text(&read.stderr));
+    assert!(text(&read.stdout).contains("1,0.9,true"), "{}", text(&read.stdout));
+    // A real peer, SQLCipher 4 in Python, reads the same rows with the same key.
+    if let Some(python) = sqlcipher3_python() {
+        let script = "import sqlcipher3, struct, sys\n\
+            con = sqlcipher3.connect(sys.argv[1])\n\
+            con.execute('PRAGMA key = ' + chr(39) + sys.argv[2] + chr(39))\n\
+            user, score, fresh, blob = con.execute('SELECT user_id, score, fresh, embedding FROM recs').fetchone()\n\
+            print(user, score, fresh, struct.unpack('<%df' % (len(blob) // 4), blob))\n\
+            print(con.execute(\"SELECT operation, rows_written FROM recfusion_tables WHERE table_name = 'recs'\").fetchone())\n\
+            print(con.execute('PRAGMA cipher_version').fetchone()[0].split('.')[0])\n\
+            import sqlite3\n\
+            try:\n    sqlite3.connect(sys.argv[1]).execute('SELECT count(*) FROM sqlite_master').fetchone()\n\
+            except sqlite3.DatabaseError as e:\n    print('plain sqlite3:', e)";
+        let output = Command::new(python)
+            .args(["-c", script])
+            .arg(&path)
+            .arg(KEY)
+            .output()
+            .unwrap();
+        assert_eq!(
+            text(&output.stdout),
+            "1 0.9 1 (0.5, -1.25, 2.0)\n('create', 1)\n4\nplain sqlite3: file is not a database\n",
+            "{}",
+            text(&output.stderr)
+        );
+    }
+}
+
+#[test]
+fn a_wrong_or_missing_key_is_a_clear_error_that_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("secret.sqlite");
+    let attach = attach_encrypted(&path);
+    let output = recfusion_with_key(Some(KEY), &["-q", "-c", &format!("{attach} {RECS}")]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let before = std::fs::read(&path).unwrap();
+    let replace = format!("{attach} CREATE OR REPLACE TABLE out.recs AS SELECT 2 AS user_id");
+
+    let wrong = recfusion_with_key(Some("not the key at all"), &["-q", "-c", &replace]);
+    assert!(!wrong.status.success());
+    let message = text(&wrong.stderr);
+    assert!(
+        message.contains("the key from KEY_ENV 'RECFUSION_TEST_KEY' does not open")
+            && message.contains(&path.display().to_string()),
+        "{message}"
+    );
+    assert!(
+        !message.contains("not the key at all") && !message.contains(KEY),
+        "{message}"
+    );
+
+    let unset = recfusion_with_key(None, &["-q", "-c", &replace]);
+    assert!(
+        text(&unset.stderr).contains("the environment variable RECFUSION_TEST_KEY is not set"),
+        "{}",
+        text(&unset.stderr)
+    );
+
+    let plain = format!("ATTACH '{}' AS out", path.display());
+    let without = recfusion_with_key(Some(KEY), &["-q", "-c", &plain]);
+    assert!(
+        text(&without.stderr).contains("attach it with its key: (KEY_ENV"),
+        "{}",
+        text(&without.stderr)
+    );
+
+    let literal = recfusion_with_key(None, &["-q", "-c", &format!("{plain} (KEY 'hunter2hunter2')")]);
+    let message = text(&literal.stderr);
+    assert!(
+        message.contains("a key is never written in SQL") && !message.contains("hunter2"),
+        "{message}"
+    );
+
+    assert_eq!(std::fs::read(&path).unwrap(), before);
+    assert_eq!(encrypted_count(&path, "recs"), 1);
 }
 
 #[tokio::test]

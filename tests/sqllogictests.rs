@@ -3,6 +3,10 @@
 //! two executors over loopback, one task slot each, 4 partitions per query), printing one line
 //! per file and run and a `N passed, N failed` summary. `-- FILTER` runs the files whose path
 //! contains FILTER; `--local` skips the cluster runs.
+//!
+//! `sqlite.slt` runs a third time on encrypted files: a copy in which every `ATTACH` that should
+//! succeed gains `KEY_ENV`, so every guarantee of plain SQLite output is checked on SQLCipher
+//! files too. The keys the files use are set here, before any thread starts.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -226,8 +230,43 @@ async fn run_file(file: &Path, engine: &Engine) -> Result<(), String> {
     runner.run_file_async(file).await.map_err(|error| error.to_string())
 }
 
-#[tokio::main]
-async fn main() {
+/// The key of the encrypted copy of `sqlite.slt`.
+const SQLITE_KEY_VARIABLE: &str = "RECFUSION_TEST_SQLITE_KEY";
+
+/// `sqlite.slt` with every `ATTACH` of a `statement ok` record encrypted.
+fn encrypted_copy(plain: &str) -> String {
+    let mut copy = String::with_capacity(plain.len() + 1024);
+    let mut in_ok_statement = false;
+    for line in plain.lines() {
+        let trimmed = line.trim();
+        let attach = in_ok_statement && trimmed.to_uppercase().starts_with("ATTACH ");
+        if trimmed.is_empty() {
+            in_ok_statement = false;
+        } else if trimmed.starts_with("statement ok") {
+            in_ok_statement = true;
+        }
+        match (attach, trimmed.strip_suffix(')')) {
+            (true, Some(with_options)) if with_options.contains('(') => {
+                copy.push_str(&format!("{with_options}, KEY_ENV '{SQLITE_KEY_VARIABLE}')"));
+            }
+            (true, _) => copy.push_str(&format!("{trimmed} (KEY_ENV '{SQLITE_KEY_VARIABLE}')")),
+            (false, _) => copy.push_str(line),
+        }
+        copy.push('\n');
+    }
+    copy
+}
+
+fn main() {
+    // SAFETY: no other thread exists yet; the runtime starts below.
+    unsafe {
+        std::env::set_var(SQLITE_KEY_VARIABLE, "correct horse battery staple");
+        std::env::set_var("RECFUSION_KEY_SLT", "sqllogictest pseudonym key");
+    }
+    tokio::runtime::Runtime::new().expect("a tokio runtime").block_on(run());
+}
+
+async fn run() {
     let arguments: Vec<String> = std::env::args().skip(1).collect();
     let filter = arguments.iter().find(|a| !a.starts_with('-')).cloned();
     let on_cluster = !arguments.iter().any(|a| a == "--local");
@@ -275,6 +314,21 @@ async fn main() {
                     println!("FAILED  {} ({label})\n{error}", file.display());
                     failed += 1;
                 }
+            }
+        }
+    }
+    if let Some(plain) = files.iter().find(|f| f.file_name().is_some_and(|n| n == "sqlite.slt")) {
+        let copy = dir.path().join("sqlite_encrypted.slt");
+        let text = std::fs::read_to_string(plain).expect("sqlite.slt");
+        std::fs::write(&copy, encrypted_copy(&text)).expect("write the encrypted copy");
+        match run_file(&copy, &Engine::Local).await {
+            Ok(()) => {
+                println!("ok      {} (local, encrypted files)", plain.display());
+                passed += 1;
+            }
+            Err(error) => {
+                println!("FAILED  {} (local, encrypted files)\n{error}", plain.display());
+                failed += 1;
             }
         }
     }

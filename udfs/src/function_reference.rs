@@ -9,13 +9,14 @@ use std::fmt::Write;
 use crate::{FunctionDoc, FunctionKind, function_docs};
 
 /// The families in the order the page lists them.
-const SECTIONS: [&str; 8] = [
+const SECTIONS: [&str; 9] = [
     "Vector Functions",
     "Text Functions",
     "Profile Functions",
     "Model Functions",
     "Recommendation Functions",
     "Evaluation Functions",
+    "Privacy Functions",
     "File Functions",
     "Display Functions",
 ];

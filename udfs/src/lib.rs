@@ -1,5 +1,6 @@
 //! recfusion's SQL functions: vector math, text embeddings, profile aggregates, models trained
-//! in-process, scoring and top-k, evaluation, and file readers. Nothing here depends on the
+//! in-process, scoring and top-k, evaluation, privacy (pseudonyms, differentially private
+//! aggregates), and file readers. Nothing here depends on the
 //! CLI or SQLite, so any DataFusion application gets recfusion's functions with one call to
 //! [`register_all`].
 //!
@@ -22,6 +23,7 @@ pub mod function_reference;
 pub mod information_schema;
 pub mod models;
 pub mod named_arguments;
+pub mod privacy;
 pub mod profile;
 pub mod scoring;
 pub mod table_function;
@@ -36,6 +38,7 @@ pub fn scalar_functions() -> Vec<Arc<ScalarUDF>> {
     functions.extend(evaluate::scalar_functions());
     functions.extend(text::scalar_functions());
     functions.push(Arc::new(ScalarUDF::from(display::Bar::new())));
+    functions.extend(privacy::scalar_functions());
     functions
 }
 
@@ -45,6 +48,7 @@ pub fn aggregate_functions() -> Vec<Arc<AggregateUDF>> {
     functions.push(Arc::new(AggregateUDF::new_from_impl(scoring::TopK::new())));
     functions.extend(evaluate::aggregate_functions());
     functions.extend(profile::aggregate_functions());
+    functions.extend(privacy::aggregate_functions());
     functions
 }
 
