@@ -17,8 +17,9 @@ use datafusion::prelude::SessionContext;
 use recfusion::{SessionOptions, new_session};
 use recfusion_udfs::privacy::{dp_avg_noise_std, dp_count_noise_std, dp_sum_noise_std, dp_vector_mean_noise_std};
 
-mod common;
-use common::query;
+async fn query(ctx: &SessionContext, sql: &str) -> Result<Vec<RecordBatch>> {
+    recfusion::execute_sql(ctx, sql).await?.collect().await
+}
 
 /// OpenDP's samplers at the scales recfusion uses: prints one line per function with the
 /// standard deviation of 10,000 draws (for the average and the vector mean, of the same
@@ -29,7 +30,8 @@ try:
     import opendp.prelude as dp
 except ImportError as e:
     print("skip", e); sys.exit(0)
-dp.enable_features("contrib", "floating-point")
+import importlib.metadata
+dp.enable_features("contrib")
 draws = int(sys.argv[1]); rows = int(sys.argv[2])
 count_scale, sum_scale, avg_sum_scale, avg_count_scale, sigma, vec_count_scale = map(float, sys.argv[3:9])
 exact_count, exact_sum, centred_sum, mid, vector_sum = map(float, sys.argv[9:14])
@@ -40,7 +42,7 @@ float_laplace = lambda scale: dp.m.make_laplace(dp.atom_domain(T=float, nan=Fals
 gaussian = dp.m.make_gaussian(dp.atom_domain(T=float, nan=False), dp.absolute_distance(T=float), sigma)
 count = int_laplace(count_scale); s = float_laplace(sum_scale)
 a_sum = float_laplace(avg_sum_scale); a_count = int_laplace(avg_count_scale); v_count = int_laplace(vec_count_scale)
-print("opendp", dp.__version__)
+print("opendp", importlib.metadata.version("opendp"))
 print("dp_count", std([count(int(exact_count)) for _ in range(draws)]))
 print("dp_sum", std([s(exact_sum) for _ in range(draws)]))
 print("dp_avg", std([min(max(mid + a_sum(centred_sum) / max(1, a_count(int(exact_count))), 0.0), 10.0) for _ in range(draws)]))

@@ -339,9 +339,12 @@ fn attach_statement(ctx: &SessionContext, sql: &str) -> Result<DataFrame> {
     no_rows(ctx)
 }
 
+/// An option of `ATTACH`: its name and its value, if it has one.
+type AttachOption = (String, Option<Token>);
+
 /// An `ATTACH` statement without its trailing `( … )` option list, and the options, each a name
 /// and an optional value. A value is never shown in an error: it could be a key.
-fn split_attach_options(sql: &str) -> Result<(String, Vec<(String, Option<Token>)>)> {
+fn split_attach_options(sql: &str) -> Result<(String, Vec<AttachOption>)> {
     let tokens = Tokenizer::new(&DuckDbDialect {}, sql)
         .tokenize()
         .map_err(|e| DataFusionError::Plan(format!("ATTACH: {e}")))?;

@@ -171,26 +171,30 @@ fn sqlite3_shell_and_python_read_native_types_and_vectors() {
 fn interrupt_large_write(signal: &str, encrypted: bool) -> (Output, i64) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("big.sqlite");
-    let attach = match encrypted {
-        true => attach_encrypted(&path),
-        false => format!("ATTACH '{}' AS out;", path.display()),
+    // A plain file is attached with --attach, as before; an encrypted one by a leading ATTACH.
+    let (attach_flag, attach_statement) = match encrypted {
+        true => (Vec::new(), attach_encrypted(&path)),
+        false => (
+            vec!["--attach".to_string(), format!("{}=out", path.display())],
+            String::new(),
+        ),
     };
-    let setup = recfusion_with_key(
-        Some(KEY),
-        &[
-            "-q",
-            "-c",
-            &format!("{attach} CREATE TABLE out.t AS SELECT * FROM (VALUES (1), (2), (3)) AS v(x)"),
-        ],
-    );
+    let run = |sql: &str| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_recfusion"));
+        command
+            .env(KEY_VARIABLE, KEY)
+            .arg("-q")
+            .args(&attach_flag)
+            .arg("-c")
+            .arg(format!("{attach_statement} {sql}"));
+        command
+    };
+    let setup = run("CREATE TABLE out.t AS SELECT * FROM (VALUES (1), (2), (3)) AS v(x)")
+        .output()
+        .unwrap();
     assert!(setup.status.success(), "{}", text(&setup.stderr));
 
-    let child = Command::new(env!("CARGO_BIN_EXE_recfusion"))
-        .env(KEY_VARIABLE, KEY)
-        .args(["-q", "-c"])
-        .arg(format!(
-            "{attach} CREATE OR REPLACE TABLE out.t AS SELECT value AS x FROM generate_series(1, 500000000)"
-        ))
+    let child = run("CREATE OR REPLACE TABLE out.t AS SELECT value AS x FROM generate_series(1, 500000000)")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -356,6 +360,19 @@ fn a_wrong_or_missing_key_is_a_clear_error_that_changes_nothing() {
 
     assert_eq!(std::fs::read(&path).unwrap(), before);
     assert_eq!(encrypted_count(&path, "recs"), 1);
+
+    // With the right key, neither a plan nor a listing shows it.
+    let explained = recfusion_with_key(
+        Some(KEY),
+        &[
+            "-q",
+            "-c",
+            &format!("{attach} EXPLAIN SELECT * FROM out.recs WHERE user_id = 1; SHOW TABLES"),
+        ],
+    );
+    assert!(explained.status.success(), "{}", text(&explained.stderr));
+    let shown = text(&explained.stdout);
+    assert!(shown.contains("recs") && !shown.contains(KEY), "{shown}");
 }
 
 #[tokio::test]

@@ -345,7 +345,7 @@ dp_udaf!(
 dp_udaf!(
     #[user_doc(
         doc_section(label = "Privacy Functions"),
-        description = "Aggregate: a differentially private mean vector of a group (an average profile of a segment): each vector clipped to L2 norm clip_norm, a noisy vector sum (discrete Gaussian noise on every coordinate, calibrated by the analytic Gaussian mechanism to epsilon/2 and delta) divided by a noisy count (discrete Laplace, epsilon/2). Each privacy unit (user) must contribute at most one row to a group: give privacy_unit to have that enforced (a unit contributes the mean of its vectors), or aggregate one row per user first.",
+        description = "Aggregate: a differentially private mean vector of a group (an average profile of a segment): each vector clipped to L2 norm clip_norm, a noisy vector sum (discrete Gaussian noise on every coordinate, calibrated by the analytic Gaussian mechanism to epsilon/2 and delta) divided by a noisy count (discrete Laplace, epsilon/2), the result scaled back into the ball of radius clip_norm where noise took it out. Each privacy unit (user) must contribute at most one row to a group: give privacy_unit to have that enforced (a unit contributes the mean of its vectors), or aggregate one row per user first.",
         syntax_example = "dp_vector_mean(v, clip_norm, epsilon, delta [, privacy_unit [, seed]])",
         sql_example = r#"```sql
 > SELECT segment, dp_vector_mean(profile, 1.0, 1.0, 1e-6, privacy_unit => user_id) FROM profiles GROUP BY segment;
@@ -696,7 +696,7 @@ impl Accumulator for DpAccumulator {
                     let rows = rows.as_primitive::<Int64Type>();
                     let sums = sums.as_primitive::<Float64Type>().values();
                     let count = unit_values.len();
-                    let per_unit = if count == 0 { 0 } else { sums.len() / count };
+                    let per_unit = sums.len().checked_div(count).unwrap_or(0);
                     if per_unit > 0 {
                         learned = Some(per_unit);
                     }
@@ -796,7 +796,16 @@ impl Accumulator for DpAccumulator {
                     .count_mechanism()?
                     .release(i128::from(count), &mut source)
                     .max(1.0);
-                let mean: Vec<f32> = vector_sums.iter().map(|s| (s / units) as f32).collect();
+                // The exact mean of clipped vectors lies in the ball of radius clip_norm, so
+                // projecting the release onto it only removes noise (and costs no privacy).
+                let mean: Vec<f64> = vector_sums.iter().map(|s| s / units).collect();
+                let norm = mean.iter().map(|x| x * x).sum::<f64>().sqrt();
+                let shrink = if norm > options.clip_norm {
+                    options.clip_norm / norm
+                } else {
+                    1.0
+                };
+                let mean: Vec<f32> = mean.iter().map(|x| (x * shrink) as f32).collect();
                 let array = vector_array(&self.return_type, mean, dim, 1, None)?;
                 ScalarValue::try_from_array(&array, 0)
             }

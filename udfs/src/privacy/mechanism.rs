@@ -80,7 +80,7 @@ impl Mechanism {
         // Rounding each coordinate moves a vector by at most √dim / 2 units.
         let units = norm_bound * 2f64.powi(-exponent) + (dim as f64).sqrt() / 2.0;
         let sigma = analytic_gaussian_sigma(units, epsilon, delta).ceil();
-        (sigma.is_finite() && sigma < 2f64.powi(60)).then(|| Self {
+        (sigma.is_finite() && sigma < 2f64.powi(60)).then_some(Self {
             exponent,
             noise: Noise::Gaussian { sigma: sigma as u128 },
         })
