@@ -272,9 +272,15 @@ mod tests {
             all.iter()
                 .any(|(syntax, _, _)| syntax.starts_with("array_cosine_similarity"))
         );
+        // A pattern matches anywhere in the name, as `\df` does.
         let means = function_summaries(Some("VECTOR_MEAN"));
-        assert_eq!(means.len(), 1);
-        assert_eq!(means[0].1, "aggregate");
+        let syntaxes: Vec<&str> = means.iter().map(|(syntax, _, _)| syntax.as_str()).collect();
+        assert_eq!(syntaxes.len(), 2, "{syntaxes:?}");
+        assert!(
+            syntaxes[0].starts_with("dp_vector_mean(") && syntaxes[1].starts_with("vector_mean("),
+            "{syntaxes:?}"
+        );
+        assert!(means.iter().all(|(_, kind, _)| kind == "aggregate"));
         let knn = function_summaries(Some("item_knn"));
         assert_eq!(knn.len(), 1);
         assert_eq!(knn[0].1, "table");

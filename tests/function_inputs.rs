@@ -145,6 +145,10 @@ fn valid_calls(dir: &str) -> Vec<(&'static str, Vec<String>)> {
         ("calibration_kl", vec!["vec", "vector('[1, 2]', 2)"]),
         ("content_knn", vec!["'pairs'", "'item_vectors'", "2", "'user_ids'"]),
         ("decayed_mean", vec!["vec", "user_id", "7"]),
+        ("dp_avg", vec!["weight", "0", "5", "1.0", "user_id", "7"]),
+        ("dp_count", vec!["1.0", "user_id"]),
+        ("dp_sum", vec!["weight", "0", "5", "1.0"]),
+        ("dp_vector_mean", vec!["vec", "1.0", "1.0", "1e-6", "user_id"]),
         ("embed_text", vec!["'a red apple'", "16"]),
         ("embed_texts", vec!["'titles'", "16"]),
         ("fuse_ranks", vec!["'lists'", "'blend'", "5", "10"]),
@@ -159,6 +163,7 @@ fn valid_calls(dir: &str) -> Vec<(&'static str, Vec<String>)> {
         ("ndcg_at_k", vec!["[1, 2, 3]", "[2]", "3"]),
         ("novelty", vec!["0.5"]),
         ("precision_at_k", vec!["[1, 2, 3]", "[2]", "3"]),
+        ("pseudonymize", vec!["user_id", "'fuzz'"]),
         ("read_csv", vec!["'DIR/events.csv'", "','", "'utf-8'", "true"]),
         ("recall_at_k", vec!["[1, 2, 3]", "[2]", "3"]),
         ("reciprocal_rank_at_k", vec!["[1, 2, 3]", "[2]", "3"]),
@@ -216,6 +221,9 @@ fn valid_calls(dir: &str) -> Vec<(&'static str, Vec<String>)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_function_returns_a_result_or_an_error_for_any_arguments() {
+    // The key pseudonymize's valid call names. SAFETY: set before the session exists, while
+    // the runtime's worker threads are idle and nothing reads the environment.
+    unsafe { std::env::set_var("RECFUSION_KEY_FUZZ", "a key for the property test") };
     let dir = tempfile::tempdir().expect("temporary directory");
     let dir_text = dir.path().display().to_string();
     // Random text lands in path arguments; relative paths must not write into the checkout.

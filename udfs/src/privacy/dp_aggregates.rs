@@ -90,7 +90,10 @@ fn constant(kind: DpKind, args: &AccumulatorArgs, position: usize) -> Result<Sca
 fn constant_number(kind: DpKind, args: &AccumulatorArgs, position: usize) -> Result<f64> {
     let name = kind.name();
     let parameter = kind.parameters()[position];
-    match constant(kind, args, position)?.cast_to(&DataType::Float64)? {
+    match constant(kind, args, position)?
+        .cast_to(&DataType::Float64)
+        .unwrap_or(ScalarValue::Float64(None))
+    {
         ScalarValue::Float64(Some(x)) if x.is_finite() => Ok(x),
         other => plan_err!(
             "{name}: argument {} ({parameter}) must be a finite number, got {other}",
@@ -157,7 +160,14 @@ impl Options {
         }
         let seed_position = kind.unit_position() + 1;
         if args.exprs.len() > seed_position {
-            options.seed = match constant(kind, args, seed_position)?.cast_to(&DataType::Int64)? {
+            let seed = constant(kind, args, seed_position)?;
+            options.seed = match seed.cast_to(&DataType::Int64).unwrap_or(ScalarValue::Int64(None)) {
+                ScalarValue::Int64(None) if !seed.is_null() => {
+                    return plan_err!(
+                        "{name}: argument {} (seed) must be an integer, got {seed}",
+                        seed_position + 1
+                    );
+                }
                 ScalarValue::Int64(None) => None,
                 ScalarValue::Int64(Some(seed)) => Some(seed as u64),
                 other => {
