@@ -146,12 +146,17 @@ async fn all_minilm_l6_v2_embeds_as_sentence_transformers_does() {
         .enumerate()
         .map(|(i, t)| format!("({i}, '{}')", t.replace('\'', "''")))
         .collect();
-    // The wheel's package folder (holding model/) works as well as the model folder itself.
-    for model in [dir.clone(), format!("{dir}/..")] {
-        let sql = format!(
-            "SELECT i, embed_text(t, '{model}') FROM (VALUES {}) AS s(i, t) ORDER BY i",
-            rows.join(", ")
-        );
+    let table = format!("CREATE TABLE texts AS SELECT * FROM (VALUES {}) AS s(i, t)", rows.join(", "));
+    execute_sql(&ctx, &table).await.unwrap().collect().await.unwrap();
+    // The wheel's package folder (holding model/) works as well as the model folder itself, and
+    // the table function embeds as the scalar does.
+    let calls = [
+        format!("SELECT i, embed_text(t, '{dir}') FROM texts ORDER BY i"),
+        format!("SELECT i, embed_text(t, '{dir}/..') FROM texts ORDER BY i"),
+        format!("SELECT * FROM embed_texts('texts', model_dir => '{dir}') ORDER BY i"),
+    ];
+    for sql in calls {
+        let model = &sql;
         let batches = execute_sql(&ctx, &sql).await.unwrap().collect().await.unwrap();
         let batch = datafusion::arrow::compute::concat_batches(&batches[0].schema(), &batches).unwrap();
         assert_eq!(batch.num_rows(), texts.len());
