@@ -23,6 +23,8 @@ pub struct TrainingProgress(pub ProgressMode);
 /// The progress of one training run.
 pub struct Progress {
     name: &'static str,
+    /// What is counted: epochs of training, or batches of other long work.
+    unit: &'static str,
     mode: ProgressMode,
     total: usize,
     started: Instant,
@@ -32,8 +34,14 @@ pub struct Progress {
 
 impl Progress {
     pub fn new(name: &'static str, mode: ProgressMode, total: usize) -> Self {
+        Self::counting(name, "epoch", mode, total)
+    }
+
+    /// Progress counted in `unit`s (such as "batch") rather than epochs.
+    pub fn counting(name: &'static str, unit: &'static str, mode: ProgressMode, total: usize) -> Self {
         Self {
             name,
+            unit,
             mode,
             total,
             started: Instant::now(),
@@ -68,8 +76,9 @@ impl Progress {
         let mut stderr = std::io::stderr().lock();
         let _ = write!(
             stderr,
-            "\r{} epoch {done}/{} [{}{}]{loss}{validation} ETA {eta:.1} s ",
+            "\r{} {} {done}/{} [{}{}]{loss}{validation} ETA {eta:.1} s ",
             self.name,
+            self.unit,
             self.total,
             "#".repeat(filled),
             ".".repeat(width - filled)

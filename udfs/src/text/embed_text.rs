@@ -18,7 +18,7 @@ use crate::vector::{to_columnar, vector_type};
 
 #[user_doc(
     doc_section(label = "Text Functions"),
-    description = "A model-free embedding of a text: its words, word pairs and character 3–5-grams hashed into dim buckets (default 256), weighted 1 + ln(count), L2-normalised. Similar wording gives similar vectors; deterministic. With a directory instead of dim, the sentence-transformer there (config.json, tokenizer.json, model.safetensors; BERT family, e.g. all-MiniLM-L6-v2) embeds the text: mean pooling, L2-normalised. NULL for a text without words. For TF-IDF weights over a whole table, use the table function embed_texts(table [, dim]).",
+    description = "A model-free embedding of a text: its words, word pairs and character 3–5-grams hashed into dim buckets (default 256), weighted 1 + ln(count), L2-normalised. Similar wording gives similar vectors; deterministic. With a directory instead of dim, the sentence-transformer there (config.json, tokenizer.json, model.safetensors; BERT family, e.g. all-MiniLM-L6-v2) embeds the text, truncated, pooled and normalised as the folder's sentence_bert_config.json, 1_Pooling/config.json and modules.json say (without them: mean pooling, L2-normalised). NULL for a text without words. For TF-IDF weights over a whole table, use the table function embed_texts(table [, dim]).",
     syntax_example = "embed_text(text [, dim => 256 | model_dir => 'dir'])",
     sql_example = r#"```sql
 > SELECT item_id, embed_text(title || ' ' || description) AS text_vector FROM items;
