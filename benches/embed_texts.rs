@@ -13,16 +13,46 @@ use std::process::Command;
 /// Deterministic MovieLens-like titles: "Adjective Noun (year) Genre|Genre".
 fn titles(count: usize) -> Vec<String> {
     const ADJECTIVES: [&str; 16] = [
-        "Last", "Silent", "Golden", "Broken", "Secret", "Wild", "Dark", "Lost", "Little", "Great", "Hidden",
-        "Crimson", "Frozen", "Electric", "Midnight", "Distant",
+        "Last", "Silent", "Golden", "Broken", "Secret", "Wild", "Dark", "Lost", "Little", "Great", "Hidden", "Crimson",
+        "Frozen", "Electric", "Midnight", "Distant",
     ];
     const NOUNS: [&str; 16] = [
-        "River", "Empire", "Garden", "Detective", "Journey", "Kingdom", "Storm", "Island", "Letter", "Summer",
-        "Machine", "Harbor", "Promise", "Circus", "Frontier", "Orchestra",
+        "River",
+        "Empire",
+        "Garden",
+        "Detective",
+        "Journey",
+        "Kingdom",
+        "Storm",
+        "Island",
+        "Letter",
+        "Summer",
+        "Machine",
+        "Harbor",
+        "Promise",
+        "Circus",
+        "Frontier",
+        "Orchestra",
     ];
     const GENRES: [&str; 18] = [
-        "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime", "Documentary", "Drama", "Fantasy",
-        "Film-Noir", "Horror", "Musical", "Mystery", "Romance", "Sci-Fi", "Thriller", "War", "Western",
+        "Action",
+        "Adventure",
+        "Animation",
+        "Children's",
+        "Comedy",
+        "Crime",
+        "Documentary",
+        "Drama",
+        "Fantasy",
+        "Film-Noir",
+        "Horror",
+        "Musical",
+        "Mystery",
+        "Romance",
+        "Sci-Fi",
+        "Thriller",
+        "War",
+        "Western",
     ];
     let mut state = 0x2026_1203_u64;
     let mut next = move |n: usize| {
@@ -115,7 +145,16 @@ fn main() {
     let started = std::time::Instant::now();
     let (ours, our_rss) = run_measured(
         Command::new("/usr/bin/time")
-            .args(["-f", "peak_kb=%M", env!("CARGO_BIN_EXE_recfusion"), "-q", "--format", "csv", "-c", &sql])
+            .args([
+                "-f",
+                "peak_kb=%M",
+                env!("CARGO_BIN_EXE_recfusion"),
+                "-q",
+                "--format",
+                "csv",
+                "-c",
+                &sql,
+            ])
             .env("RAYON_NUM_THREADS", threads.to_string()),
     );
     let our_seconds = started.elapsed().as_secs_f64();
@@ -123,12 +162,16 @@ fn main() {
 
     let python = std::env::var("RECFUSION_PYTHON").unwrap_or_else(|_| "python3".to_string());
     let vectors = dir.path().join("st.npy");
-    let (theirs, their_rss) = run_measured(Command::new("/usr/bin/time").args(["-f", "peak_kb=%M", &python, "-c", PYTHON]).args([
-        model,
-        &csv.display().to_string(),
-        &threads.to_string(),
-        &vectors.display().to_string(),
-    ]));
+    let (theirs, their_rss) = run_measured(
+        Command::new("/usr/bin/time")
+            .args(["-f", "peak_kb=%M", &python, "-c", PYTHON])
+            .args([
+                model,
+                &csv.display().to_string(),
+                &threads.to_string(),
+                &vectors.display().to_string(),
+            ]),
+    );
     println!("{:<44} {:>10} {:>10} {:>12}", "", "seconds", "texts/s", "peak RSS MB");
     println!(
         "{:<44} {our_seconds:>10.2} {:>10.1} {our_rss:>12.0}   (whole process: start, read, embed; {embedded} texts,vectors)",

@@ -114,7 +114,10 @@ async fn sentence_transformer_directory() {
 /// The all-MiniLM-L6-v2 directory: `RECFUSION_TEST_MINILM`. `None` (with a message) when it is
 /// not set, unless `RECFUSION_REQUIRE_PEERS` is set, as CI sets it.
 fn minilm_dir() -> Option<String> {
-    match (std::env::var("RECFUSION_TEST_MINILM"), std::env::var_os("RECFUSION_REQUIRE_PEERS")) {
+    match (
+        std::env::var("RECFUSION_TEST_MINILM"),
+        std::env::var_os("RECFUSION_REQUIRE_PEERS"),
+    ) {
         (Ok(dir), _) => Some(dir),
         (Err(_), Some(_)) => panic!("RECFUSION_REQUIRE_PEERS is set but RECFUSION_TEST_MINILM is not"),
         (Err(_), None) => {
@@ -146,13 +149,20 @@ async fn all_minilm_l6_v2_embeds_as_sentence_transformers_does() {
         .enumerate()
         .map(|(i, t)| format!("({i}, '{}')", t.replace('\'', "''")))
         .collect();
-    let table = format!("CREATE TABLE texts AS SELECT * FROM (VALUES {}) AS s(i, t)", rows.join(", "));
+    // The wheel's layout: a package folder that holds model/.
+    let package = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(&dir, package.path().join("model")).unwrap();
+    let package = package.path().display().to_string();
+    let table = format!(
+        "CREATE TABLE texts AS SELECT * FROM (VALUES {}) AS s(i, t)",
+        rows.join(", ")
+    );
     execute_sql(&ctx, &table).await.unwrap().collect().await.unwrap();
     // The wheel's package folder (holding model/) works as well as the model folder itself, and
     // the table function embeds as the scalar does.
     let calls = [
         format!("SELECT i, embed_text(t, '{dir}') FROM texts ORDER BY i"),
-        format!("SELECT i, embed_text(t, '{dir}/..') FROM texts ORDER BY i"),
+        format!("SELECT i, embed_text(t, '{package}') FROM texts ORDER BY i"),
         format!("SELECT * FROM embed_texts('texts', model_dir => '{dir}') ORDER BY i"),
     ];
     for sql in calls {
@@ -188,8 +198,14 @@ async fn a_sentence_transformers_folder_s_pooling_and_normalisation_are_honoured
     let mean = embed(plain.path().display().to_string()).await.unwrap();
 
     // CLS pooling without a Normalize module: another vector, not of unit length.
+    // The same weights as `plain`, so only the folder's settings differ.
+    let same_weights = |dir: &Path| {
+        for file in ["config.json", "tokenizer.json", "model.safetensors", "vocab.txt"] {
+            std::fs::copy(plain.path().join(file), dir.join(file)).unwrap();
+        }
+    };
     let cls = tempfile::tempdir().unwrap();
-    write_tiny_bert(cls.path());
+    same_weights(cls.path());
     std::fs::create_dir(cls.path().join("1_Pooling")).unwrap();
     std::fs::write(
         cls.path().join("1_Pooling/config.json"),
@@ -205,15 +221,22 @@ async fn a_sentence_transformers_folder_s_pooling_and_normalisation_are_honoured
     let unnormalised_cls = embed(cls.path().display().to_string()).await.unwrap();
     assert!((norm(&mean) - 1.0).abs() < 1e-4);
     assert!((norm(&unnormalised_cls) - 1.0).abs() > 1e-3, "{unnormalised_cls:?}");
-    let cosine_to_mean = cosine(&unnormalised_cls, &mean.iter().map(|x| f64::from(*x)).collect::<Vec<_>>());
+    let cosine_to_mean = cosine(
+        &unnormalised_cls,
+        &mean.iter().map(|x| f64::from(*x)).collect::<Vec<_>>(),
+    );
     assert!(cosine_to_mean < 0.9999, "CLS pooling gave the mean: {cosine_to_mean}");
 
     // A sequence limit shorter than the text truncates it: only the first tokens count.
     let short = tempfile::tempdir().unwrap();
-    write_tiny_bert(short.path());
-    std::fs::write(short.path().join("sentence_bert_config.json"), r#"{"max_seq_length": 4}"#).unwrap();
+    same_weights(short.path());
+    std::fs::write(
+        short.path().join("sentence_bert_config.json"),
+        r#"{"max_seq_length": 4}"#,
+    )
+    .unwrap();
     let truncated = embed(short.path().display().to_string()).await.unwrap();
-    let sql = format!("SELECT embed_text('a warm', '{}')", plain.path().display());
+    let sql = format!("SELECT embed_text('a warm', '{}')", short.path().display());
     let batches = execute_sql(&ctx, &sql).await.unwrap().collect().await.unwrap();
     let first_two_words = floats(&batches[0], 0, 0);
     for (a, b) in truncated.iter().zip(&first_two_words) {
@@ -230,7 +253,10 @@ async fn a_sentence_transformers_folder_s_pooling_and_normalisation_are_honoured
     )
     .unwrap();
     let error = embed(both.path().display().to_string()).await.unwrap_err().to_string();
-    assert!(error.contains("1_Pooling/config.json: several pooling modes"), "{error}");
+    assert!(
+        error.contains("1_Pooling/config.json: several pooling modes"),
+        "{error}"
+    );
     let gpt = tempfile::tempdir().unwrap();
     write_tiny_bert(gpt.path());
     let config = std::fs::read_to_string(gpt.path().join("config.json")).unwrap();

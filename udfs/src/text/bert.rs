@@ -90,7 +90,9 @@ fn read_json(dir: &Path, folder: &Path, name: &str) -> Result<Option<serde_json:
         return Ok(None);
     }
     let text = std::fs::read_to_string(&path).map_err(|e| model_error(dir, name, e))?;
-    serde_json::from_str(&text).map(Some).map_err(|e| model_error(dir, name, e))
+    serde_json::from_str(&text)
+        .map(Some)
+        .map_err(|e| model_error(dir, name, e))
 }
 
 /// How the model in `dir` pools, normalises and truncates, from its sentence-transformers
@@ -118,7 +120,13 @@ pub fn recipe(dir: &Path, config: &Config) -> Result<Recipe> {
     let module_path = |kind: &str| -> Option<String> {
         modules.as_ref()?.as_array()?.iter().find_map(|module| {
             let matches = module.get("type")?.as_str()?.ends_with(kind);
-            matches.then(|| module.get("path").and_then(|p| p.as_str()).unwrap_or_default().to_string())
+            matches.then(|| {
+                module
+                    .get("path")
+                    .and_then(|p| p.as_str())
+                    .unwrap_or_default()
+                    .to_string()
+            })
         })
     };
     let pooling_folder = module_path("models.Pooling").unwrap_or_else(|| "1_Pooling".to_string());
