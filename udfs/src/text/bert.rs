@@ -51,9 +51,14 @@ pub struct SentenceModel {
 
 fn model_error(dir: &Path, what: &str, error: impl std::fmt::Display) -> DataFusionError {
     DataFusionError::Execution(format!(
-        "embed_text: '{}' is not a usable sentence-transformer directory: {what}: {error}",
+        "'{}' is not a usable sentence-transformer directory: {what}: {error}",
         dir.display()
     ))
+}
+
+/// An error of `function`'s model directory, named as its caller.
+fn for_function(function: &str, error: DataFusionError) -> DataFusionError {
+    DataFusionError::Execution(format!("{function}: {}", error.message()))
 }
 
 /// The folder that holds the model: `dir` itself, or the `model/` folder of a package that
@@ -68,7 +73,12 @@ pub fn model_folder(dir: &Path) -> PathBuf {
 }
 
 /// The model's configuration, read from `config.json`; only BERT-family models are supported.
-pub fn config(dir: &Path) -> Result<Config> {
+/// Errors name `function`, the SQL function the directory was given to.
+pub fn config(function: &str, dir: &Path) -> Result<Config> {
+    read_config(dir).map_err(|e| for_function(function, e))
+}
+
+fn read_config(dir: &Path) -> Result<Config> {
     let folder = model_folder(dir);
     let path = folder.join("config.json");
     let text = std::fs::read_to_string(&path).map_err(|e| model_error(dir, "config.json", e))?;
@@ -168,14 +178,18 @@ pub fn recipe(dir: &Path, config: &Config) -> Result<Recipe> {
     })
 }
 
-/// The model in `dir`, loaded on first use and shared afterwards.
-pub fn load(dir: &Path) -> Result<Arc<SentenceModel>> {
+/// The model in `dir`, loaded on first use and shared afterwards; errors name `function`.
+pub fn load(function: &str, dir: &Path) -> Result<Arc<SentenceModel>> {
+    load_model(dir).map_err(|e| for_function(function, e))
+}
+
+fn load_model(dir: &Path) -> Result<Arc<SentenceModel>> {
     static MODELS: LazyLock<Mutex<HashMap<PathBuf, Arc<SentenceModel>>>> = LazyLock::new(Default::default);
     let key = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
     if let Some(model) = MODELS.lock().expect("model cache").get(&key) {
         return Ok(Arc::clone(model));
     }
-    let config = config(dir)?;
+    let config = read_config(dir)?;
     let recipe = recipe(dir, &config)?;
     let folder = model_folder(dir);
     let mut tokenizer =
@@ -216,9 +230,9 @@ impl SentenceModel {
         &self.recipe
     }
 
-    /// One vector per text, in the order given.
-    pub fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
-        let failed = |e: &dyn std::fmt::Display| DataFusionError::Execution(format!("embed_text: {e}"));
+    /// One vector per text, in the order given; errors name `function`.
+    pub fn embed(&self, function: &str, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
+        let failed = |e: &dyn std::fmt::Display| DataFusionError::Execution(format!("{function}: {e}"));
         // Batches of texts of about the same length pad little; the order is restored after.
         let mut order: Vec<usize> = (0..texts.len()).collect();
         order.sort_by_key(|&i| texts[i].len());

@@ -79,7 +79,7 @@ impl ScalarUDFImpl for EmbedText {
             Some(
                 ScalarValue::Utf8(Some(dir)) | ScalarValue::Utf8View(Some(dir)) | ScalarValue::LargeUtf8(Some(dir)),
             ) => {
-                bert::config(std::path::Path::new(dir))
+                bert::config("embed_text", std::path::Path::new(dir))
                     .map_err(|e| datafusion::common::DataFusionError::Plan(e.message().to_string()))?
                     .hidden_size
             }
@@ -112,10 +112,10 @@ impl ScalarUDFImpl for EmbedText {
                 })
                 .collect(),
             Some(dir) => {
-                let model = bert::load(std::path::Path::new(&dir))?;
+                let model = bert::load("embed_text", std::path::Path::new(&dir))?;
                 let wanted: Vec<usize> = (0..texts.len()).filter(|&row| has_words(row)).collect();
                 let inputs: Vec<&str> = wanted.iter().map(|&row| texts.value(row)).collect();
-                let mut embedded = model.embed(&inputs)?.into_iter();
+                let mut embedded = model.embed("embed_text", &inputs)?.into_iter();
                 let mut rows: Vec<Option<Vec<f32>>> = vec![None; texts.len()];
                 for row in wanted {
                     rows[row] = embedded.next();

@@ -44,7 +44,7 @@ pub struct EmbedTexts;
 struct Options {
     dim: usize,
     /// The sentence-transformer's directory; TF-IDF when absent.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     model_dir: Option<String>,
 }
 
@@ -66,7 +66,7 @@ impl TableFunction for EmbedTexts {
         let (dim, model_dir) = match args.is_text(1) {
             true => {
                 let dir = args.required_text(1, "model_dir", "a model directory")?;
-                (bert::config(std::path::Path::new(&dir))?.hidden_size, Some(dir))
+                (bert::config(NAME, std::path::Path::new(&dir))?.hidden_size, Some(dir))
             }
             false => match args.positive_integer(1, "dim", Some(DEFAULT_DIM))? {
                 dim if dim <= 65536 => (dim, None),
@@ -91,7 +91,7 @@ impl TableFunction for EmbedTexts {
         let texts = cast(inputs[0].column(1), &DataType::Utf8)?;
         let texts = texts.as_string::<i32>();
         if let Some(dir) = model_dir {
-            let model = bert::load(std::path::Path::new(&dir))?;
+            let model = bert::load(NAME, std::path::Path::new(&dir))?;
             let has_words = |row: usize| texts.is_valid(row) && texts.value(row).chars().any(char::is_alphanumeric);
             let wanted: Vec<usize> = (0..texts.len()).filter(|&row| has_words(row)).collect();
             let steps = wanted.len().div_ceil(MODEL_STEP);
@@ -103,7 +103,7 @@ impl TableFunction for EmbedTexts {
                     run.cancelled()?;
                 }
                 let inputs: Vec<&str> = chunk.iter().map(|&row| texts.value(row)).collect();
-                for (&row, vector) in chunk.iter().zip(model.embed(&inputs)?) {
+                for (&row, vector) in chunk.iter().zip(model.embed(NAME, &inputs)?) {
                     rows[row] = Some(vector);
                 }
                 progress.update(step + 1, None);
