@@ -23,7 +23,7 @@ use datafusion::common::{DataFusionError, Result};
 use tokenizers::{PaddingParams, Tokenizer, TruncationParams};
 
 /// Texts per forward pass.
-const BATCH: usize = 32;
+const BATCH: usize = 128;
 
 /// How token embeddings become one sentence embedding (sentence-transformers' Pooling module).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

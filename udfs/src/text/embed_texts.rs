@@ -49,7 +49,7 @@ struct Options {
 }
 
 /// Texts per progress step and cancellation check with a model.
-const MODEL_STEP: usize = 256;
+const MODEL_STEP: usize = 512;
 
 impl TableFunction for EmbedTexts {
     fn name(&self) -> &'static str {
@@ -93,7 +93,10 @@ impl TableFunction for EmbedTexts {
         if let Some(dir) = model_dir {
             let model = bert::load(NAME, std::path::Path::new(&dir))?;
             let has_words = |row: usize| texts.is_valid(row) && texts.value(row).chars().any(char::is_alphanumeric);
-            let wanted: Vec<usize> = (0..texts.len()).filter(|&row| has_words(row)).collect();
+            // Longest first across the whole table, so every batch pads to texts of about its
+            // own length (and the progress bar's estimate errs on the long side).
+            let mut wanted: Vec<usize> = (0..texts.len()).filter(|&row| has_words(row)).collect();
+            wanted.sort_by_key(|&row| std::cmp::Reverse(texts.value(row).len()));
             let steps = wanted.len().div_ceil(MODEL_STEP);
             let mut progress = Progress::counting(NAME, "batch", progress_mode(run), steps);
             let mut rows: Vec<Option<Vec<f32>>> = vec![None; texts.len()];
