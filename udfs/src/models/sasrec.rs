@@ -24,9 +24,17 @@ pub struct SasRecConfig {
     pub max_len: usize,
     pub dropout: f32,
     pub epochs: usize,
+    /// Training stops when validation NDCG@10 has not improved for this many epochs.
+    #[serde(default = "default_patience")]
+    pub patience: usize,
     pub learning_rate: f64,
     pub batch: usize,
     pub seed: u64,
+}
+
+/// The patience of models and calls that do not set one: three checks five epochs apart.
+pub fn default_patience() -> usize {
+    15
 }
 
 /// The encoder. Item 0 is padding; catalogue items are 1..=items.
@@ -286,7 +294,9 @@ pub fn train(
         loss: f32::NAN,
         validation_ndcg: 0.0,
     };
-    let mut worse = 0;
+    // Validation runs every five epochs, or more often when the patience is shorter.
+    let check_every = config.patience.clamp(1, 5);
+    let mut best_epoch = 0;
     for epoch in 1..=config.epochs {
         let (mut loss_sum, mut batches) = (0.0f32, 0);
         for chunk in length_bucketed_batches(&mut order, &training, config.batch, &mut random) {
@@ -313,7 +323,7 @@ pub fn train(
             on_epoch(epoch, report.loss, None);
             break;
         }
-        let ndcg = if epoch % 5 == 0 || epoch == config.epochs {
+        let ndcg = if epoch % check_every == 0 || epoch == config.epochs {
             let ndcg = validation_ndcg(&model, &usable)?;
             if best.as_ref().is_none_or(|(b, _)| ndcg > *b) {
                 let snapshot = varmap
@@ -324,15 +334,14 @@ pub fn train(
                     .map(|(name, var)| Ok((name.clone(), var.as_tensor().copy()?)))
                     .collect::<Result<Vec<_>>>()?;
                 best = Some((ndcg, snapshot));
-                worse = 0;
-            } else {
-                worse += 1;
+                best_epoch = epoch;
             }
             Some(ndcg)
         } else {
             None
         };
-        if !on_epoch(epoch, report.loss, ndcg) || worse >= 3 {
+        let patience_spent = ndcg.is_some() && epoch - best_epoch >= config.patience;
+        if !on_epoch(epoch, report.loss, ndcg) || patience_spent {
             break;
         }
     }
@@ -390,6 +399,7 @@ mod tests {
             max_len: 6,
             dropout: 0.0,
             epochs: 1,
+            patience: 15,
             learning_rate: 0.01,
             batch: 2,
             seed: 7,

@@ -78,6 +78,7 @@ fn load(path: &str) -> Result<(ModelFile, SasRecConfig)> {
         max_len: value("max_len")?,
         dropout: 0.0,
         epochs: 0,
+        patience: 0,
         learning_rate: 0.0,
         batch: 0,
         seed: 0,

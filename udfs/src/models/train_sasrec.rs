@@ -19,7 +19,7 @@ use serde_json::json;
 
 use super::file::ModelFile;
 use super::progress::Progress;
-use super::sasrec::{self, SasRecConfig};
+use super::sasrec::{self, SasRecConfig, default_patience};
 use super::training::{
     Target, check_finished, finish, histories, interactions_and_model, network_tensors, progress_mode,
 };
@@ -30,8 +30,8 @@ const NAME: &str = "train_sasrec";
 
 #[user_doc(
     doc_section(label = "Model Functions"),
-    description = "Trains a SASRec-style transformer on each user's items ordered by the third column: item and position embeddings, causal multi-head self-attention blocks, next-item prediction with a full softmax, early stopping on validation NDCG@10 (each user's last training item held out). Saves it as a named model and returns one report row (model, users, items, epochs, loss, validation_ndcg10, seconds).",
-    syntax_example = "train_sasrec(interactions [, model => 'sasrec'] [, dim => 64] [, epochs => 200] [, max_len => 50] [, layers => 2] [, heads => 1] [, dropout => 0.2] [, seed => 42] [, learning_rate => 0.001] [, user => 'column', item => 'column', order => 'column'])",
+    description = "Trains a SASRec-style transformer on each user's items ordered by the third column: item and position embeddings, causal multi-head self-attention blocks, next-item prediction with a full softmax, early stopping on validation NDCG@10 (each user's last training item held out of training; the best epoch's weights are kept, and training ends after patience epochs without improvement). Saves it as a named model and returns one report row (model, users, items, epochs, loss, validation_ndcg10, seconds).",
+    syntax_example = "train_sasrec(interactions [, model => 'sasrec'] [, dim => 64] [, max_epochs => 200] [, max_len => 50] [, layers => 2] [, heads => 1] [, dropout => 0.2] [, seed => 42] [, learning_rate => 0.001] [, patience => 15] [, user => 'column', item => 'column', order => 'column'])",
     sql_example = r#"```sql
 > SELECT * FROM train_sasrec('events', model => 'sasrec_v1', epochs => 60, max_len => 50,
                              user => 'user_id', item => 'item_id', order => 'ts');
@@ -46,7 +46,7 @@ const NAME: &str = "train_sasrec";
         description = "Embedding dimensions, a multiple of heads (default 64)."
     ),
     argument(
-        name = "epochs",
+        name = "epochs | max_epochs",
         description = "Most passes over the data (default 200; early stopping ends sooner)."
     ),
     argument(
@@ -63,6 +63,10 @@ const NAME: &str = "train_sasrec";
     argument(
         name = "learning_rate",
         description = "The Adam step size, above 0 and at most 1 (default 0.001)."
+    ),
+    argument(
+        name = "patience",
+        description = "Epochs without a better validation NDCG@10 after which training stops (default 15; checked every 5 epochs, or every patience epochs when fewer)."
     ),
     argument(
         name = "user",
@@ -99,7 +103,7 @@ impl TableFunction for TrainSasRec {
     }
 
     fn plan(&self, args: &Arguments) -> Result<Planned> {
-        args.expect_count(1..=10)?;
+        args.expect_count(1..=11)?;
         let (input, target) = interactions_and_model(args, "user, item, order", "sasrec")?;
         let config = SasRecConfig {
             items: 0,
@@ -110,6 +114,7 @@ impl TableFunction for TrainSasRec {
             heads: args.positive_integer(6, "heads", Some(1))?,
             dropout: args.number(7, "dropout", 0.0..=0.99, 0.2)? as f32,
             learning_rate: args.number(9, "learning_rate", 1e-9..=1.0, 0.001)?,
+            patience: args.positive_integer(10, "patience", Some(default_patience()))?,
             batch: 128,
             seed: args.seed(8)?,
         };
