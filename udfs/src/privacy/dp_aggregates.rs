@@ -75,6 +75,7 @@ struct Options {
     epsilon: f64,
     delta: f64,
     seed: Option<u64>,
+    /// Whether rows are combined per privacy unit: a unit argument of a type other than NULL.
     by_unit: bool,
 }
 
@@ -113,10 +114,8 @@ impl Options {
             epsilon: 0.0,
             delta: 0.0,
             seed: None,
-            by_unit: args
-                .exprs
-                .get(kind.unit_position())
-                .is_some_and(|e| e.downcast_ref::<Literal>().is_none_or(|l| !l.value().is_null())),
+            // Decided as state_fields decides it, so the state has the layout it declares.
+            by_unit: by_unit(kind, args.expr_fields),
         };
         let epsilon_position = kind.parameters().iter().position(|p| *p == "epsilon").expect("epsilon");
         options.epsilon = constant_number(kind, args, epsilon_position)?;
@@ -161,18 +160,12 @@ impl Options {
         let seed_position = kind.unit_position() + 1;
         if args.exprs.len() > seed_position {
             let seed = constant(kind, args, seed_position)?;
-            options.seed = match seed.cast_to(&DataType::Int64).unwrap_or(ScalarValue::Int64(None)) {
-                ScalarValue::Int64(None) if !seed.is_null() => {
+            options.seed = match seed.cast_to(&DataType::Int64) {
+                Ok(ScalarValue::Int64(Some(seed))) => Some(seed as u64),
+                _ if seed.is_null() => None,
+                _ => {
                     return plan_err!(
                         "{name}: argument {} (seed) must be an integer, got {seed}",
-                        seed_position + 1
-                    );
-                }
-                ScalarValue::Int64(None) => None,
-                ScalarValue::Int64(Some(seed)) => Some(seed as u64),
-                other => {
-                    return plan_err!(
-                        "{name}: argument {} (seed) must be an integer, got {other}",
                         seed_position + 1
                     );
                 }
@@ -181,7 +174,8 @@ impl Options {
         Ok(options)
     }
 
-    /// The largest magnitude one unit's centred contribution can have, for sums and averages.
+    /// What values are centred on before they are summed: the middle of the bounds for
+    /// averages (which halves the sum's sensitivity), 0 otherwise.
     fn centre(&self) -> f64 {
         match self.kind {
             DpKind::Avg => (self.lower + self.upper) / 2.0,
@@ -291,7 +285,7 @@ dp_udaf!(
         ),
         argument(
             name = "privacy_unit",
-            description = "Optional: the column naming whose row it is (the user); each unit counts once. NULL or absent: every row is a different unit."
+            description = "Optional: the column naming whose row it is (the user); each unit counts once, and rows whose unit is NULL are left out. An untyped NULL or nothing: every row is a different unit."
         ),
         argument(
             name = "seed",
@@ -316,7 +310,7 @@ dp_udaf!(
         argument(name = "epsilon", description = "The privacy budget, a constant in [1e-6, 1e6]."),
         argument(
             name = "privacy_unit",
-            description = "Optional: the column naming whose row it is (the user). NULL or absent: every row is a different unit."
+            description = "Optional: the column naming whose row it is (the user); rows whose unit is NULL are left out. An untyped NULL or nothing: every row is a different unit."
         ),
         argument(
             name = "seed",
@@ -341,7 +335,7 @@ dp_udaf!(
         argument(name = "epsilon", description = "The privacy budget, a constant in [1e-6, 1e6]."),
         argument(
             name = "privacy_unit",
-            description = "Optional: the column naming whose row it is (the user). NULL or absent: every row is a different unit."
+            description = "Optional: the column naming whose row it is (the user); rows whose unit is NULL are left out. An untyped NULL or nothing: every row is a different unit."
         ),
         argument(
             name = "seed",
@@ -372,7 +366,7 @@ dp_udaf!(
         ),
         argument(
             name = "privacy_unit",
-            description = "Optional: the column naming whose row it is (the user). NULL or absent: every row is a different unit."
+            description = "Optional: the column naming whose row it is (the user); rows whose unit is NULL are left out. An untyped NULL or nothing: every row is a different unit."
         ),
         argument(
             name = "seed",
@@ -453,6 +447,15 @@ fn state_fields(kind: DpKind, args: &StateFieldsArgs) -> Result<Vec<FieldRef>> {
     } else {
         Ok(vec![field("count", DataType::Int64), field("sums", list_of(SUM_UNITS))])
     }
+}
+
+/// `values` scaled down to L2 norm `bound` when they are longer.
+fn clipped(mut values: Vec<f64>, bound: f64) -> Vec<f64> {
+    let norm = values.iter().map(|x| x * x).sum::<f64>().sqrt();
+    if norm > bound && norm > 0.0 {
+        values.iter_mut().for_each(|x| *x *= bound / norm);
+    }
+    values
 }
 
 /// What the rows of one unit add up to so far: how many, and the sum of their clamped values
@@ -536,24 +539,19 @@ impl DpAccumulator {
         }
     }
 
-    /// A vector scaled down to the clip norm.
-    fn clip(&self, v: &[f32]) -> Vec<f64> {
-        let norm = v.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
-        let scale = if norm > self.options.clip_norm && norm > 0.0 {
-            self.options.clip_norm / norm
-        } else {
-            1.0
-        };
-        v.iter().map(|x| f64::from(*x) * scale).collect()
-    }
-
     /// Adds one bounded contribution (of one unit) to the exact lattice totals.
-    fn add_contribution(mechanism: &Mechanism, count: &mut i64, sums: &mut [i128], values: &[f64]) -> Result<()> {
+    fn add_contribution(
+        function: &str,
+        mechanism: &Mechanism,
+        count: &mut i64,
+        sums: &mut [i128],
+        values: &[f64],
+    ) -> Result<()> {
         *count += 1;
         for (sum, x) in sums.iter_mut().zip(values) {
-            *sum = sum
-                .checked_add(mechanism.to_units(*x))
-                .ok_or_else(|| datafusion::common::DataFusionError::Execution("sum overflows".into()))?;
+            *sum = sum.checked_add(mechanism.to_units(*x)).ok_or_else(|| {
+                datafusion::common::DataFusionError::Execution(format!("{function}: the sum overflows"))
+            })?;
         }
         Ok(())
     }
@@ -582,7 +580,7 @@ impl DpAccumulator {
                         vectors
                             .row(row)
                             .filter(|v| v.iter().all(|x| x.is_finite()))
-                            .map(|v| self.clip(v))
+                            .map(|v| clipped(v.iter().map(|x| f64::from(*x)).collect(), self.options.clip_norm))
                     })
                     .collect())
             }
@@ -602,8 +600,8 @@ impl DpAccumulator {
             // The mean of the unit's clamped (and centred) values: still within the bounds.
             DpKind::Avg => total.sums.iter().map(|s| s / total.rows as f64).collect(),
             DpKind::VectorMean => {
-                let mean: Vec<f32> = total.sums.iter().map(|s| (s / total.rows as f64) as f32).collect();
-                self.clip(&mean)
+                let mean = total.sums.iter().map(|s| s / total.rows as f64).collect();
+                clipped(mean, self.options.clip_norm)
             }
         }
     }
@@ -617,7 +615,13 @@ impl DpAccumulator {
                 let (mut count, mut sums) = (0, vec![0; self.dim.unwrap_or(0)]);
                 for total in units.values().filter(|t| t.rows > 0) {
                     let Some(mechanism) = mechanism else { break };
-                    Self::add_contribution(mechanism, &mut count, &mut sums, &self.unit_contribution(total))?;
+                    Self::add_contribution(
+                        self.name(),
+                        mechanism,
+                        &mut count,
+                        &mut sums,
+                        &self.unit_contribution(total),
+                    )?;
                 }
                 Ok((count, sums))
             }
@@ -645,7 +649,7 @@ impl Accumulator for DpAccumulator {
                     return Ok(());
                 };
                 for values in contributed.iter().flatten() {
-                    Self::add_contribution(mechanism, count, sums, values)?;
+                    Self::add_contribution(self.options.kind.name(), mechanism, count, sums, values)?;
                 }
             }
             Contributions::ByUnit(units) => {
@@ -808,14 +812,8 @@ impl Accumulator for DpAccumulator {
                     .max(1.0);
                 // The exact mean of clipped vectors lies in the ball of radius clip_norm, so
                 // projecting the release onto it only removes noise (and costs no privacy).
-                let mean: Vec<f64> = vector_sums.iter().map(|s| s / units).collect();
-                let norm = mean.iter().map(|x| x * x).sum::<f64>().sqrt();
-                let shrink = if norm > options.clip_norm {
-                    options.clip_norm / norm
-                } else {
-                    1.0
-                };
-                let mean: Vec<f32> = mean.iter().map(|x| (x * shrink) as f32).collect();
+                let mean = clipped(vector_sums.iter().map(|s| s / units).collect(), options.clip_norm);
+                let mean: Vec<f32> = mean.iter().map(|x| *x as f32).collect();
                 let array = vector_array(&self.return_type, mean, dim, 1, None)?;
                 ScalarValue::try_from_array(&array, 0)
             }

@@ -27,7 +27,7 @@ const BATCH: usize = 128;
 
 /// How token embeddings become one sentence embedding (sentence-transformers' Pooling module).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Pooling {
+enum Pooling {
     Mean,
     Cls,
     Max,
@@ -36,10 +36,10 @@ pub enum Pooling {
 
 /// How a directory's model makes sentence embeddings.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Recipe {
-    pub pooling: Pooling,
-    pub normalize: bool,
-    pub max_seq_length: usize,
+struct Recipe {
+    pooling: Pooling,
+    normalize: bool,
+    max_seq_length: usize,
 }
 
 /// A loaded sentence-transformer.
@@ -107,7 +107,7 @@ fn read_json(dir: &Path, folder: &Path, name: &str) -> Result<Option<serde_json:
 
 /// How the model in `dir` pools, normalises and truncates, from its sentence-transformers
 /// files (defaults where a file is absent).
-pub fn recipe(dir: &Path, config: &Config) -> Result<Recipe> {
+fn recipe(dir: &Path, config: &Config) -> Result<Recipe> {
     let folder = model_folder(dir);
     let position_limit = config.max_position_embeddings.min(512);
     let max_seq_length = match read_json(dir, &folder, "sentence_bert_config.json")? {
@@ -225,11 +225,6 @@ fn load_model(dir: &Path) -> Result<Arc<SentenceModel>> {
 }
 
 impl SentenceModel {
-    /// How this model's embeddings are made.
-    pub fn recipe(&self) -> &Recipe {
-        &self.recipe
-    }
-
     /// One vector per text, in the order given; errors name `function`.
     pub fn embed(&self, function: &str, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
         let failed = |e: &dyn std::fmt::Display| DataFusionError::Execution(format!("{function}: {e}"));
