@@ -5,6 +5,11 @@
 //! seconds, epochs per second, the peak resident memory of the training alone, and validation
 //! and test NDCG@10, next to the targets they answer to.
 //!
+//! Then the PyTorch peer, when `$RECFUSION_PYTHON` (default `python3`) has torch: the same
+//! architecture and training in `benches/sasrec_torch.py`, on the same sequences, the same
+//! thread count, both sides for the same fixed number of epochs at max_len 200 (no early
+//! stopping), printing epochs/s, peak RSS and validation NDCG@10 side by side.
+//!
 //! cargo bench --bench sasrec [-- DATA_DIR]   (default ../shared/data/ml-100k)
 
 use datafusion::arrow::array::AsArray;
@@ -85,7 +90,84 @@ async fn main() -> Result<()> {
     println!(
         "targets: the benchmark's SASRec row (two trainings at max_len 50) in ≤ 60 s; test NDCG@10 ≥ 0.0683 at max_len 50 and ≥ 0.080 with tuned settings"
     );
+    against_pytorch(&ctx, &model).await?;
     let _ = std::fs::remove_file(&model);
     let _ = std::fs::remove_file(model.with_extension("safetensors.json"));
+    Ok(())
+}
+
+/// Epochs each side trains for in the comparison with PyTorch.
+const PEER_EPOCHS: usize = 10;
+
+/// recfusion and the PyTorch script side by side at max_len 200, `PEER_EPOCHS` epochs each.
+async fn against_pytorch(ctx: &datafusion::prelude::SessionContext, model: &std::path::Path) -> Result<()> {
+    let python = std::env::var("RECFUSION_PYTHON").unwrap_or_else(|_| "python3".to_string());
+    let has_torch = std::process::Command::new(&python)
+        .args(["-c", "import torch"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !has_torch {
+        println!("PyTorch peer skipped: {python} has no torch (set RECFUSION_PYTHON to a Python that has it)");
+        return Ok(());
+    }
+    let sequences = std::env::temp_dir().join(format!("recfusion-sasrec-sequences-{}.csv", std::process::id()));
+    query(
+        ctx,
+        &format!(
+            "COPY (SELECT user_id, item_id, ts FROM sequence) TO '{}' STORED AS CSV OPTIONS ('format.has_header' 'true')",
+            sequences.display()
+        ),
+    )
+    .await?;
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    println!();
+    println!(
+        "against PyTorch: max_len 200, 64 dims, 2 blocks, 1 head, dropout 0.2, lr 0.003, batch 128, {PEER_EPOCHS} epochs, {threads} threads"
+    );
+    println!("side         epochs   train s   epochs/s   peak RSS MB   val NDCG@10");
+    reset_peak_rss();
+    let report = query(
+        ctx,
+        &format!(
+            "SELECT epochs, seconds, validation_ndcg10 FROM train_sasrec('sequence', model => '{}', dim => 64, \
+             max_epochs => {PEER_EPOCHS}, patience => {PEER_EPOCHS}, max_len => 200, layers => 2, heads => 1, \
+             dropout => 0.2, seed => 42, learning_rate => 0.003)",
+            model.display()
+        ),
+    )
+    .await?;
+    let peak = peak_rss_mb();
+    let epochs = report[0].column(0).as_primitive::<Int64Type>().value(0);
+    let seconds = report[0].column(1).as_primitive::<Float64Type>().value(0);
+    let validation = report[0].column(2).as_primitive::<Float64Type>().value(0);
+    let ours = epochs as f64 / seconds;
+    println!("recfusion    {epochs:>6}   {seconds:>7.1}   {ours:>8.3}   {peak:>11.0}   {validation:>11.4}");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/sasrec_torch.py");
+    let output = std::process::Command::new(&python)
+        .arg(script)
+        .arg(&sequences)
+        .args(["--max-len", "200", "--epochs", &PEER_EPOCHS.to_string(), "--threads", &threads.to_string()])
+        .output()
+        .expect("run the PyTorch script");
+    let _ = std::fs::remove_file(&sequences);
+    let line = String::from_utf8_lossy(&output.stdout);
+    let Ok(peer) = serde_json::from_str::<serde_json::Value>(line.trim()) else {
+        println!("PyTorch peer failed: {}", String::from_utf8_lossy(&output.stderr));
+        return Ok(());
+    };
+    let number = |key: &str| peer[key].as_f64().unwrap_or(f64::NAN);
+    println!(
+        "PyTorch      {:>6}   {:>7.1}   {:>8.3}   {:>11.0}   {:>11.4}",
+        number("epochs"),
+        number("seconds"),
+        number("epochs_per_s"),
+        number("peak_rss_mb"),
+        number("validation_ndcg10")
+    );
+    println!(
+        "recfusion / PyTorch: {:.2}x the epochs/s (target ≥ 2x), validation NDCG@10 {:+.4} (target within 0.005)",
+        ours / number("epochs_per_s"),
+        validation - number("validation_ndcg10")
+    );
     Ok(())
 }

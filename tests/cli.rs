@@ -6,6 +6,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+#[path = "support/tiny_bert.rs"]
+mod tiny_bert;
+
 fn recfusion(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_recfusion"))
         .args(args)
@@ -777,6 +780,9 @@ fn the_movielens_benchmark_runs_on_generated_data() {
     assert_eq!((lines("u.item"), lines("u.user")), (60, 40));
 
     let models = dir.path().join("models").display().to_string();
+    let text_model = dir.path().join("text_model");
+    std::fs::create_dir(&text_model).unwrap();
+    tiny_bert::write_tiny_bert(&text_model);
     let evaluated = recfusion(&[
         "-q",
         "--format",
@@ -787,13 +793,16 @@ fn the_movielens_benchmark_runs_on_generated_data() {
         "examples/movielens/evaluate.sql",
         "--define",
         &format!("data={data}"),
+        "--define",
+        &format!("text_model={}", text_model.display()),
     ]);
     assert!(evaluated.status.success(), "{}", stderr(&evaluated));
     let table = stdout(&evaluated);
     let rows: Vec<&str> = table
         .lines()
-        .skip_while(|l| !l.starts_with("method,"))
+        .skip_while(|l| !l.starts_with("method,chosen_setting,"))
         .skip(1)
+        .take_while(|l| !l.starts_with("method,setting,"))
         .collect();
     let methods: Vec<&str> = rows
         .iter()
@@ -804,11 +813,15 @@ fn the_movielens_benchmark_runs_on_generated_data() {
         .collect();
     assert_eq!(methods.first(), Some(&"popularity"), "{table}");
     assert_eq!(
-        methods[13..],
+        methods[16..],
         ["hybrid", "hybrid, MMR re-ranked", "hybrid, calibrated"],
         "{table}"
     );
-    assert_eq!(methods.len(), 16, "one row per method: {table}");
+    assert_eq!(methods.len(), 19, "one row per method: {table}");
+    assert!(
+        methods.contains(&"content-based (language model)") && methods.contains(&"SASRec + item text, last 200 items"),
+        "{table}"
+    );
     for row in &rows {
         // val_ndcg10, test_hr10, test_ndcg10, test_coverage, gini, arp, aplt, calibration_kl, seconds
         let mut figures: Vec<f64> = row.rsplitn(10, ',').take(9).map(|f| f.parse().unwrap()).collect();
@@ -819,6 +832,13 @@ fn the_movielens_benchmark_runs_on_generated_data() {
             figures[5] >= 0.0 && figures[7] >= 0.0,
             "ARP and calibration KL ≥ 0: {row}"
         );
+    }
+    // The new-items protocol's table follows: (method, setting, new_items, users, cold_hr10,
+    // cold_ndcg10, new_share), rates in [0, 1].
+    let cold: Vec<&str> = table.lines().skip_while(|l| !l.starts_with("method,setting,")).skip(1).collect();
+    for row in &cold {
+        let figures: Vec<f64> = row.rsplitn(4, ',').take(3).map(|f| f.parse().unwrap()).collect();
+        assert!(figures.iter().all(|f| (0.0..=1.0).contains(f)), "rates in [0, 1]: {row}");
     }
 }
 

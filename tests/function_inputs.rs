@@ -176,7 +176,10 @@ fn valid_calls(dir: &str) -> Vec<(&'static str, Vec<String>)> {
             "recommend",
             vec!["'vectors'", "'item_vectors'", "2", "'cosine'", "'user_items'", "0.1"],
         ),
-        ("sasrec_profiles", vec!["'DIR/sasrec'", "'sequences'"]),
+        (
+            "sasrec_profiles",
+            vec!["'DIR/text_sasrec'", "'sequences'", "false", "'item_vectors'"],
+        ),
         ("similar_items", vec!["'item_vectors'", "2", "'dot'"]),
         ("top_k", vec!["item_id", "weight", "2"]),
         (
@@ -193,7 +196,20 @@ fn valid_calls(dir: &str) -> Vec<(&'static str, Vec<String>)> {
         ),
         (
             "train_sasrec",
-            vec!["'sequences'", "'DIR/sasrec'", "4", "1", "5", "1", "1", "0.1", "7"],
+            vec![
+                "'sequences'",
+                "'DIR/sasrec'",
+                "4",
+                "1",
+                "5",
+                "1",
+                "1",
+                "0.1",
+                "7",
+                "0.01",
+                "3",
+                "'item_vectors'",
+            ],
         ),
         (
             "train_two_tower",
@@ -250,6 +266,9 @@ async fn every_function_returns_a_result_or_an_error_for_any_arguments() {
         format!("SELECT * FROM train_item2vec('pairs', '{dir_text}/model', 4, 2)"),
         format!("SELECT * FROM train_als('pairs', '{dir_text}/als_model', 4, 2)"),
         format!("SELECT * FROM train_sasrec('sequences', '{dir_text}/sasrec', 4, 1, 5, 1, 1)"),
+        format!(
+            "SELECT * FROM train_sasrec('sequences', '{dir_text}/text_sasrec', 4, 1, 5, 1, 1, item_features => 'item_vectors')"
+        ),
         format!("SELECT * FROM train_two_tower('user_items', '{dir_text}/tower', 'features', 4, 1)"),
     ] {
         execute_sql(&ctx, &train)

@@ -6,6 +6,12 @@
 //! the last position of their history: a vector in the item space, so `profile · item` ranks
 //! the next item. Early stopping keeps the weights with the best validation NDCG@10 (each
 //! user's last training item held out).
+//!
+//! With item features (e.g. text embeddings of a pretrained language model) an item is
+//! `E_id(i) + W·x_i`, the frozen vector `x_i` projected by a learned `W` (UniSRec's adaptor
+//! in its simplest form), both as input and as output layer. Items that have features but no
+//! interactions (cold items) keep `E_id = 0` and stay out of the training softmax, so they are
+//! represented by their features alone instead of being taught to score low.
 
 use candle_core::{DType, Device, Module, Result, Tensor};
 use candle_nn::{Embedding, LayerNorm, Optimizer, VarBuilder, VarMap};
@@ -17,7 +23,14 @@ use super::encoder_block::{Block, Dropout};
 /// Settings of a model and its training.
 #[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
 pub struct SasRecConfig {
+    /// Items with interactions: the training softmax's catalogue, indices 1..=items.
     pub items: usize,
+    /// Items known only from the feature table, indices after the trained ones.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub cold_items: usize,
+    /// Dimensions of the frozen item-feature vectors; 0 for ids alone.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub feature_dim: usize,
     pub dim: usize,
     pub layers: usize,
     pub heads: usize,
@@ -37,25 +50,51 @@ pub fn default_patience() -> usize {
     15
 }
 
-/// The encoder. Item 0 is padding; catalogue items are 1..=items.
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
+/// The frozen item features `(1 + items + cold_items, feature_dim)` (row 0, padding, and items
+/// without features are zeros) and their learned projection into the item space.
+struct ItemFeatures {
+    features: Tensor,
+    projection: candle_nn::Linear,
+}
+
+/// The encoder. Item 0 is padding; catalogue items are 1..=items, cold items after them.
 pub struct SasRec {
     config: SasRecConfig,
     /// Dropout masks come from this seeded generator (candle's CPU generator cannot be seeded).
     random: std::sync::Mutex<SplitMix>,
     items: Embedding,
+    features: Option<ItemFeatures>,
     positions: Embedding,
     blocks: Vec<Block>,
     norm: LayerNorm,
 }
 
 impl SasRec {
-    pub fn new(config: SasRecConfig, vb: VarBuilder) -> Result<Self> {
+    /// The encoder with the variables of `vb`. A model with item features takes them from
+    /// `features` (training: they are data, not variables) or else from `vb` (a saved model).
+    pub fn new(config: SasRecConfig, vb: VarBuilder, features: Option<Tensor>) -> Result<Self> {
         let d = config.dim;
         let blocks = (0..config.layers)
             .map(|i| Block::new(d, vb.pp(format!("block{i}"))))
             .collect::<Result<Vec<_>>>()?;
+        let rows = config.items + config.cold_items + 1;
+        let features = match (config.feature_dim, features) {
+            (0, _) => None,
+            (feature_dim, features) => Some(ItemFeatures {
+                features: match features {
+                    Some(features) => features,
+                    None => vb.get((rows, feature_dim), "features")?,
+                },
+                projection: candle_nn::linear_no_bias(feature_dim, d, vb.pp("projection"))?,
+            }),
+        };
         Ok(Self {
-            items: candle_nn::embedding(config.items + 1, d, vb.pp("items"))?,
+            items: candle_nn::embedding(rows, d, vb.pp("items"))?,
+            features,
             positions: candle_nn::embedding(config.max_len, d, vb.pp("positions"))?,
             blocks,
             norm: candle_nn::layer_norm(d, 1e-6, vb.pp("norm"))?,
@@ -131,18 +170,36 @@ impl SasRec {
         let keep =
             Tensor::from_iter(keys.iter().map(|&key| f32::from(u8::from(key))), device)?.reshape((batch, length, 1))?;
         let positions = Tensor::arange((max_len - length) as u32, max_len as u32, device)?;
-        let items = (self.items.forward(ids)? * (d as f64).sqrt())?.reshape((batch, length * d))?;
+        let items = match self.features {
+            None => self.items.forward(ids)?,
+            Some(_) => self.item_table()?.index_select(&ids.flatten_all()?, 0)?,
+        };
+        let items = (items * (d as f64).sqrt())?.reshape((batch, length * d))?;
         let positions = self.positions.forward(&positions)?.flatten_all()?;
         let x = super::layers::add_rows(&items, &positions)?.reshape((batch, length, d))?;
         let x = self.dropout(&x, train)?.broadcast_mul(&keep)?;
         Ok((x, keys))
     }
 
-    /// The item vectors (without the padding row), `items × dim`.
+    /// Every item's representation, padding row first: `E_id`, plus `W·x` with features.
+    fn item_table(&self) -> Result<Tensor> {
+        let ids = self.items.embeddings();
+        match &self.features {
+            None => Ok(ids.clone()),
+            Some(text) => ids + text.projection.forward(&text.features)?,
+        }
+    }
+
+    /// The representations the training softmax ranks: padding and the trained items.
+    fn trained_item_table(&self) -> Result<Tensor> {
+        self.item_table()?.narrow(0, 0, self.config.items + 1)
+    }
+
+    /// The item vectors (without the padding row), trained items then cold ones,
+    /// `(items + cold_items) × dim`.
     pub fn item_vectors(&self) -> Result<Vec<f32>> {
-        self.items
-            .embeddings()
-            .narrow(0, 1, self.config.items)?
+        self.item_table()?
+            .narrow(0, 1, self.config.items + self.config.cold_items)?
             .flatten_all()?
             .to_vec1::<f32>()
     }
@@ -241,7 +298,7 @@ fn validation_ndcg(model: &SasRec, sequences: &[&[u32]]) -> Result<f64> {
     let histories: Vec<Vec<u32>> = sequences.iter().map(|s| s[..s.len() - 1].to_vec()).collect();
     let profiles = model.profiles(&histories)?;
     let d = model.config.dim;
-    let items = model.item_vectors()?;
+    let items = model.trained_item_table()?.narrow(0, 1, model.config.items)?.flatten_all()?.to_vec1::<f32>()?;
     let mut total = 0.0;
     for (u, sequence) in sequences.iter().enumerate() {
         let profile = &profiles[u * d..(u + 1) * d];
@@ -267,17 +324,34 @@ pub struct TrainingReport {
     pub validation_ndcg: f64,
 }
 
-/// Trains on `sequences` (item indices 1..=items, oldest first). `on_epoch(done, loss, ndcg)`
-/// may stop training by returning false. Returns the variables of the best model.
+/// Trains on `sequences` (item indices 1..=items, oldest first), with the frozen item
+/// `features` `(1 + items + cold_items, feature_dim)` when the config has them.
+/// `on_epoch(done, loss, ndcg)` may stop training by returning false. Returns the variables of
+/// the best model.
 pub fn train(
     sequences: &[Vec<u32>],
+    features: Option<&Tensor>,
     config: &SasRecConfig,
     mut on_epoch: impl FnMut(usize, f32, Option<f64>) -> bool,
 ) -> Result<(VarMap, TrainingReport)> {
     let device = Device::Cpu;
     let varmap = VarMap::new();
-    let model = SasRec::new(*config, VarBuilder::from_varmap(&varmap, DType::F32, &device))?;
+    let model = SasRec::new(
+        *config,
+        VarBuilder::from_varmap(&varmap, DType::F32, &device),
+        features.cloned(),
+    )?;
     super::training::seeded_init(&varmap, &mut super::als::SplitMix::new(config.seed))?;
+    if config.cold_items > 0 {
+        // Cold items get no gradient (never a target, never in a history), so E_id stays 0
+        // and their features alone represent them.
+        let data = varmap.data().lock().expect("variables");
+        if let Some(var) = data.get("items.weight") {
+            let trained = var.as_tensor().narrow(0, 0, config.items + 1)?;
+            let cold = Tensor::zeros((config.cold_items, config.dim), DType::F32, &device)?;
+            var.set(&Tensor::cat(&[trained, cold], 0)?)?;
+        }
+    }
     let mut optimizer = super::training::optimizer(&varmap, config.learning_rate)?;
     // Validation holds out each user's last item; training sees the items before it.
     let usable: Vec<&[u32]> = sequences
@@ -312,7 +386,7 @@ pub fn train(
             let targets: Vec<u32> = targets.into_iter().filter(|&t| t != 0).collect();
             let positions = Tensor::from_vec(positions, targets.len(), hidden.device())?;
             let hidden = hidden.reshape((b * l, d))?.index_select(&positions, 0)?;
-            let loss = super::cross_entropy::softmax_cross_entropy(&hidden, model.items.embeddings(), targets)?;
+            let loss = super::cross_entropy::softmax_cross_entropy(&hidden, &model.trained_item_table()?, targets)?;
             optimizer.backward_step(&loss)?;
             loss_sum += loss.to_scalar::<f32>()?;
             batches += 1;
@@ -377,10 +451,10 @@ fn length_bucketed_batches(
     shuffled.into_iter().map(|b| std::mem::take(&mut batches[b])).collect()
 }
 
-/// Loads a saved model's variables.
+/// Loads a saved model's variables (and its item features, saved as `features`).
 pub fn load(config: SasRecConfig, tensors: std::collections::HashMap<String, Tensor>) -> Result<SasRec> {
     let vb = VarBuilder::from_tensors(tensors, DType::F32, &Device::Cpu);
-    SasRec::new(config, vb)
+    SasRec::new(config, vb, None)
 }
 
 #[cfg(test)]
@@ -393,6 +467,8 @@ mod tests {
     fn every_variable_gets_a_gradient() -> Result<()> {
         let config = SasRecConfig {
             items: 20,
+            cold_items: 0,
+            feature_dim: 0,
             dim: 8,
             layers: 2,
             heads: 2,
@@ -405,7 +481,7 @@ mod tests {
             seed: 7,
         };
         let varmap = VarMap::new();
-        let model = SasRec::new(config, VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu))?;
+        let model = SasRec::new(config, VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu), None)?;
         super::super::training::seeded_init(&varmap, &mut super::super::als::SplitMix::new(7))?;
         let ids = Tensor::from_vec((0..12u32).collect::<Vec<_>>(), (2, 6), &Device::Cpu)?;
         let hidden = model.encode(&ids, true)?.reshape((12, 8))?;

@@ -1,16 +1,19 @@
 //! `sasrec_profiles(model, interactions)`: each user's ordered history encoded by a saved
 //! SASRec model ([`super::sasrec`]) into a profile in the item space, as (user, vector) rows
 //! for `recommend()` with `model_vectors(model, 'items')`. Items the model does not know are
-//! skipped; users with none known get no row.
+//! skipped — unless the model reads item features and an item_features table gives theirs —
+//! and users with none known get no row.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
+use candle_core::{DType, Device, Tensor};
 use datafusion::arrow::array::{ArrayRef, Float32Array, ListArray, RecordBatch, StructArray, UInt32Array};
 use datafusion::arrow::buffer::OffsetBuffer;
-use datafusion::arrow::compute::take;
+use datafusion::arrow::compute::{cast, concat, take};
 use datafusion::arrow::datatypes::{DataType, Field, Fields, Schema};
-use datafusion::common::{DataFusionError, Result, exec_datafusion_err, plan_err};
+use datafusion::common::{DataFusionError, Result, exec_datafusion_err, exec_err, plan_err};
 use datafusion::logical_expr::Documentation;
 use datafusion_macros::user_doc;
 use serde::{Deserialize, Serialize};
@@ -21,14 +24,14 @@ use super::sasrec::{self, SasRecConfig};
 use super::training::histories;
 use crate::table_function::interactions::IdIndex;
 use crate::table_function::{Arguments, Planned, Run, TableFunction};
-use crate::vector::{vector_array, vector_type};
+use crate::vector::{Vectors, vector_array, vector_type};
 
 const NAME: &str = "sasrec_profiles";
 
 #[user_doc(
     doc_section(label = "Model Functions"),
-    description = "Each user's ordered history encoded by a saved SASRec model (train_sasrec) into a profile in the item space: (user, vector) rows, for recommend() with model_vectors(model, 'items'). Items the model does not know are skipped; users with none known get no row. With attention => true an attention column says which items the profile was made of: the last block's attention of the latest item over the items read (the last max_len), averaged over heads, largest first.",
-    syntax_example = "sasrec_profiles(model, interactions [, attention => false] [, user => 'column', item => 'column', order => 'column'])",
+    description = "Each user's ordered history encoded by a saved SASRec model (train_sasrec) into a profile in the item space: (user, vector) rows, for recommend() with model_vectors(model, 'items'). Items the model does not know are skipped, unless the model was trained with item_features and an item_features table gives their vectors: then they count, represented by their vector alone, as the model's own new items are. Users with no item known get no row. With attention => true an attention column says which items the profile was made of: the last block's attention of the latest item over the items read (the last max_len), averaged over heads, largest first.",
+    syntax_example = "sasrec_profiles(model, interactions [, attention => false] [, item_features => 'table'] [, user => 'column', item => 'column', order => 'column'])",
     sql_example = r#"```sql
 > CREATE TABLE profiles AS SELECT * FROM sasrec_profiles('sasrec_v1', 'events',
                                                          user => 'user_id', item => 'item_id', order => 'ts');
@@ -41,6 +44,10 @@ const NAME: &str = "sasrec_profiles";
     argument(
         name = "attention",
         description = "true to add the attention column: (item, weight) pairs over the user's latest items (default false)."
+    ),
+    argument(
+        name = "item_features",
+        description = "An (item, vector) table, as train_sasrec's item_features: vectors of items the model was not trained with, so that histories holding them count (default: none)."
     ),
     argument(
         name = "user",
@@ -70,8 +77,15 @@ struct Options {
 fn load(path: &str) -> Result<(ModelFile, SasRecConfig)> {
     let file = ModelFile::load(Path::new(path), Some("sasrec")).map_err(named_error(NAME))?;
     let value = |key: &str| file.setting(key).map_err(named_error(NAME));
+    // Models trained without item features have neither setting.
+    let optional = |key: &str| match file.config.get(key) {
+        None => Ok(0),
+        Some(_) => value(key),
+    };
     let config = SasRecConfig {
         items: value("items")?,
+        cold_items: optional("cold_items")?,
+        feature_dim: optional("feature_dim")?,
         dim: value("dim")?,
         layers: value("layers")?,
         heads: value("heads")?,
@@ -96,11 +110,17 @@ impl TableFunction for SasRecProfiles {
     }
 
     fn plan(&self, args: &Arguments) -> Result<Planned> {
-        args.expect_count(2..=3)?;
+        args.expect_count(2..=4)?;
         let path = model_argument(args, 0)?;
         let input = args.required_input(1, "interactions", Some("user, item, order"))?;
         let attention = args.boolean(2, "attention", false)?;
+        let features = args.input(3, "item_features", None)?;
         let (_, config) = load(&path)?;
+        if features.is_some() && config.feature_dim == 0 {
+            return plan_err!(
+                "{NAME}: model '{path}' was trained without item_features, so it cannot read item vectors; train it with item_features => 'table'"
+            );
+        }
         let schema = input.table.provider.schema();
         if schema.fields().len() < 3 {
             return plan_err!("{NAME}: the interactions table needs (user, item, order) columns");
@@ -116,20 +136,25 @@ impl TableFunction for SasRecProfiles {
                 true,
             ));
         }
-        Planned::new(vec![input], &Options { path, attention }, Arc::new(Schema::new(fields)))
+        let inputs = std::iter::once(input).chain(features).collect();
+        Planned::new(inputs, &Options { path, attention }, Arc::new(Schema::new(fields)))
     }
 
     fn compute(&self, inputs: &[RecordBatch], run: &Run) -> Result<RecordBatch> {
         let Options { path, attention } = run.call.options()?;
-        let (file, config) = load(&path)?;
-        let model = sasrec::load(config, file.network()).map_err(|e| {
+        let (file, mut config) = load(&path)?;
+        let mut tensors = file.network();
+        let mut known = Arc::clone(file.matrix("items", "items").map_err(named_error(NAME))?.2);
+        if let Some(features) = inputs.get(1) {
+            known = with_new_items(&mut config, &mut tensors, &known, features)?;
+        }
+        let model = sasrec::load(config, tensors).map_err(|e| {
             DataFusionError::Execution(format!("{NAME}: model '{path}' does not match its configuration: {e}"))
         })?;
-        let known = file.matrix("items", "items").map_err(named_error(NAME))?.2;
         let batch = &inputs[0];
         let (user_ids, histories) = histories(batch)?;
-        let (index, _, _) = IdIndex::build(known)?;
-        let positions = index.lookup(batch.column(1))?;
+        // The model's items in its own order: trained ones (sorted by id), then new ones.
+        let positions = IdIndex::by_row(&known)?.lookup(batch.column(1))?;
         let mut users = Vec::new();
         let mut sequences = Vec::new();
         // The interactions row of each item of each sequence.
@@ -164,6 +189,63 @@ impl TableFunction for SasRecProfiles {
         }
         Ok(RecordBatch::try_new(Arc::clone(run.schema), vec![ids, vectors])?)
     }
+}
+
+/// Adds to a model with item features the items of `features` it does not know — their id
+/// embedding zero, their vector its own — and returns the model's item ids with theirs after.
+fn with_new_items(
+    config: &mut SasRecConfig,
+    tensors: &mut HashMap<String, Tensor>,
+    known: &ArrayRef,
+    features: &RecordBatch,
+) -> Result<ArrayRef> {
+    let failed = |e: candle_core::Error| exec_datafusion_err!("{NAME}: {e}");
+    let ids = cast(features.column(0), known.data_type())?;
+    let found = IdIndex::by_row(known)?.lookup(&ids)?;
+    let vectors = Vectors::try_new(NAME, 4, features.column(1))?;
+    let (_, _, first_rows) = IdIndex::build(&ids)?;
+    let mut new_rows = Vec::new();
+    let mut matrix = Vec::new();
+    for row in first_rows {
+        let Some(vector) = vectors.row(row as usize).filter(|_| found[row as usize].is_none()) else {
+            continue;
+        };
+        if vector.len() != config.feature_dim {
+            return exec_err!(
+                "{NAME}: the item_features table holds vectors of {} dimensions, the model reads {}",
+                vector.len(),
+                config.feature_dim
+            );
+        }
+        if vector.iter().any(|v| !v.is_finite()) {
+            return exec_err!("{NAME}: the item_features table holds a vector with NaN or infinite values");
+        }
+        matrix.extend_from_slice(vector);
+        new_rows.push(row);
+    }
+    if new_rows.is_empty() {
+        return Ok(Arc::clone(known));
+    }
+    let extra = new_rows.len();
+    let mut extend = |name: &str, rows: Tensor| -> Result<()> {
+        let saved = tensors
+            .get(name)
+            .ok_or_else(|| exec_datafusion_err!("{NAME}: the model has no '{name}'; the file is damaged"))?;
+        let extended = Tensor::cat(&[saved, &rows], 0).map_err(failed)?;
+        tensors.insert(name.to_string(), extended);
+        Ok(())
+    };
+    extend(
+        "features",
+        Tensor::from_vec(matrix, (extra, config.feature_dim), &Device::Cpu).map_err(failed)?,
+    )?;
+    extend(
+        "items.weight",
+        Tensor::zeros((extra, config.dim), DType::F32, &Device::Cpu).map_err(failed)?,
+    )?;
+    config.cold_items += extra;
+    let new_ids = take(ids.as_ref(), &UInt32Array::from(new_rows), None)?;
+    Ok(concat(&[known.as_ref(), new_ids.as_ref()])?)
 }
 
 fn attention_type(item_type: &DataType) -> DataType {

@@ -1,6 +1,7 @@
 //! `train_sasrec(interactions, model => …, dim => …, …)`: trains the SASRec transformer
 //! ([`super::sasrec`]) on (user, item, order) rows — each user's items ordered by the third
-//! column — and saves it as the named model (or at a path);
+//! column — and saves it as the named model (or at a path), optionally with an item-feature
+//! table whose frozen vectors (e.g. text embeddings) the model projects into its item space;
 //! returns a report row (model, users, items, epochs, loss, validation_ndcg10, seconds).
 
 use std::collections::HashMap;
@@ -9,7 +10,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use datafusion::arrow::array::{ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray, UInt32Array};
-use datafusion::arrow::compute::take;
+use datafusion::arrow::compute::{cast, concat, take};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::common::{Result, exec_datafusion_err, exec_err, plan_err};
 use datafusion::logical_expr::Documentation;
@@ -23,15 +24,17 @@ use super::sasrec::{self, SasRecConfig, default_patience};
 use super::training::{
     Target, check_finished, finish, histories, interactions_and_model, network_tensors, progress_mode,
 };
+use crate::table_function::arguments::expect_same_ids;
 use crate::table_function::interactions::IdIndex;
 use crate::table_function::{Arguments, Planned, Run, TableFunction};
+use crate::vector::Vectors;
 
 const NAME: &str = "train_sasrec";
 
 #[user_doc(
     doc_section(label = "Model Functions"),
-    description = "Trains a SASRec-style transformer on each user's items ordered by the third column: item and position embeddings, causal multi-head self-attention blocks, next-item prediction with a full softmax, early stopping on validation NDCG@10 (each user's last training item held out of training; the best epoch's weights are kept, and training ends after patience epochs without improvement). Saves it as a named model and returns one report row (model, users, items, epochs, loss, validation_ndcg10, seconds).",
-    syntax_example = "train_sasrec(interactions [, model => 'sasrec'] [, dim => 64] [, max_epochs => 200] [, max_len => 50] [, layers => 2] [, heads => 1] [, dropout => 0.2] [, seed => 42] [, learning_rate => 0.001] [, patience => 15] [, user => 'column', item => 'column', order => 'column'])",
+    description = "Trains a SASRec-style transformer on each user's items ordered by the third column: item and position embeddings, causal multi-head self-attention blocks, next-item prediction with a full softmax, early stopping on validation NDCG@10 (each user's last training item held out of training; the best epoch's weights are kept, and training ends after patience epochs without improvement). With item_features (an (item, vector) table, e.g. embed_texts of the items' titles) an item is its id embedding plus a learned projection of its frozen vector, and items that have a vector but no interactions get one from the vector alone: model_vectors(model, 'items') returns them too, so new items can be recommended. Saves it as a named model and returns one report row (model, users, items, epochs, loss, validation_ndcg10, seconds).",
+    syntax_example = "train_sasrec(interactions [, model => 'sasrec'] [, dim => 64] [, max_epochs => 200] [, max_len => 50] [, layers => 2] [, heads => 1] [, dropout => 0.2] [, seed => 42] [, learning_rate => 0.001] [, patience => 15] [, item_features => 'table'] [, user => 'column', item => 'column', order => 'column'])",
     sql_example = r#"```sql
 > SELECT * FROM train_sasrec('events', model => 'sasrec_v1', epochs => 60, max_len => 50,
                              user => 'user_id', item => 'item_id', order => 'ts');
@@ -69,6 +72,10 @@ const NAME: &str = "train_sasrec";
         description = "Epochs without a better validation NDCG@10 after which training stops (default 15; checked every 5 epochs, or every patience epochs when fewer)."
     ),
     argument(
+        name = "item_features",
+        description = "A table or view of (item, vector) rows — the first column the item id, the second a fixed-size vector, one row per item — whose vectors the model projects and adds to its item embeddings (default: none, ids alone)."
+    ),
+    argument(
         name = "user",
         description = "The column of interactions that holds the user id (default: the first)."
     ),
@@ -103,10 +110,17 @@ impl TableFunction for TrainSasRec {
     }
 
     fn plan(&self, args: &Arguments) -> Result<Planned> {
-        args.expect_count(1..=11)?;
+        args.expect_count(1..=12)?;
         let (input, target) = interactions_and_model(args, "user, item, order", "sasrec")?;
+        let features = args.input(11, "item_features", None)?;
+        let feature_dim = match &features {
+            None => 0,
+            Some(features) => feature_dim(&input, features)?,
+        };
         let config = SasRecConfig {
             items: 0,
+            cold_items: 0,
+            feature_dim,
             dim: args.positive_integer(2, "dim", Some(64))?,
             epochs: args.positive_integer(3, "epochs", Some(200))?,
             max_len: args.positive_integer(4, "max_len", Some(50))?,
@@ -125,13 +139,85 @@ impl TableFunction for TrainSasRec {
                 config.heads
             );
         }
-        Planned::new(vec![input], &Options { target, config }, report_schema())
+        let inputs = std::iter::once(input).chain(features).collect();
+        Planned::new(inputs, &Options { target, config }, report_schema())
     }
 
     fn compute(&self, inputs: &[RecordBatch], run: &Run) -> Result<RecordBatch> {
         let Options { target, config } = run.call.options()?;
-        train(&inputs[0], &target, config, run)
+        train(&inputs[0], inputs.get(1), &target, config, run)
     }
+}
+
+/// The dimensions of the item_features table's vectors, once its columns are checked against
+/// the interactions'.
+fn feature_dim(interactions: &crate::table_function::Input, features: &crate::table_function::Input) -> Result<usize> {
+    let schema = features.table.provider.schema();
+    let (Some(item), Some(vector)) = (schema.fields().first(), schema.fields().get(1)) else {
+        return plan_err!("{NAME}: the item_features table needs (item, vector) columns");
+    };
+    let interactions_schema = interactions.table.provider.schema();
+    expect_same_ids(
+        NAME,
+        ("interactions", interactions_schema.field(1)),
+        ("item_features", item),
+    )?;
+    match vector.data_type() {
+        DataType::FixedSizeList(_, dim) if *dim > 0 => Ok(*dim as usize),
+        other => plan_err!(
+            "{NAME}: column '{}' of the item_features table must hold fixed-size vectors, got {other}",
+            vector.name()
+        ),
+    }
+}
+
+/// The frozen feature matrix `(1 + items + cold, feature_dim)` in the model's item order —
+/// row 0 padding, then the trained items (`trained_ids`, zeros for those without a row), then
+/// the items that have features but no interactions — and the ids of those cold items.
+fn item_features(
+    features: &RecordBatch,
+    trained_ids: &ArrayRef,
+    config: &mut SasRecConfig,
+) -> Result<(candle_core::Tensor, ArrayRef)> {
+    let dim = config.feature_dim;
+    let feature_ids = cast(features.column(0), trained_ids.data_type())?;
+    let trained = IdIndex::by_row(trained_ids)?.lookup(&feature_ids)?;
+    let (_, distinct, first_rows) = IdIndex::build(&feature_ids)?;
+    let mut slot_of = vec![None; first_rows.len()];
+    let mut cold_rows = Vec::new();
+    for (d, &row) in first_rows.iter().enumerate() {
+        slot_of[d] = Some(match trained[row as usize] {
+            Some(i) => i as usize,
+            None => {
+                cold_rows.push(row);
+                config.items + cold_rows.len() - 1
+            }
+        });
+    }
+    config.cold_items = cold_rows.len();
+    let vectors = Vectors::try_new(NAME, 12, features.column(1))?;
+    let mut matrix = vec![0f32; (1 + config.items + config.cold_items) * dim];
+    let mut filled = vec![false; 1 + config.items + config.cold_items];
+    for row in 0..features.num_rows() {
+        let (Some(d), Some(vector)) = (distinct[row], vectors.row(row)) else {
+            continue;
+        };
+        let Some(slot) = slot_of[d as usize].map(|s| s + 1) else {
+            continue;
+        };
+        if std::mem::replace(&mut filled[slot], true) {
+            return exec_err!("{NAME}: the item_features table has more than one vector for an item; give one row per item");
+        }
+        if vector.iter().any(|v| !v.is_finite()) {
+            return exec_err!("{NAME}: the item_features table holds a vector with NaN or infinite values");
+        }
+        matrix[slot * dim..(slot + 1) * dim].copy_from_slice(vector);
+    }
+    let cold_ids = take(feature_ids.as_ref(), &UInt32Array::from(cold_rows), None)?;
+    let rows = 1 + config.items + config.cold_items;
+    let tensor = candle_core::Tensor::from_vec(matrix, (rows, dim), &candle_core::Device::Cpu)
+        .map_err(|e| exec_datafusion_err!("{NAME}: {e}"))?;
+    Ok((tensor, cold_ids))
 }
 
 fn report_schema() -> SchemaRef {
@@ -146,11 +232,26 @@ fn report_schema() -> SchemaRef {
     ]))
 }
 
-fn train(batch: &RecordBatch, target: &Target, mut config: SasRecConfig, run: &Run) -> Result<RecordBatch> {
+fn train(
+    batch: &RecordBatch,
+    features: Option<&RecordBatch>,
+    target: &Target,
+    mut config: SasRecConfig,
+    run: &Run,
+) -> Result<RecordBatch> {
     let path = Path::new(&target.path);
     let (_, histories) = histories(batch)?;
     let (_, items, item_rows) = IdIndex::build(batch.column(1))?;
     config.items = item_rows.len();
+    let mut item_ids = take(batch.column(1).as_ref(), &UInt32Array::from(item_rows), None)?;
+    let features = match features {
+        Some(features) => {
+            let (matrix, cold_ids) = item_features(features, &item_ids, &mut config)?;
+            item_ids = concat(&[item_ids.as_ref(), cold_ids.as_ref()])?;
+            Some(matrix)
+        }
+        None => None,
+    };
     let sequences: Vec<Vec<u32>> = histories
         .iter()
         .map(|rows| rows.iter().filter_map(|&row| items[row].map(|i| i + 1)).collect())
@@ -165,7 +266,7 @@ fn train(batch: &RecordBatch, target: &Target, mut config: SasRecConfig, run: &R
     let started = Instant::now();
     let mut progress = Progress::new(NAME, progress_mode(run), config.epochs);
     let failed = |e: candle_core::Error| exec_datafusion_err!("{NAME}: {e}");
-    let (varmap, report) = sasrec::train(&sequences, &config, |done, loss, validation| {
+    let (varmap, report) = sasrec::train(&sequences, features.as_ref(), &config, |done, loss, validation| {
         progress.update_with_validation(done, Some(loss), validation);
         !run.interrupt.cancelled()
     })
@@ -173,33 +274,43 @@ fn train(batch: &RecordBatch, target: &Target, mut config: SasRecConfig, run: &R
     let seconds = started.elapsed().as_secs_f64();
     let advice = "lower the learning rate or dim";
     check_finished(&progress, run, report.loss, advice)?;
-    let model = sasrec::load(
-        config,
-        varmap
-            .data()
-            .lock()
-            .expect("variables")
-            .iter()
-            .map(|(name, var)| (name.clone(), var.as_tensor().clone()))
-            .collect(),
-    )
-    .map_err(failed)?;
+    let mut tensors: HashMap<String, candle_core::Tensor> = varmap
+        .data()
+        .lock()
+        .expect("variables")
+        .iter()
+        .map(|(name, var)| (name.clone(), var.as_tensor().clone()))
+        .collect();
+    if let Some(features) = &features {
+        tensors.insert("features".to_string(), features.clone());
+    }
+    let model = sasrec::load(config, tensors).map_err(failed)?;
     let vectors = model.item_vectors().map_err(failed)?;
-    let item_ids = take(batch.column(1).as_ref(), &UInt32Array::from(item_rows), None)?;
-    let tensors = network_tensors(&varmap);
+    let mut tensors = network_tensors(&varmap);
+    let mut settings = json!({
+        "items": config.items, "dim": config.dim, "layers": config.layers, "heads": config.heads,
+        "max_len": config.max_len, "dropout": config.dropout, "epochs": report.epochs,
+        "seed": config.seed, "loss": report.loss, "validation_ndcg10": report.validation_ndcg,
+    });
+    if let Some(features) = features {
+        tensors.insert("network.features".to_string(), features);
+        settings["feature_dim"] = json!(config.feature_dim);
+        settings["cold_items"] = json!(config.cold_items);
+    }
+    let all_items = config.items + config.cold_items;
     let file = ModelFile {
         kind: "sasrec".to_string(),
-        config: json!({
-            "items": config.items, "dim": config.dim, "layers": config.layers, "heads": config.heads,
-            "max_len": config.max_len, "dropout": config.dropout, "epochs": report.epochs,
-            "seed": config.seed, "loss": report.loss, "validation_ndcg10": report.validation_ndcg,
-        }),
-        matrices: HashMap::from([("items".to_string(), (vectors, config.items, config.dim))]),
+        config: settings,
+        matrices: HashMap::from([("items".to_string(), (vectors, all_items, config.dim))]),
         tensors,
         ids: HashMap::from([("items".to_string(), item_ids)]),
     };
+    let cold = match config.cold_items {
+        0 => String::new(),
+        n => format!(" (and {n} known only by their features)"),
+    };
     let summary = format!(
-        "{} users, {} items, {} epochs, loss {:.4}, validation NDCG@10 {:.4}, {seconds:.1} s",
+        "{} users, {} items{cold}, {} epochs, loss {:.4}, validation NDCG@10 {:.4}, {seconds:.1} s",
         sequences.len(),
         config.items,
         report.epochs,
