@@ -146,7 +146,14 @@ async fn against_pytorch(ctx: &datafusion::prelude::SessionContext, model: &std:
     let output = std::process::Command::new(&python)
         .arg(script)
         .arg(&sequences)
-        .args(["--max-len", "200", "--epochs", &PEER_EPOCHS.to_string(), "--threads", &threads.to_string()])
+        .args([
+            "--max-len",
+            "200",
+            "--epochs",
+            &PEER_EPOCHS.to_string(),
+            "--threads",
+            &threads.to_string(),
+        ])
         .output()
         .expect("run the PyTorch script");
     let _ = std::fs::remove_file(&sequences);

@@ -835,10 +835,17 @@ fn the_movielens_benchmark_runs_on_generated_data() {
     }
     // The new-items protocol's table follows: (method, setting, new_items, users, cold_hr10,
     // cold_ndcg10, new_share), rates in [0, 1].
-    let cold: Vec<&str> = table.lines().skip_while(|l| !l.starts_with("method,setting,")).skip(1).collect();
+    let cold: Vec<&str> = table
+        .lines()
+        .skip_while(|l| !l.starts_with("method,setting,"))
+        .skip(1)
+        .collect();
     for row in &cold {
         let figures: Vec<f64> = row.rsplitn(4, ',').take(3).map(|f| f.parse().unwrap()).collect();
-        assert!(figures.iter().all(|f| (0.0..=1.0).contains(f)), "rates in [0, 1]: {row}");
+        assert!(
+            figures.iter().all(|f| (0.0..=1.0).contains(f)),
+            "rates in [0, 1]: {row}"
+        );
     }
 }
 

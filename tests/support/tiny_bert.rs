@@ -52,4 +52,3 @@ pub fn write_tiny_bert(dir: &Path) {
     ));
     tokenizer.save(dir.join("tokenizer.json"), false).unwrap();
 }
-

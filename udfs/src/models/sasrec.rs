@@ -298,7 +298,11 @@ fn validation_ndcg(model: &SasRec, sequences: &[&[u32]]) -> Result<f64> {
     let histories: Vec<Vec<u32>> = sequences.iter().map(|s| s[..s.len() - 1].to_vec()).collect();
     let profiles = model.profiles(&histories)?;
     let d = model.config.dim;
-    let items = model.trained_item_table()?.narrow(0, 1, model.config.items)?.flatten_all()?.to_vec1::<f32>()?;
+    let items = model
+        .trained_item_table()?
+        .narrow(0, 1, model.config.items)?
+        .flatten_all()?
+        .to_vec1::<f32>()?;
     let mut total = 0.0;
     for (u, sequence) in sequences.iter().enumerate() {
         let profile = &profiles[u * d..(u + 1) * d];

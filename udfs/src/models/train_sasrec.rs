@@ -206,7 +206,9 @@ fn item_features(
             continue;
         };
         if std::mem::replace(&mut filled[slot], true) {
-            return exec_err!("{NAME}: the item_features table has more than one vector for an item; give one row per item");
+            return exec_err!(
+                "{NAME}: the item_features table has more than one vector for an item; give one row per item"
+            );
         }
         if vector.iter().any(|v| !v.is_finite()) {
             return exec_err!("{NAME}: the item_features table holds a vector with NaN or infinite values");
