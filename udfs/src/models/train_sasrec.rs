@@ -198,8 +198,8 @@ fn item_features(
     let vectors = Vectors::try_new(NAME, 12, features.column(1))?;
     let mut matrix = vec![0f32; (1 + config.items + config.cold_items) * dim];
     let mut filled = vec![false; 1 + config.items + config.cold_items];
-    for row in 0..features.num_rows() {
-        let (Some(d), Some(vector)) = (distinct[row], vectors.row(row)) else {
+    for (row, &d) in distinct.iter().enumerate() {
+        let (Some(d), Some(vector)) = (d, vectors.row(row)) else {
             continue;
         };
         let Some(slot) = slot_of[d as usize].map(|s| s + 1) else {
