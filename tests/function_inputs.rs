@@ -209,6 +209,7 @@ fn valid_calls(dir: &str) -> Vec<(&'static str, Vec<String>)> {
                 "0.01",
                 "3",
                 "'item_vectors'",
+                "0.2",
             ],
         ),
         (

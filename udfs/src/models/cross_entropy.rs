@@ -69,7 +69,7 @@ fn block_logits(out: &mut [f32], block: &[f32], items: &[f32], dim: usize) {
 /// is a call per element and was a fifth of training time): `2^n · e^r` with `n` the nearest
 /// integer to `x·log2 e`, `r = x − n·ln 2` (ln 2 in two parts, so that `r` is exact) and `e^r`,
 /// `|r| ≤ ½ ln 2`, from its Taylor series. Below −87 it returns `e^−87` (≈ 1.6e−38).
-pub(super) fn exp_nonpositive(x: f32) -> f32 {
+pub(crate) fn exp_nonpositive(x: f32) -> f32 {
     const ROUND: f32 = 12_582_912.0; // 1.5 · 2^23: adding and subtracting it rounds to an integer
     const LN_2_HIGH: f32 = 0.693_145_75; // few significant bits: n · LN_2_HIGH is exact
     const LN_2_LOW: f32 = 1.428_606_8e-6;

@@ -339,7 +339,9 @@ impl BlockOperation {
     }
 
     /// The attention weights of every sequence and head (before dropout) and the attended
-    /// values, `rows × dim` with the heads side by side.
+    /// values, `rows × dim` with the heads side by side. Only what can be non-zero is
+    /// computed: a sequence's left padding is skipped, and each block of queries is scored
+    /// against the keys up to its last one, not past it (causal attention is a triangle).
     fn attend(&self, query: &[f32], key: &[f32], value: &[f32]) -> (Vec<f32>, Vec<f32>) {
         let Sizes { length, dim, heads, .. } = self.sizes;
         let head = self.sizes.head();
@@ -352,50 +354,73 @@ impl BlockOperation {
             .for_each(|(sequence, (weights, attended))| {
                 let rows = sequence * length * dim..(sequence + 1) * length * dim;
                 let (query, key, value) = (&query[rows.clone()], &key[rows.clone()], &value[rows]);
+                let first = self.first_item(sequence);
                 let mut dropped = Vec::new();
                 for (h, weights) in weights.chunks_mut(length * length).enumerate() {
                     let columns = h * head;
-                    self.weight_product(
-                        weights,
-                        View::rows(&query[columns..], dim),
-                        View::transposed(&key[columns..], dim),
-                    );
-                    self.causal_softmax(weights, sequence);
+                    for (start, end) in self.causal_blocks(first) {
+                        multiply(
+                            &mut weights[start * length + first..],
+                            length,
+                            false,
+                            (end - start, end - first, head),
+                            View::rows(&query[start * dim + columns..], dim),
+                            View::transposed(&key[first * dim + columns..], dim),
+                        );
+                    }
+                    self.causal_softmax(weights, sequence, first);
                     let draws = (sequence * heads + h) * length * length;
                     let used = self.dropped_weights(weights, draws, &mut dropped);
-                    self.head_product(
-                        &mut attended[columns..],
-                        View::rows(used, length),
-                        View::rows(&value[columns..], dim),
-                    );
+                    for (start, end) in self.causal_blocks(first) {
+                        multiply(
+                            &mut attended[start * dim + columns..],
+                            dim,
+                            false,
+                            (end - start, head, end - first),
+                            View::rows(&used[start * length + first..], length),
+                            View::rows(&value[first * dim + columns..], dim),
+                        );
+                    }
                 }
             });
         (weights, attended)
     }
 
-    /// `out (length × length) = a (length × head) · b (head × length)`: one head's attention
-    /// scores, or the gradient of its weights.
-    fn weight_product(&self, out: &mut [f32], a: View, b: View) {
+    /// The first position of `sequence` that holds an item: the left padding before it is
+    /// neither attended to nor attends (its weights stay zero).
+    fn first_item(&self, sequence: usize) -> usize {
         let length = self.sizes.length;
-        multiply(out, length, false, (length, length, self.sizes.head()), a, b);
+        self.keys[sequence * length..(sequence + 1) * length]
+            .iter()
+            .position(|&key| key)
+            .unwrap_or(length)
     }
 
-    /// `out (length × head, rows dim apart) = a (length × length) · b (length × head)`: one
-    /// head's attended values, or the gradient of its query, key or value.
-    fn head_product(&self, out: &mut [f32], a: View, b: View) {
-        let Sizes { length, dim, .. } = self.sizes;
-        multiply(out, dim, false, (length, self.sizes.head(), length), a, b);
+    /// Blocks of query positions `(start, end)` from `first` on: the queries of a block see
+    /// keys from `first` to `end` at most.
+    fn causal_blocks(&self, first: usize) -> impl Iterator<Item = (usize, usize)> {
+        /// Small enough that little of a block's square is above the diagonal, large enough
+        /// for the matrix products to run at speed.
+        const QUERIES_PER_BLOCK: usize = 32;
+        let length = self.sizes.length;
+        (first..length)
+            .step_by(QUERIES_PER_BLOCK)
+            .map(move |start| (start, (start + QUERIES_PER_BLOCK).min(length)))
     }
 
     /// Softmax of `scores / √head` over the keys each query may see (positions up to its own
     /// that hold an item), in place; hidden keys, and queries that see none, get zeros.
-    fn causal_softmax(&self, scores: &mut [f32], sequence: usize) {
+    /// Rows before `first` are padding and left as they are (zeros), as are the columns before
+    /// it.
+    fn causal_softmax(&self, scores: &mut [f32], sequence: usize, first: usize) {
         let length = self.sizes.length;
-        let keys = &self.keys[sequence * length..(sequence + 1) * length];
+        let keys = &self.keys[sequence * length + first..(sequence + 1) * length];
         let scale = 1.0 / (self.sizes.head() as f32).sqrt();
-        for (query, row) in scores.chunks_mut(length).enumerate() {
+        for (query, row) in scores.chunks_mut(length).enumerate().skip(first) {
+            let row = &mut row[first..];
+            let query = query - first;
             let visible = |j: usize| j <= query && keys[j];
-            let max = (0..length)
+            let max = (0..=query)
                 .filter(|&j| visible(j))
                 .map(|j| row[j])
                 .fold(f32::NEG_INFINITY, f32::max);
@@ -524,6 +549,7 @@ impl BlockOperation {
                 let rows = sequence * length * dim..(sequence + 1) * length * dim;
                 let (query, key, value) = (&query[rows.clone()], &key[rows.clone()], &value[rows.clone()]);
                 let grad_attended = &grad_attended[rows];
+                let first = self.first_item(sequence);
                 let mut dropped = Vec::new();
                 let mut grad_weights = vec![0f32; length * length];
                 for h in 0..heads {
@@ -531,24 +557,37 @@ impl BlockOperation {
                     let draws = (sequence * heads + h) * length * length;
                     let weights = &weights[draws..draws + length * length];
                     let used = self.dropped_weights(weights, draws, &mut dropped);
-                    self.head_product(
-                        &mut grad_value[columns..],
-                        View::transposed(used, length),
-                        View::rows(&grad_attended[columns..], dim),
-                    );
-                    self.weight_product(
-                        &mut grad_weights,
-                        View::rows(&grad_attended[columns..], dim),
-                        View::transposed(&value[columns..], dim),
-                    );
+                    // As in the forward pass, only the triangle from the first item on: query
+                    // i sees keys j ≤ i, so key j is seen by queries i ≥ j.
+                    for (start, end) in self.causal_blocks(first) {
+                        multiply(
+                            &mut grad_value[start * dim + columns..],
+                            dim,
+                            false,
+                            (end - start, head, length - start),
+                            View::transposed(&used[start * length + start..], length),
+                            View::rows(&grad_attended[start * dim + columns..], dim),
+                        );
+                        multiply(
+                            &mut grad_weights[start * length + first..],
+                            length,
+                            false,
+                            (end - start, end - first, head),
+                            View::rows(&grad_attended[start * dim + columns..], dim),
+                            View::transposed(&value[first * dim + columns..], dim),
+                        );
+                    }
                     // Through dropout — its factor is 0 where a used weight is 0 (dropped, or
                     // hidden and then zero anyway), `kept` elsewhere — then the softmax:
-                    // `dscores = scale · w · (g − Σ g · w)`.
+                    // `dscores = scale · w · (g − Σ g · w)`. Entries the products above did
+                    // not write have a used weight of 0, so they come out 0.
                     let rows = grad_weights
                         .chunks_mut(length)
                         .zip(weights.chunks(length))
-                        .zip(used.chunks(length));
+                        .zip(used.chunks(length))
+                        .skip(first);
                     for ((grad, weights), used) in rows {
+                        let (grad, weights, used) = (&mut grad[first..], &weights[first..], &used[first..]);
                         for (g, &u) in grad.iter_mut().zip(used) {
                             *g = if u == 0.0 { 0.0 } else { *g * kept };
                         }
@@ -557,16 +596,24 @@ impl BlockOperation {
                             *g = scale * w * (*g - dot);
                         }
                     }
-                    self.head_product(
-                        &mut grad_query[columns..],
-                        View::rows(&grad_weights, length),
-                        View::rows(&key[columns..], dim),
-                    );
-                    self.head_product(
-                        &mut grad_key[columns..],
-                        View::transposed(&grad_weights, length),
-                        View::rows(&query[columns..], dim),
-                    );
+                    for (start, end) in self.causal_blocks(first) {
+                        multiply(
+                            &mut grad_query[start * dim + columns..],
+                            dim,
+                            false,
+                            (end - start, head, end - first),
+                            View::rows(&grad_weights[start * length + first..], length),
+                            View::rows(&key[first * dim + columns..], dim),
+                        );
+                        multiply(
+                            &mut grad_key[start * dim + columns..],
+                            dim,
+                            false,
+                            (end - start, head, length - start),
+                            View::transposed(&grad_weights[start * length + start..], length),
+                            View::rows(&query[start * dim + columns..], dim),
+                        );
+                    }
                 }
             });
         grads
@@ -638,7 +685,7 @@ fn relu(x: &[f32]) -> Vec<f32> {
 
 /// `input · weightᵀ + bias` for each row of `input` (rows `width` long; `weight` is
 /// outputs × width).
-fn linear(input: &[f32], [weight, bias]: &[&[f32]; 2], width: usize) -> Vec<f32> {
+pub(crate) fn linear(input: &[f32], [weight, bias]: &[&[f32]; 2], width: usize) -> Vec<f32> {
     let outputs = bias.len();
     let mut out = vec![0f32; input.len() / width * outputs];
     out.par_chunks_mut(outputs * ROWS_PER_TASK)

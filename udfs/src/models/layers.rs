@@ -8,7 +8,7 @@ use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Stora
 use rayon::prelude::*;
 
 /// Rows handled by one task: enough to amortise scheduling, few enough to share the work.
-pub(super) const ROWS_PER_TASK: usize = 256;
+pub(crate) const ROWS_PER_TASK: usize = 256;
 
 /// The contiguous f32 values of a CPU tensor, for `f` to read.
 pub(super) fn with_values<R>(tensor: &Tensor, f: impl FnOnce(&[f32]) -> Result<R>) -> Result<R> {
@@ -120,7 +120,7 @@ fn moments(row: &[f32], eps: f32) -> (f32, f32) {
 }
 
 /// Layer norm of each row of `x` (rows as long as `weight`).
-pub(super) fn layer_norm_rows(x: &[f32], weight: &[f32], bias: &[f32], eps: f32) -> Vec<f32> {
+pub(crate) fn layer_norm_rows(x: &[f32], weight: &[f32], bias: &[f32], eps: f32) -> Vec<f32> {
     let width = weight.len();
     let mut out = vec![0f32; x.len()];
     out.par_chunks_mut(width * ROWS_PER_TASK)

@@ -1,10 +1,11 @@
 //! Row-major matrix products on slices, single-threaded: the fused training operations
-//! ([`super::cross_entropy`], [`super::encoder_block`]) run many small products at once in
-//! parallel tasks of their own, so each product is one gemm call on one thread.
+//! ([`super::cross_entropy`], [`super::encoder_block`]) and the text encoder run many small
+//! products at once in parallel tasks of their own, so each product is one gemm call on one
+//! thread.
 
 /// A matrix read from `values`: the element at (row, column) is
 /// `values[row · row_stride + column · column_stride]`.
-pub(super) struct View<'a> {
+pub(crate) struct View<'a> {
     pub values: &'a [f32],
     pub row_stride: usize,
     pub column_stride: usize,
@@ -37,7 +38,7 @@ impl<'a> View<'a> {
 }
 
 /// `out (m × n, rows out_stride apart) = [out +] a (m × k) · b (k × n)`.
-pub(super) fn multiply(
+pub(crate) fn multiply(
     out: &mut [f32],
     out_stride: usize,
     accumulate: bool,

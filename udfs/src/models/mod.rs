@@ -9,13 +9,13 @@
 
 pub mod als;
 pub mod als_explain;
-mod cross_entropy;
+pub(crate) mod cross_entropy;
 pub mod directory;
-mod encoder_block;
+pub(crate) mod encoder_block;
 pub mod file;
 pub mod item2vec;
-mod layers;
-mod matrix;
+pub(crate) mod layers;
+pub(crate) mod matrix;
 pub mod model_info;
 pub mod model_vectors;
 // The file of the `models()` function, named after it as every function's file is.

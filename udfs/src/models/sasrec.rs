@@ -31,6 +31,10 @@ pub struct SasRecConfig {
     /// Dimensions of the frozen item-feature vectors; 0 for ids alone.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub feature_dim: usize,
+    /// The share of items whose id embedding a training step drops, so that the model learns
+    /// to rank items by their features alone, as it must rank new ones; 0 without features.
+    #[serde(default, skip_serializing_if = "is_zero_rate")]
+    pub id_dropout: f32,
     pub dim: usize,
     pub layers: usize,
     pub heads: usize,
@@ -52,6 +56,10 @@ pub fn default_patience() -> usize {
 
 fn is_zero(n: &usize) -> bool {
     *n == 0
+}
+
+fn is_zero_rate(rate: &f32) -> bool {
+    *rate == 0.0
 }
 
 /// The frozen item features `(1 + items + cold_items, feature_dim)` (row 0, padding, and items
@@ -138,7 +146,13 @@ impl SasRec {
     /// `length ≤ max_len`. Positions count back from the latest item, so a history encodes the
     /// same whatever the padding: padded positions are zeroed and never attended to.
     pub fn encode(&self, ids: &Tensor, train: bool) -> Result<Tensor> {
-        let (mut x, keys) = self.embedded(ids, train)?;
+        self.encode_with(ids, &self.item_table()?, train)
+    }
+
+    /// [`Self::encode`] reading items from `table`, [`Self::item_table`] made once for a
+    /// training step that also scores against it.
+    fn encode_with(&self, ids: &Tensor, table: &Tensor, train: bool) -> Result<Tensor> {
+        let (mut x, keys) = self.embedded(ids, table, train)?;
         let (batch, length) = ids.dims2()?;
         let (d, heads) = (self.config.dim, self.config.heads);
         for block in &self.blocks {
@@ -153,7 +167,7 @@ impl SasRec {
 
     /// The blocks' input — item and position embeddings, dropped out when training, padding
     /// zeroed — and the flags of the positions that hold an item.
-    fn embedded(&self, ids: &Tensor, train: bool) -> Result<(Tensor, Vec<bool>)> {
+    fn embedded(&self, ids: &Tensor, table: &Tensor, train: bool) -> Result<(Tensor, Vec<bool>)> {
         let (batch, length) = ids.dims2()?;
         let max_len = self.config.max_len;
         if length > max_len {
@@ -170,10 +184,7 @@ impl SasRec {
         let keep =
             Tensor::from_iter(keys.iter().map(|&key| f32::from(u8::from(key))), device)?.reshape((batch, length, 1))?;
         let positions = Tensor::arange((max_len - length) as u32, max_len as u32, device)?;
-        let items = match self.features {
-            None => self.items.forward(ids)?,
-            Some(_) => self.item_table()?.index_select(&ids.flatten_all()?, 0)?,
-        };
+        let items = table.index_select(&ids.flatten_all()?, 0)?;
         let items = (items * (d as f64).sqrt())?.reshape((batch, length * d))?;
         let positions = self.positions.forward(&positions)?.flatten_all()?;
         let x = super::layers::add_rows(&items, &positions)?.reshape((batch, length, d))?;
@@ -188,6 +199,24 @@ impl SasRec {
             None => Ok(ids.clone()),
             Some(text) => ids + text.projection.forward(&text.features)?,
         }
+    }
+
+    /// The item table of one training step: with `id_dropout`, a random share of the items
+    /// lose their id embedding (the others' scaled up, as dropout does), so that in the inputs
+    /// and in the softmax alike those items are their features alone — as new items are.
+    fn training_item_table(&self) -> Result<Tensor> {
+        let rate = self.config.id_dropout;
+        let (Some(text), true) = (&self.features, rate > 0.0) else {
+            return self.item_table();
+        };
+        let ids = self.items.embeddings();
+        let rows = ids.dim(0)?;
+        let dropout = Dropout {
+            rate,
+            draws: self.draws(rows),
+        };
+        let keep = Tensor::from_iter((0..rows).map(|i| dropout.factor(i)), ids.device())?.reshape((rows, 1))?;
+        ids.broadcast_mul(&keep)? + text.projection.forward(&text.features)?
     }
 
     /// The representations the training softmax ranks: padding and the trained items.
@@ -249,7 +278,7 @@ impl SasRec {
 
     /// What the last block of an inference pass reads, and the key flags.
     fn last_block_input(&self, ids: &Tensor) -> Result<(Tensor, Vec<bool>)> {
-        let (mut x, keys) = self.embedded(ids, false)?;
+        let (mut x, keys) = self.embedded(ids, &self.item_table()?, false)?;
         for block in &self.blocks[..self.blocks.len().saturating_sub(1)] {
             x = block.forward(&x, &keys, self.config.heads, None)?;
         }
@@ -380,7 +409,8 @@ pub fn train(
         for chunk in length_bucketed_batches(&mut order, &training, config.batch, &mut random) {
             let inputs = model.padded(chunk.iter().map(|&u| &training[u][..training[u].len() - 1]))?;
             let (targets, _) = model.padded_ids(chunk.iter().map(|&u| &training[u][1..]));
-            let hidden = model.encode(&inputs, true)?;
+            let table = model.training_item_table()?;
+            let hidden = model.encode_with(&inputs, &table, true)?;
             let (b, l, d) = hidden.dims3()?;
             // Only positions with a next item are scored: padding would cost a full row of
             // logits each and contribute nothing.
@@ -390,7 +420,8 @@ pub fn train(
             let targets: Vec<u32> = targets.into_iter().filter(|&t| t != 0).collect();
             let positions = Tensor::from_vec(positions, targets.len(), hidden.device())?;
             let hidden = hidden.reshape((b * l, d))?.index_select(&positions, 0)?;
-            let loss = super::cross_entropy::softmax_cross_entropy(&hidden, &model.trained_item_table()?, targets)?;
+            let scored = table.narrow(0, 0, config.items + 1)?;
+            let loss = super::cross_entropy::softmax_cross_entropy(&hidden, &scored, targets)?;
             optimizer.backward_step(&loss)?;
             loss_sum += loss.to_scalar::<f32>()?;
             batches += 1;
@@ -473,6 +504,7 @@ mod tests {
             items: 20,
             cold_items: 0,
             feature_dim: 0,
+            id_dropout: 0.0,
             dim: 8,
             layers: 2,
             heads: 2,

@@ -11,9 +11,9 @@ use std::sync::Arc;
 use candle_core::{DType, Device, Tensor};
 use datafusion::arrow::array::{ArrayRef, Float32Array, ListArray, RecordBatch, StructArray, UInt32Array};
 use datafusion::arrow::buffer::OffsetBuffer;
-use datafusion::arrow::compute::{cast, concat, take};
+use datafusion::arrow::compute::{concat, take};
 use datafusion::arrow::datatypes::{DataType, Field, Fields, Schema};
-use datafusion::common::{DataFusionError, Result, exec_datafusion_err, exec_err, plan_err};
+use datafusion::common::{DataFusionError, Result, exec_datafusion_err, plan_err};
 use datafusion::logical_expr::Documentation;
 use datafusion_macros::user_doc;
 use serde::{Deserialize, Serialize};
@@ -21,10 +21,11 @@ use serde::{Deserialize, Serialize};
 use super::directory::model_argument;
 use super::file::{ModelFile, named_error};
 use super::sasrec::{self, SasRecConfig};
+use super::train_sasrec::ItemFeatureRows;
 use super::training::histories;
 use crate::table_function::interactions::IdIndex;
 use crate::table_function::{Arguments, Planned, Run, TableFunction};
-use crate::vector::{Vectors, vector_array, vector_type};
+use crate::vector::{vector_array, vector_type};
 
 const NAME: &str = "sasrec_profiles";
 
@@ -86,6 +87,7 @@ fn load(path: &str) -> Result<(ModelFile, SasRecConfig)> {
         items: value("items")?,
         cold_items: optional("cold_items")?,
         feature_dim: optional("feature_dim")?,
+        id_dropout: 0.0,
         dim: value("dim")?,
         layers: value("layers")?,
         heads: value("heads")?,
@@ -200,29 +202,15 @@ fn with_new_items(
     features: &RecordBatch,
 ) -> Result<ArrayRef> {
     let failed = |e: candle_core::Error| exec_datafusion_err!("{NAME}: {e}");
-    let ids = cast(features.column(0), known.data_type())?;
-    let found = IdIndex::by_row(known)?.lookup(&ids)?;
-    let vectors = Vectors::try_new(NAME, 4, features.column(1))?;
-    let (_, _, first_rows) = IdIndex::build(&ids)?;
-    let mut new_rows = Vec::new();
-    let mut matrix = Vec::new();
-    for row in first_rows {
-        let Some(vector) = vectors.row(row as usize).filter(|_| found[row as usize].is_none()) else {
-            continue;
-        };
-        if vector.len() != config.feature_dim {
-            return exec_err!(
-                "{NAME}: the item_features table holds vectors of {} dimensions, the model reads {}",
-                vector.len(),
-                config.feature_dim
-            );
-        }
-        if vector.iter().any(|v| !v.is_finite()) {
-            return exec_err!("{NAME}: the item_features table holds a vector with NaN or infinite values");
-        }
-        matrix.extend_from_slice(vector);
-        new_rows.push(row);
-    }
+    let table = ItemFeatureRows::read(NAME, 4, features, known.data_type(), config.feature_dim)?;
+    let found = IdIndex::by_row(known)?.lookup(&table.ids)?;
+    let new_rows: Vec<u32> = table
+        .rows
+        .iter()
+        .copied()
+        .filter(|&row| found[row as usize].is_none())
+        .collect();
+    let matrix: Vec<f32> = new_rows.iter().flat_map(|&row| table.vector(row)).copied().collect();
     if new_rows.is_empty() {
         return Ok(Arc::clone(known));
     }
@@ -244,7 +232,7 @@ fn with_new_items(
         Tensor::zeros((extra, config.dim), DType::F32, &Device::Cpu).map_err(failed)?,
     )?;
     config.cold_items += extra;
-    let new_ids = take(ids.as_ref(), &UInt32Array::from(new_rows), None)?;
+    let new_ids = take(table.ids.as_ref(), &UInt32Array::from(new_rows), None)?;
     Ok(concat(&[known.as_ref(), new_ids.as_ref()])?)
 }
 

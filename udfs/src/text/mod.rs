@@ -8,6 +8,7 @@
 pub mod bert;
 pub mod embed_text;
 pub mod embed_texts;
+mod encoder;
 pub mod hashed;
 
 pub use embed_text::EmbedText;
