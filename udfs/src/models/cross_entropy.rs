@@ -92,7 +92,7 @@ pub(crate) fn exp_nonpositive(x: f32) -> f32 {
 /// is a dependency chain the compiler must not reorder, so it would not vectorise.
 const LANES: usize = 16;
 
-fn maximum(row: &[f32]) -> f32 {
+pub(super) fn maximum(row: &[f32]) -> f32 {
     let chunks = row.chunks_exact(LANES);
     let rest = chunks.remainder();
     let mut maxima = [f32::NEG_INFINITY; LANES];
@@ -108,7 +108,7 @@ fn maximum(row: &[f32]) -> f32 {
 }
 
 /// Replaces each `x` of `row` by `e^(x − shift)` and returns their sum.
-fn exponentiate(row: &mut [f32], shift: f32) -> f32 {
+pub(super) fn exponentiate(row: &mut [f32], shift: f32) -> f32 {
     let mut chunks = row.chunks_exact_mut(LANES);
     let mut sums = [0f32; LANES];
     for chunk in chunks.by_ref() {

@@ -14,7 +14,7 @@ use candle_nn::{LayerNorm, Linear, VarBuilder};
 use rayon::prelude::*;
 
 use super::als::SplitMix;
-use super::cross_entropy::exp_nonpositive;
+use super::cross_entropy::{exp_nonpositive, exponentiate, maximum};
 use super::layers::{ROWS_PER_TASK, layer_norm_backward, layer_norm_rows, sum_partials, values, with_values};
 use super::matrix::{View, multiply};
 
@@ -279,6 +279,8 @@ struct Saved {
     value: Vec<f32>,
     /// The attention weights before dropout.
     weights: Vec<f32>,
+    /// The attention weights after dropout, when there is dropout.
+    dropped: Option<Vec<f32>>,
     attended: Vec<f32>,
     /// After the attention's residual: the feed-forward layer's input.
     middle: Vec<f32>,
@@ -313,7 +315,7 @@ impl BlockOperation {
         let query = linear(&normed, &p.query, dim);
         let key = linear(&normed, &p.key, dim);
         let value = linear(&normed, &p.value, dim);
-        let (weights, attended) = self.attend(&query, &key, &value);
+        let (weights, dropped, attended) = self.attend(&query, &key, &value);
         let mut middle = linear(&attended, &p.output, dim);
         for_each_indexed(&mut middle, x, |i, m, x| *m = x + *m * self.factor(output_draws + i));
         let normed = layer_norm_rows(&middle, p.norm_feed_forward[0], p.norm_feed_forward[1], EPS);
@@ -331,6 +333,7 @@ impl BlockOperation {
             key,
             value,
             weights,
+            dropped,
             attended,
             middle,
             up,
@@ -338,24 +341,31 @@ impl BlockOperation {
         (out, saved)
     }
 
-    /// The attention weights of every sequence and head (before dropout) and the attended
-    /// values, `rows × dim` with the heads side by side. Only what can be non-zero is
-    /// computed: a sequence's left padding is skipped, and each block of queries is scored
-    /// against the keys up to its last one, not past it (causal attention is a triangle).
-    fn attend(&self, query: &[f32], key: &[f32], value: &[f32]) -> (Vec<f32>, Vec<f32>) {
+    /// The attention weights of every sequence and head before dropout and, when there is
+    /// dropout, after it, and the attended values, `rows × dim` with the heads side by side.
+    /// Only what can be non-zero is computed: a sequence's left padding is skipped, and each
+    /// block of queries is scored against the keys up to its last one, not past it (causal
+    /// attention is a triangle).
+    fn attend(&self, query: &[f32], key: &[f32], value: &[f32]) -> (Vec<f32>, Option<Vec<f32>>, Vec<f32>) {
         let Sizes { length, dim, heads, .. } = self.sizes;
         let head = self.sizes.head();
         let mut weights = vec![0f32; self.sizes.attention()];
+        let mut dropped = self.dropping().then(|| vec![0f32; self.sizes.attention()]);
         let mut attended = vec![0f32; query.len()];
+        let per_sequence = heads * length * length;
+        let mut dropped_sequences: Vec<Option<&mut [f32]>> = match &mut dropped {
+            Some(dropped) => dropped.chunks_mut(per_sequence).map(Some).collect(),
+            None => (0..self.sizes.batch).map(|_| None).collect(),
+        };
         weights
-            .par_chunks_mut(heads * length * length)
+            .par_chunks_mut(per_sequence)
+            .zip(dropped_sequences.par_iter_mut())
             .zip(attended.par_chunks_mut(length * dim))
             .enumerate()
-            .for_each(|(sequence, (weights, attended))| {
+            .for_each(|(sequence, ((weights, dropped), attended))| {
                 let rows = sequence * length * dim..(sequence + 1) * length * dim;
                 let (query, key, value) = (&query[rows.clone()], &key[rows.clone()], &value[rows]);
                 let first = self.first_item(sequence);
-                let mut dropped = Vec::new();
                 for (h, weights) in weights.chunks_mut(length * length).enumerate() {
                     let columns = h * head;
                     for (start, end) in self.causal_blocks(first) {
@@ -369,8 +379,14 @@ impl BlockOperation {
                         );
                     }
                     self.causal_softmax(weights, sequence, first);
-                    let draws = (sequence * heads + h) * length * length;
-                    let used = self.dropped_weights(weights, draws, &mut dropped);
+                    let used: &[f32] = match dropped.as_deref_mut() {
+                        Some(dropped) => {
+                            let dropped = &mut dropped[h * length * length..(h + 1) * length * length];
+                            self.drop_weights(weights, (sequence * heads + h) * length * length, first, dropped);
+                            dropped
+                        }
+                        None => weights,
+                    };
                     for (start, end) in self.causal_blocks(first) {
                         multiply(
                             &mut attended[start * dim + columns..],
@@ -383,7 +399,7 @@ impl BlockOperation {
                     }
                 }
             });
-        (weights, attended)
+        (weights, dropped, attended)
     }
 
     /// The first position of `sequence` that holds an item: the left padding before it is
@@ -409,16 +425,27 @@ impl BlockOperation {
     }
 
     /// Softmax of `scores / √head` over the keys each query may see (positions up to its own
-    /// that hold an item), in place; hidden keys, and queries that see none, get zeros.
-    /// Rows before `first` are padding and left as they are (zeros), as are the columns before
-    /// it.
+    /// that hold an item), in place; hidden keys, and queries that see none, get zeros. Rows
+    /// before `first` are padding and left as they are (zeros), as are the columns before it.
     fn causal_softmax(&self, scores: &mut [f32], sequence: usize, first: usize) {
         let length = self.sizes.length;
         let keys = &self.keys[sequence * length + first..(sequence + 1) * length];
         let scale = 1.0 / (self.sizes.head() as f32).sqrt();
+        // Sequences are left-padded, so every position from the first item on holds one: a
+        // row's visible keys are then one run, softmaxed by the vectorised loops of the loss.
+        let contiguous = keys.iter().all(|&key| key);
         for (query, row) in scores.chunks_mut(length).enumerate().skip(first) {
             let row = &mut row[first..];
             let query = query - first;
+            if contiguous {
+                let (seen, hidden) = row.split_at_mut(query + 1);
+                seen.iter_mut().for_each(|w| *w *= scale);
+                let sum = exponentiate(seen, maximum(seen));
+                let inverse = 1.0 / sum;
+                seen.iter_mut().for_each(|w| *w *= inverse);
+                hidden.fill(0.0);
+                continue;
+            }
             let visible = |j: usize| j <= query && keys[j];
             let max = (0..=query)
                 .filter(|&j| visible(j))
@@ -441,18 +468,16 @@ impl BlockOperation {
         }
     }
 
-    /// One head's attention weights after dropout (their draws from `draws` on): the weights
-    /// themselves when nothing is dropped, else scaled copies in `scratch`.
-    fn dropped_weights<'a>(&self, weights: &'a [f32], draws: usize, scratch: &'a mut Vec<f32>) -> &'a [f32] {
-        if !self.dropping() {
-            return weights;
+    /// One head's attention weights after dropout (their draws from `draws` on) into `out`,
+    /// which holds zeros: only the triangle from `first` on can be non-zero.
+    fn drop_weights(&self, weights: &[f32], draws: usize, first: usize, out: &mut [f32]) {
+        let length = self.sizes.length;
+        for i in first..length {
+            let row = i * length;
+            for j in first..=i {
+                out[row + j] = weights[row + j] * self.factor(draws + row + j);
+            }
         }
-        scratch.clear();
-        scratch.extend(weights.iter().enumerate().map(|(i, &w)| {
-            // A hidden key's weight is zero either way: no draw is needed.
-            if w == 0.0 { 0.0 } else { w * self.factor(draws + i) }
-        }));
-        scratch
     }
 
     /// The gradients of `x` and of the packed parameters, given that of the output.
@@ -467,6 +492,7 @@ impl BlockOperation {
             key,
             value,
             weights,
+            dropped,
             attended,
             middle,
             up,
@@ -502,7 +528,8 @@ impl BlockOperation {
         linear_gradients(&grad_output, &attended, dim, &mut g.output);
         let mut grad_attended = attended;
         linear_input_gradient(&mut grad_attended, false, &grad_output, p.output[0], dim);
-        let [grad_query, grad_key, grad_value] = self.attend_backward(&grad_attended, &query, &key, &value, &weights);
+        let [grad_query, grad_key, grad_value] =
+            self.attend_backward(&grad_attended, &query, &key, &value, (&weights, dropped.as_deref()));
         let normed = layer_norm_rows(x, p.norm_attention[0], p.norm_attention[1], EPS);
         linear_gradients(&grad_query, &normed, dim, &mut g.query);
         linear_gradients(&grad_key, &normed, dim, &mut g.key);
@@ -524,7 +551,7 @@ impl BlockOperation {
         query: &[f32],
         key: &[f32],
         value: &[f32],
-        weights: &[f32],
+        (weights, dropped): (&[f32], Option<&[f32]>),
     ) -> [Vec<f32>; 3] {
         let Sizes { length, dim, heads, .. } = self.sizes;
         let head = self.sizes.head();
@@ -550,13 +577,12 @@ impl BlockOperation {
                 let (query, key, value) = (&query[rows.clone()], &key[rows.clone()], &value[rows.clone()]);
                 let grad_attended = &grad_attended[rows];
                 let first = self.first_item(sequence);
-                let mut dropped = Vec::new();
                 let mut grad_weights = vec![0f32; length * length];
                 for h in 0..heads {
                     let columns = h * head;
                     let draws = (sequence * heads + h) * length * length;
                     let weights = &weights[draws..draws + length * length];
-                    let used = self.dropped_weights(weights, draws, &mut dropped);
+                    let used = dropped.map_or(weights, |dropped| &dropped[draws..draws + length * length]);
                     // As in the forward pass, only the triangle from the first item on: query
                     // i sees keys j ≤ i, so key j is seen by queries i ≥ j.
                     for (start, end) in self.causal_blocks(first) {
@@ -579,15 +605,19 @@ impl BlockOperation {
                     }
                     // Through dropout — its factor is 0 where a used weight is 0 (dropped, or
                     // hidden and then zero anyway), `kept` elsewhere — then the softmax:
-                    // `dscores = scale · w · (g − Σ g · w)`. Entries the products above did
-                    // not write have a used weight of 0, so they come out 0.
+                    // `dscores = scale · w · (g − Σ g · w)` over the keys a query sees; the
+                    // products above also wrote some it does not, zeroed here.
                     let rows = grad_weights
                         .chunks_mut(length)
                         .zip(weights.chunks(length))
                         .zip(used.chunks(length))
+                        .enumerate()
                         .skip(first);
-                    for ((grad, weights), used) in rows {
-                        let (grad, weights, used) = (&mut grad[first..], &weights[first..], &used[first..]);
+                    for (query, ((grad, weights), used)) in rows {
+                        let (grad, unseen) = grad[first..].split_at_mut(query + 1 - first);
+                        unseen.fill(0.0);
+                        let seen = first..query + 1;
+                        let (weights, used) = (&weights[seen.clone()], &used[seen]);
                         for (g, &u) in grad.iter_mut().zip(used) {
                             *g = if u == 0.0 { 0.0 } else { *g * kept };
                         }
