@@ -21,6 +21,11 @@ use recfusion::{SessionOptions, new_session};
 mod common;
 use common::query;
 
+/// The recfusion binary's allocator: its settings ([`recfusion::allocation::tune_process`]) are
+/// part of how fast training runs, so the figures here are the binary's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// The process's peak resident memory since the last reset, in MB (Linux; NaN elsewhere).
 fn peak_rss_mb() -> f64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
@@ -38,6 +43,7 @@ fn reset_peak_rss() {
 
 #[tokio::main]
 async fn main() -> Result<()> {
+    recfusion::allocation::tune_process();
     let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
     let Some(data) = common::movielens_dir(&args) else {
         return Ok(());

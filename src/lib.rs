@@ -7,6 +7,7 @@
 //! running on a Ballista cluster ([`cluster`]). The SQL functions live in the `recfusion-udfs` crate.
 #![deny(clippy::clone_on_ref_ptr)]
 
+pub mod allocation;
 pub mod cluster;
 pub mod command;
 pub mod exec;

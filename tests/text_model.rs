@@ -230,3 +230,77 @@ async fn a_sentence_transformers_folder_s_pooling_and_normalisation_are_honoured
     let error = embed(fresh.display().to_string()).await.unwrap_err().to_string();
     assert!(error.contains("model.safetensors: the file does not exist"), "{error}");
 }
+
+/// A catalogue larger than the session's memory limit embeds all the same: the model path
+/// streams windows of texts through the model (EXPLAIN shows `EmbedTextsExec`) and holds one
+/// window at a time, where reading the table whole would exceed the limit. Each vector is the
+/// one the text gets alone.
+#[tokio::test]
+async fn embed_texts_with_a_model_holds_a_window_not_the_table() {
+    let dir = tempfile::tempdir().unwrap();
+    write_tiny_bert(dir.path());
+    let model = dir.path().display().to_string();
+    let limit = 4 << 20;
+    let ctx = new_session(&SessionOptions {
+        memory_limit: Some(limit),
+        ..Default::default()
+    })
+    .unwrap();
+    let run = |sql: String| {
+        let ctx = ctx.clone();
+        async move {
+            let batches = execute_sql(&ctx, &sql).await?.collect().await?;
+            Ok::<_, datafusion::common::DataFusionError>(batches)
+        }
+    };
+    run("CREATE VIEW catalogue AS SELECT value AS id, \
+         CASE value % 3 WHEN 0 THEN 'a warm reading lamp for the desk' WHEN 1 THEN 'sharp kitchen knife' \
+         ELSE '' END || ' item number ' || value AS t FROM generate_series(1, 120000)"
+        .to_string())
+    .await
+    .unwrap();
+    let size = run("SELECT sum(length(t) + 8) FROM catalogue".to_string()).await.unwrap();
+    let bytes = size[0]
+        .column(0)
+        .as_primitive::<datafusion::arrow::datatypes::Int64Type>()
+        .value(0);
+    assert!(bytes > limit as i64, "the texts ({bytes} bytes) must not fit the limit ({limit})");
+
+    let plan = run(format!("EXPLAIN SELECT * FROM embed_texts('catalogue', model_dir => '{model}')"))
+        .await
+        .unwrap();
+    let plan = datafusion::arrow::util::pretty::pretty_format_batches(&plan).unwrap().to_string();
+    assert!(plan.contains("EmbedTextsExec: embed_texts: texts=catalogue"), "{plan}");
+
+    let counts = run(format!(
+        "SELECT count(*), count(vector) FROM embed_texts('catalogue', model_dir => '{model}')"
+    ))
+    .await
+    .unwrap();
+    let count = |column: usize| {
+        counts[0]
+            .column(column)
+            .as_primitive::<datafusion::arrow::datatypes::Int64Type>()
+            .value(0)
+    };
+    assert_eq!((count(0), count(1)), (120_000, 120_000));
+
+    let some = "id IN (5, 60001, 119999)";
+    let from_table = run(format!(
+        "SELECT vector FROM embed_texts('catalogue', model_dir => '{model}') WHERE {some} ORDER BY id"
+    ))
+    .await
+    .unwrap();
+    let alone = run(format!("SELECT embed_text(t, '{model}') FROM catalogue WHERE {some} ORDER BY id"))
+        .await
+        .unwrap();
+    let from_table = datafusion::arrow::compute::concat_batches(&from_table[0].schema(), &from_table).unwrap();
+    let alone = datafusion::arrow::compute::concat_batches(&alone[0].schema(), &alone).unwrap();
+    assert_eq!((from_table.num_rows(), alone.num_rows()), (3, 3));
+    for row in 0..3 {
+        let (table, alone) = (floats(&from_table, 0, row), floats(&alone, 0, row));
+        for (a, b) in table.iter().zip(&alone) {
+            assert!((a - b).abs() < 1e-5, "row {row}: {table:?} vs {alone:?}");
+        }
+    }
+}

@@ -30,6 +30,7 @@ use prost::Message;
 use recfusion_udfs::scoring::{RecommendExec, RerankExec};
 use recfusion_udfs::table_function::planner::operator;
 use recfusion_udfs::table_function::{ComputeExec, TableCall, TableCallNode, TableFunction};
+use recfusion_udfs::text::EmbedTextsExec;
 
 /// The most an in-memory table (`CREATE TABLE … AS`, `VALUES`) may hold to travel with a
 /// query; larger tables are kept as Parquet under the client's cluster directory.
@@ -140,6 +141,8 @@ impl PhysicalExtensionCodec for RecfusionPhysicalCodec {
         } else if let Some(exec) = node.downcast_ref::<RecommendExec>() {
             exec.call()
         } else if let Some(exec) = node.downcast_ref::<RerankExec>() {
+            exec.call()
+        } else if let Some(exec) = node.downcast_ref::<EmbedTextsExec>() {
             exec.call()
         } else {
             return self.inner.try_encode(node, buf, proto_converter);

@@ -26,6 +26,7 @@ pub mod named_arguments;
 pub mod privacy;
 pub mod profile;
 pub mod scoring;
+mod simd;
 pub mod table_function;
 pub mod text;
 pub mod vector;

@@ -49,6 +49,7 @@ impl SplitMix {
 
     /// The `n`-th draw from now (`n ≥ 1`) without drawing it: a draw depends only on its
     /// position, so many can be made in parallel.
+    #[inline(always)]
     pub(crate) fn peek(&self, n: u64) -> f32 {
         Self::mix(self.0.wrapping_add(n.wrapping_mul(Self::GAMMA)))
     }
@@ -58,6 +59,7 @@ impl SplitMix {
         self.0 = self.0.wrapping_add(n.wrapping_mul(Self::GAMMA));
     }
 
+    #[inline(always)]
     fn mix(state: u64) -> f32 {
         let mut z = state;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);

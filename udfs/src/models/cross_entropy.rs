@@ -13,6 +13,7 @@ use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
 use super::matrix::{View, multiply};
+use crate::simd::simd_versions;
 
 /// Rows whose logits are held at once: a block of 64 rows × a few thousand items fits in L2.
 const BLOCK: usize = 64;
@@ -69,12 +70,17 @@ fn block_logits(out: &mut [f32], block: &[f32], items: &[f32], dim: usize) {
 /// is a call per element and was a fifth of training time): `2^n · e^r` with `n` the nearest
 /// integer to `x·log2 e`, `r = x − n·ln 2` (ln 2 in two parts, so that `r` is exact) and `e^r`,
 /// `|r| ≤ ½ ln 2`, from its Taylor series. Below −87 it returns `e^−87` (≈ 1.6e−38).
+#[inline(always)]
 pub(crate) fn exp_nonpositive(x: f32) -> f32 {
     const ROUND: f32 = 12_582_912.0; // 1.5 · 2^23: adding and subtracting it rounds to an integer
     const LN_2_HIGH: f32 = 0.693_145_75; // few significant bits: n · LN_2_HIGH is exact
     const LN_2_LOW: f32 = 1.428_606_8e-6;
     let x = x.max(-87.0);
-    let n = (x * std::f32::consts::LOG2_E + ROUND) - ROUND;
+    let shifted = x * std::f32::consts::LOG2_E + ROUND;
+    let n = shifted - ROUND;
+    // n as an integer, read off the bits of `shifted` (whose units are 1): `n as i32` is a
+    // saturating conversion the compiler does one element at a time.
+    let exponent = shifted.to_bits().wrapping_sub(ROUND.to_bits()) as i32;
     let r = (x - n * LN_2_HIGH) - n * LN_2_LOW;
     // Plain multiply-adds: `mul_add` is a library call unless the build targets FMA.
     let p = 1.0 / 5040.0f32;
@@ -85,14 +91,15 @@ pub(crate) fn exp_nonpositive(x: f32) -> f32 {
     let p = p * r + 0.5;
     let p = p * r + 1.0;
     let p = p * r + 1.0;
-    f32::from_bits(((n as i32 + 127) << 23) as u32) * p
+    f32::from_bits(((exponent + 127) << 23) as u32) * p
 }
 
 /// Lanes of independent accumulators: a float sum or maximum folded one element at a time
 /// is a dependency chain the compiler must not reorder, so it would not vectorise.
 const LANES: usize = 16;
 
-pub(super) fn maximum(row: &[f32]) -> f32 {
+#[inline(always)]
+pub(crate) fn maximum(row: &[f32]) -> f32 {
     let chunks = row.chunks_exact(LANES);
     let rest = chunks.remainder();
     let mut maxima = [f32::NEG_INFINITY; LANES];
@@ -108,7 +115,8 @@ pub(super) fn maximum(row: &[f32]) -> f32 {
 }
 
 /// Replaces each `x` of `row` by `e^(x − shift)` and returns their sum.
-pub(super) fn exponentiate(row: &mut [f32], shift: f32) -> f32 {
+#[inline(always)]
+pub(crate) fn exponentiate(row: &mut [f32], shift: f32) -> f32 {
     let mut chunks = row.chunks_exact_mut(LANES);
     let mut sums = [0f32; LANES];
     for chunk in chunks.by_ref() {
@@ -138,16 +146,7 @@ fn block_loss_and_gradients(
     let (rows, catalogue) = (targets.len(), items.len() / dim);
     let logits = &mut logits[..rows * catalogue];
     block_logits(logits, block, items, dim);
-    let mut loss = 0.0;
-    for (row, &target) in logits.chunks_mut(catalogue).zip(targets) {
-        let target = target as usize;
-        let (max, target_logit) = (maximum(row), row[target]);
-        let sum = exponentiate(row, max);
-        loss += f64::from(max + sum.ln() - target_logit);
-        let inverse = 1.0 / sum;
-        row.iter_mut().for_each(|p| *p *= inverse);
-        row[target] -= 1.0;
-    }
+    let loss = softmax_minus_one_hot(logits, catalogue, targets);
     multiply(
         grad_block,
         dim,
@@ -165,6 +164,34 @@ fn block_loss_and_gradients(
         View::rows(block, dim),
     );
     loss
+}
+
+simd_versions! {
+    /// Turns each row of `logits` (`catalogue` wide, one row per target) into
+    /// `softmax − one-hot(target)` and returns the rows' summed loss, `Σ −log softmax[target]`.
+    fn softmax_minus_one_hot(logits: &mut [f32], catalogue: usize, targets: &[u32]) -> f64 {
+        let mut loss = 0.0;
+        for (row, &target) in logits.chunks_mut(catalogue).zip(targets) {
+            let target = target as usize;
+            let (max, target_logit) = (maximum(row), row[target]);
+            let sum = exponentiate(row, max);
+            loss += f64::from(max + sum.ln() - target_logit);
+            let inverse = 1.0 / sum;
+            row.iter_mut().for_each(|p| *p *= inverse);
+            row[target] -= 1.0;
+        }
+        loss
+    }
+}
+
+simd_versions! {
+    /// Softmax of `row · scale`, in place.
+    pub(crate) fn softmax_in_place(row: &mut [f32], scale: f32) {
+        row.iter_mut().for_each(|w| *w *= scale);
+        let sum = exponentiate(row, maximum(row));
+        let inverse = 1.0 / sum;
+        row.iter_mut().for_each(|w| *w *= inverse);
+    }
 }
 
 impl CustomOp2 for SoftmaxCrossEntropy {

@@ -14,9 +14,12 @@ use candle_nn::{LayerNorm, Linear, VarBuilder};
 use rayon::prelude::*;
 
 use super::als::SplitMix;
-use super::cross_entropy::{exp_nonpositive, exponentiate, maximum};
-use super::layers::{ROWS_PER_TASK, layer_norm_backward, layer_norm_rows, sum_partials, values, with_values};
+use super::cross_entropy::{exp_nonpositive, softmax_in_place};
+use super::layers::{
+    ROWS_PER_TASK, laned_sum, layer_norm_backward, layer_norm_rows, sum_partials, values, with_values,
+};
 use super::matrix::{View, multiply};
+use crate::simd::simd_versions;
 
 /// The layer norms' epsilon.
 const EPS: f32 = 1e-6;
@@ -176,6 +179,7 @@ impl Dropout {
     }
 
     /// The factor of draw `index`: 0 where a value is dropped, [`Dropout::kept`] where not.
+    #[inline(always)]
     pub(super) fn factor(&self, index: usize) -> f32 {
         if self.draws.peek(index as u64 + 1) >= self.rate {
             self.kept()
@@ -184,8 +188,23 @@ impl Dropout {
         }
     }
 
+    #[inline(always)]
     fn kept(&self) -> f32 {
         1.0 / (1.0 - self.rate)
+    }
+
+    /// The factors of draws `first..first + out.len()`, into `out`.
+    pub(super) fn factors(&self, first: usize, out: &mut [f32]) {
+        dropout_factors(out, &self.draws, first as u64 + 1, self.rate, self.kept());
+    }
+}
+
+simd_versions! {
+    /// [`Dropout::factor`] of draws `first..` (counted from 1, as [`SplitMix::peek`] does).
+    fn dropout_factors(out: &mut [f32], draws: &SplitMix, first: u64, rate: f32, kept: f32) {
+        for (i, factor) in out.iter_mut().enumerate() {
+            *factor = if draws.peek(first + i as u64) >= rate { kept } else { 0.0 };
+        }
     }
 }
 
@@ -300,12 +319,34 @@ impl BlockOperation {
         self.training.as_ref().is_some_and(|d| d.rate > 0.0)
     }
 
-    /// The dropout factor of draw `index`: 1 when nothing is dropped.
-    fn factor(&self, index: usize) -> f32 {
-        match &self.training {
-            Some(dropout) if dropout.rate > 0.0 => dropout.factor(index),
-            _ => 1.0,
-        }
+    /// `f(out, input, factor)` for every element of `out` and the same one of `input`, in
+    /// parallel tasks of rows, with `factor` the dropout factor of draw `first_draw + index`
+    /// (1 when nothing is dropped), drawn for a task at once.
+    fn with_dropout(&self, out: &mut [f32], input: &[f32], first_draw: usize, f: impl Fn(&mut f32, f32, f32) + Sync) {
+        let task = self.sizes.dim * ROWS_PER_TASK;
+        out.par_chunks_mut(task)
+            .zip(input.par_chunks(task))
+            .enumerate()
+            .for_each(|(index, (out, input))| {
+                let mut factors = vec![1f32; out.len()];
+                if let Some(dropout) = self.training.as_ref().filter(|d| d.rate > 0.0) {
+                    dropout.factors(first_draw + index * task, &mut factors);
+                }
+                for ((o, &x), &factor) in out.iter_mut().zip(input).zip(&factors) {
+                    f(o, x, factor);
+                }
+            });
+    }
+
+    /// Zeros the rows (`dim` wide) of padded positions.
+    fn zero_padding(&self, x: &mut [f32]) {
+        x.par_chunks_mut(self.sizes.dim)
+            .zip(self.keys.par_iter())
+            .for_each(|(row, &key)| {
+                if !key {
+                    row.fill(0.0);
+                }
+            });
     }
 
     fn forward(&self, x: &[f32], p: &Parameters<&[f32]>) -> (Vec<f32>, Saved) {
@@ -317,17 +358,12 @@ impl BlockOperation {
         let value = linear(&normed, &p.value, dim);
         let (weights, dropped, attended) = self.attend(&query, &key, &value);
         let mut middle = linear(&attended, &p.output, dim);
-        for_each_indexed(&mut middle, x, |i, m, x| *m = x + *m * self.factor(output_draws + i));
+        self.with_dropout(&mut middle, x, output_draws, |m, x, factor| *m = x + *m * factor);
         let normed = layer_norm_rows(&middle, p.norm_feed_forward[0], p.norm_feed_forward[1], EPS);
         let up = linear(&normed, &p.up, dim);
         let mut out = linear(&relu(&up), &p.down, dim);
-        for_each_indexed(&mut out, &middle, |i, o, m| {
-            *o = if self.keys[i / dim] {
-                m + *o * self.factor(feed_forward_draws + i)
-            } else {
-                0.0
-            }
-        });
+        self.with_dropout(&mut out, &middle, feed_forward_draws, |o, m, factor| *o = m + *o * factor);
+        self.zero_padding(&mut out);
         let saved = Saved {
             query,
             key,
@@ -439,10 +475,7 @@ impl BlockOperation {
             let query = query - first;
             if contiguous {
                 let (seen, hidden) = row.split_at_mut(query + 1);
-                seen.iter_mut().for_each(|w| *w *= scale);
-                let sum = exponentiate(seen, maximum(seen));
-                let inverse = 1.0 / sum;
-                seen.iter_mut().for_each(|w| *w *= inverse);
+                softmax_in_place(seen, scale);
                 hidden.fill(0.0);
                 continue;
             }
@@ -471,12 +504,14 @@ impl BlockOperation {
     /// One head's attention weights after dropout (their draws from `draws` on) into `out`,
     /// which holds zeros: only the triangle from `first` on can be non-zero.
     fn drop_weights(&self, weights: &[f32], draws: usize, first: usize, out: &mut [f32]) {
-        let length = self.sizes.length;
+        let (length, Some(dropout)) = (self.sizes.length, &self.training) else {
+            return;
+        };
         for i in first..length {
-            let row = i * length;
-            for j in first..=i {
-                out[row + j] = weights[row + j] * self.factor(draws + row + j);
-            }
+            let seen = i * length + first..i * length + i + 1;
+            let out = &mut out[seen.clone()];
+            dropout.factors(draws + seen.start, out);
+            out.iter_mut().zip(&weights[seen]).for_each(|(o, w)| *o *= w);
         }
     }
 
@@ -498,18 +533,16 @@ impl BlockOperation {
             up,
         } = saved;
         // out = keep · (middle + dropout(down(relu(up(norm(middle))))))
-        let mut grad_middle = vec![0f32; grad_out.len()];
-        for_each_indexed(&mut grad_middle, grad_out, |i, gm, g| {
-            *gm = if self.keys[i / dim] { g } else { 0.0 }
-        });
+        let mut grad_middle = grad_out.to_vec();
+        self.zero_padding(&mut grad_middle);
         let mut grad_down = vec![0f32; grad_out.len()];
-        for_each_indexed(&mut grad_down, &grad_middle, |i, gd, g| {
-            *gd = g * self.factor(feed_forward_draws + i)
+        self.with_dropout(&mut grad_down, &grad_middle, feed_forward_draws, |gd, g, factor| {
+            *gd = g * factor
         });
         linear_gradients(&grad_down, &relu(&up), dim, &mut g.down);
         let mut grad_up = vec![0f32; up.len()];
         linear_input_gradient(&mut grad_up, false, &grad_down, p.down[0], dim);
-        for_each_indexed(&mut grad_up, &up, |_, g, u| {
+        for_each_pair(&mut grad_up, &up, |g, u| {
             if u <= 0.0 {
                 *g = 0.0
             }
@@ -522,8 +555,8 @@ impl BlockOperation {
         add_norm_gradients(&mut grad_middle, &through_norm, &sums, &mut g.norm_feed_forward);
         // middle = x + dropout(output(attended))
         let mut grad_output = grad_down;
-        for_each_indexed(&mut grad_output, &grad_middle, |i, go, g| {
-            *go = g * self.factor(output_draws + i)
+        self.with_dropout(&mut grad_output, &grad_middle, output_draws, |go, g, factor| {
+            *go = g * factor
         });
         linear_gradients(&grad_output, &attended, dim, &mut g.output);
         let mut grad_attended = attended;
@@ -603,10 +636,8 @@ impl BlockOperation {
                             View::transposed(&value[first * dim + columns..], dim),
                         );
                     }
-                    // Through dropout — its factor is 0 where a used weight is 0 (dropped, or
-                    // hidden and then zero anyway), `kept` elsewhere — then the softmax:
-                    // `dscores = scale · w · (g − Σ g · w)` over the keys a query sees; the
-                    // products above also wrote some it does not, zeroed here.
+                    // Through dropout and the softmax, over the keys a query sees; the products
+                    // above also wrote some it does not, zeroed here.
                     let rows = grad_weights
                         .chunks_mut(length)
                         .zip(weights.chunks(length))
@@ -617,14 +648,7 @@ impl BlockOperation {
                         let (grad, unseen) = grad[first..].split_at_mut(query + 1 - first);
                         unseen.fill(0.0);
                         let seen = first..query + 1;
-                        let (weights, used) = (&weights[seen.clone()], &used[seen]);
-                        for (g, &u) in grad.iter_mut().zip(used) {
-                            *g = if u == 0.0 { 0.0 } else { *g * kept };
-                        }
-                        let dot: f32 = grad.iter().zip(weights).map(|(g, w)| g * w).sum();
-                        for (g, w) in grad.iter_mut().zip(weights) {
-                            *g = scale * w * (*g - dot);
-                        }
+                        softmax_backward(grad, &weights[seen.clone()], &used[seen], kept, scale);
                     }
                     for (start, end) in self.causal_blocks(first) {
                         multiply(
@@ -696,17 +720,28 @@ impl CustomOp2 for BlockOperation {
     }
 }
 
-/// `f(index, out, input)` for every element of `out` and the same one of `input`, in parallel.
-fn for_each_indexed(out: &mut [f32], input: &[f32], f: impl Fn(usize, &mut f32, f32) + Sync) {
+simd_versions! {
+    /// The gradient of one query's attention scores from that of its weights `grad` (the keys
+    /// it sees), in place: through dropout — its factor is 0 where a `used` weight is 0
+    /// (dropped, or hidden and then zero anyway), `kept` elsewhere — then through the softmax,
+    /// `scale · w · (g − Σ g · w)`.
+    fn softmax_backward(grad: &mut [f32], weights: &[f32], used: &[f32], kept: f32, scale: f32) {
+        for (g, &u) in grad.iter_mut().zip(used) {
+            *g = if u == 0.0 { 0.0 } else { *g * kept };
+        }
+        let dot = laned_sum(grad, weights, |g, w| g * w);
+        for (g, w) in grad.iter_mut().zip(weights) {
+            *g = scale * w * (*g - dot);
+        }
+    }
+}
+
+/// `f(out, input)` for every element of `out` and the same one of `input`, in parallel.
+fn for_each_pair(out: &mut [f32], input: &[f32], f: impl Fn(&mut f32, f32) + Sync) {
     const CHUNK: usize = 1 << 14;
     out.par_chunks_mut(CHUNK)
         .zip(input.par_chunks(CHUNK))
-        .enumerate()
-        .for_each(|(task, (out, input))| {
-            for (i, (o, &x)) in out.iter_mut().zip(input).enumerate() {
-                f(task * CHUNK + i, o, x);
-            }
-        });
+        .for_each(|(out, input)| out.iter_mut().zip(input).for_each(|(o, &x)| f(o, x)));
 }
 
 fn relu(x: &[f32]) -> Vec<f32> {
@@ -783,7 +818,7 @@ fn linear_gradients(grad: &[f32], input: &[f32], width: usize, [grad_weight, gra
 /// Adds a layer norm's input gradient to `grad` and stores its weight and bias gradients
 /// (`sums`, side by side).
 fn add_norm_gradients(grad: &mut [f32], through_norm: &[f32], sums: &[f32], [weight, bias]: &mut [&mut [f32]; 2]) {
-    for_each_indexed(grad, through_norm, |_, g, t| *g += t);
+    for_each_pair(grad, through_norm, |g, t| *g += t);
     let width = weight.len();
     weight.copy_from_slice(&sums[..width]);
     bias.copy_from_slice(&sums[width..]);

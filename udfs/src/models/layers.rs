@@ -7,6 +7,8 @@
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Storage, Tensor};
 use rayon::prelude::*;
 
+use crate::simd::simd_versions;
+
 /// Rows handled by one task: enough to amortise scheduling, few enough to share the work.
 pub(crate) const ROWS_PER_TASK: usize = 256;
 
@@ -111,11 +113,35 @@ struct LayerNorm {
     eps: f32,
 }
 
+/// Independent partial sums of a loop: a float sum folded one element at a time is a
+/// dependency chain the compiler must keep in order, so it would not vectorise.
+const LANES: usize = 16;
+
+/// `Σ f(a_i, b_i)` over two slices of one length, summed in [`LANES`] partial sums.
+#[inline(always)]
+pub(crate) fn laned_sum(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32) -> f32 {
+    let (chunks_a, chunks_b) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    let rest: f32 = chunks_a
+        .remainder()
+        .iter()
+        .zip(chunks_b.remainder())
+        .map(|(&x, &y)| f(x, y))
+        .sum();
+    let mut lanes = [0f32; LANES];
+    for (a, b) in chunks_a.zip(chunks_b) {
+        for ((lane, &x), &y) in lanes.iter_mut().zip(a).zip(b) {
+            *lane += f(x, y);
+        }
+    }
+    lanes.iter().sum::<f32>() + rest
+}
+
 /// The mean of `row` and `1 / √(variance + eps)`.
+#[inline(always)]
 fn moments(row: &[f32], eps: f32) -> (f32, f32) {
     let n = row.len() as f32;
-    let mean = row.iter().sum::<f32>() / n;
-    let variance = row.iter().map(|x| (x - mean) * (x - mean)).sum::<f32>() / n;
+    let mean = laned_sum(row, row, |x, _| x) / n;
+    let variance = laned_sum(row, row, |x, _| (x - mean) * (x - mean)) / n;
     (mean, 1.0 / (variance + eps).sqrt())
 }
 
@@ -125,15 +151,21 @@ pub(crate) fn layer_norm_rows(x: &[f32], weight: &[f32], bias: &[f32], eps: f32)
     let mut out = vec![0f32; x.len()];
     out.par_chunks_mut(width * ROWS_PER_TASK)
         .zip(x.par_chunks(width * ROWS_PER_TASK))
-        .for_each(|(out, x)| {
-            for (out, x) in out.chunks_mut(width).zip(x.chunks(width)) {
-                let (mean, inverse) = moments(x, eps);
-                for (((o, x), w), b) in out.iter_mut().zip(x).zip(weight).zip(bias) {
-                    *o = (x - mean) * inverse * w + b;
-                }
-            }
-        });
+        .for_each(|(out, x)| normalize_rows(out, x, weight, bias, eps));
     out
+}
+
+simd_versions! {
+    /// [`layer_norm_rows`] of the rows of one task.
+    fn normalize_rows(out: &mut [f32], x: &[f32], weight: &[f32], bias: &[f32], eps: f32) {
+        let width = weight.len();
+        for (out, x) in out.chunks_mut(width).zip(x.chunks(width)) {
+            let (mean, inverse) = moments(x, eps);
+            for (((o, x), w), b) in out.iter_mut().zip(x).zip(weight).zip(bias) {
+                *o = (x - mean) * inverse * w + b;
+            }
+        }
+    }
 }
 
 /// The gradients of [`layer_norm_rows`] given the gradient `grad` of its output: that of `x`,
@@ -150,32 +182,37 @@ pub(super) fn layer_norm_backward(x: &[f32], weight: &[f32], grad: &[f32], eps: 
             .zip(grad.par_chunks(width * ROWS_PER_TASK))
             .map(|((grad_x, x), grad)| {
                 let mut sums = vec![0f32; 2 * width];
-                let mut normed = vec![0f32; width];
-                let rows = grad_x.chunks_mut(width).zip(x.chunks(width)).zip(grad.chunks(width));
-                for ((grad_x, x), grad) in rows {
-                    let (mean, inverse) = moments(x, eps);
-                    normed.iter_mut().zip(x).for_each(|(n, x)| *n = (x - mean) * inverse);
-                    let (mut mean_g, mut mean_g_normed) = (0f32, 0f32);
-                    for ((g, w), n) in grad.iter().zip(weight).zip(&normed) {
-                        mean_g += g * w;
-                        mean_g_normed += g * w * n;
-                    }
-                    mean_g /= width as f32;
-                    mean_g_normed /= width as f32;
-                    for (((dx, g), w), n) in grad_x.iter_mut().zip(grad).zip(weight).zip(&normed) {
-                        *dx = inverse * (g * w - mean_g - n * mean_g_normed);
-                    }
-                    let (grad_weight, grad_bias) = sums.split_at_mut(width);
-                    for (((dw, db), g), n) in grad_weight.iter_mut().zip(grad_bias).zip(grad).zip(&normed) {
-                        *dw += g * n;
-                        *db += g;
-                    }
-                }
+                normalize_rows_backward(grad_x, x, grad, weight, eps, &mut sums);
                 sums
             }),
         2 * width,
     );
     (grad_x, sums)
+}
+
+simd_versions! {
+    /// [`layer_norm_backward`] of the rows of one task, adding their weight and bias
+    /// gradients into `sums`.
+    fn normalize_rows_backward(grad_x: &mut [f32], x: &[f32], grad: &[f32], weight: &[f32], eps: f32, sums: &mut [f32]) {
+        let width = weight.len();
+        let (mut normed, mut weighted) = (vec![0f32; width], vec![0f32; width]);
+        let rows = grad_x.chunks_mut(width).zip(x.chunks(width)).zip(grad.chunks(width));
+        for ((grad_x, x), grad) in rows {
+            let (mean, inverse) = moments(x, eps);
+            normed.iter_mut().zip(x).for_each(|(n, x)| *n = (x - mean) * inverse);
+            weighted.iter_mut().zip(grad).zip(weight).for_each(|((gw, g), w)| *gw = g * w);
+            let mean_g = laned_sum(&weighted, &weighted, |gw, _| gw) / width as f32;
+            let mean_g_normed = laned_sum(&weighted, &normed, |gw, n| gw * n) / width as f32;
+            for (((dx, g), w), n) in grad_x.iter_mut().zip(grad).zip(weight).zip(&normed) {
+                *dx = inverse * (g * w - mean_g - n * mean_g_normed);
+            }
+            let (grad_weight, grad_bias) = sums.split_at_mut(width);
+            for (((dw, db), g), n) in grad_weight.iter_mut().zip(grad_bias).zip(grad).zip(&normed) {
+                *dw += g * n;
+                *db += g;
+            }
+        }
+    }
 }
 
 impl CustomOp3 for LayerNorm {

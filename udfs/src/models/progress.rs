@@ -64,16 +64,22 @@ impl Progress {
             return;
         }
         self.drawn = Some(Instant::now());
-        let width = 20;
-        let filled = width * done / self.total.max(1);
-        let elapsed = self.started.elapsed().as_secs_f64();
-        let eta = elapsed / done.max(1) as f64 * (self.total - done.min(self.total)) as f64;
         let loss = loss.map(|l| format!(" loss {l:.4}")).unwrap_or_default();
         let validation = self
             .validation
             .map(|v| format!(" val NDCG@10 {v:.4}"))
             .unwrap_or_default();
         let mut stderr = std::io::stderr().lock();
+        // An unknown total (0), or one that was an estimate and is passed: a count, no bar.
+        if done > self.total || self.total == 0 {
+            let _ = write!(stderr, "\r{} {} {done}{loss}{validation} ", self.name, self.unit);
+            let _ = stderr.flush();
+            return;
+        }
+        let width = 20;
+        let filled = width * done / self.total;
+        let elapsed = self.started.elapsed().as_secs_f64();
+        let eta = elapsed / done.max(1) as f64 * (self.total - done) as f64;
         let _ = write!(
             stderr,
             "\r{} {} {done}/{} [{}{}]{loss}{validation} ETA {eta:.1} s ",
@@ -86,11 +92,14 @@ impl Progress {
         let _ = stderr.flush();
     }
 
-    /// Training was cancelled: a line in batch runs; in the shell, which reports the
+    /// The work was cancelled: a line in batch runs; in the shell, which reports the
     /// cancellation itself and may already show its prompt again, nothing.
     pub fn cancelled(&self) {
         if self.mode == ProgressMode::Line {
-            self.finish("cancelled; no model written");
+            self.finish(match self.unit {
+                "epoch" => "cancelled; no model written",
+                _ => "cancelled",
+            });
         }
     }
 

@@ -134,11 +134,7 @@ impl SasRec {
         let mut mask = vec![0f32; count];
         mask.par_chunks_mut(DRAWS_PER_TASK)
             .enumerate()
-            .for_each(|(task, mask)| {
-                for (i, m) in mask.iter_mut().enumerate() {
-                    *m = dropout.factor(task * DRAWS_PER_TASK + i);
-                }
-            });
+            .for_each(|(task, mask)| dropout.factors(task * DRAWS_PER_TASK, mask));
         x.mul(&Tensor::from_vec(mask, x.shape(), x.device())?)
     }
 

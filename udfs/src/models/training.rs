@@ -15,6 +15,7 @@ use datafusion::arrow::array::{
 use datafusion::arrow::compute::{cast, take};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::common::{Result as DfResult, exec_err, plan_err};
+use datafusion::execution::TaskContext;
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -113,7 +114,12 @@ pub fn interactions_and_model(args: &Arguments, columns: &'static str, kind: &st
 
 /// The progress mode the session asks for (silent when it says nothing).
 pub fn progress_mode(run: &Run) -> ProgressMode {
-    run.context
+    session_progress_mode(run.context)
+}
+
+/// The progress mode `context`'s session asks for, for operators that run without a [`Run`].
+pub fn session_progress_mode(context: &TaskContext) -> ProgressMode {
+    context
         .session_config()
         .get_extension::<TrainingProgress>()
         .map(|p| p.0)

@@ -9,10 +9,11 @@ use candle_nn::VarBuilder;
 use candle_transformers::models::bert::{Config, HiddenAct};
 use rayon::prelude::*;
 
-use crate::models::cross_entropy::exp_nonpositive;
+use crate::models::cross_entropy::{exp_nonpositive, softmax_in_place};
 use crate::models::encoder_block::linear;
 use crate::models::layers::{ROWS_PER_TASK, layer_norm_rows};
 use crate::models::matrix::{View, multiply};
+use crate::simd::simd_versions;
 
 /// A weight matrix (outputs × inputs, row-major) and its bias.
 type Dense = [Vec<f32>; 2];
@@ -197,7 +198,7 @@ impl Encoder {
                         View::transposed(&key[columns..], h),
                     );
                     for row in scores.chunks_mut(n) {
-                        softmax(row, scale);
+                        softmax_in_place(row, scale);
                     }
                     multiply(
                         &mut context[columns..],
@@ -216,11 +217,8 @@ impl Encoder {
 
     fn activate(&self, x: &mut [f32]) {
         let activation = self.activation;
-        x.par_chunks_mut(ROWS_PER_TASK * 64).for_each(|chunk| match activation {
-            HiddenAct::Gelu => chunk.iter_mut().for_each(|v| *v = gelu(*v)),
-            HiddenAct::GeluApproximate => chunk.iter_mut().for_each(|v| *v = gelu_tanh(*v)),
-            HiddenAct::Relu => chunk.iter_mut().for_each(|v| *v = v.max(0.0)),
-        });
+        x.par_chunks_mut(ROWS_PER_TASK * 64)
+            .for_each(|chunk| activate_chunk(chunk, activation));
     }
 }
 
@@ -232,20 +230,20 @@ fn add(out: &mut [f32], x: &[f32]) {
         .for_each(|(out, x)| out.iter_mut().zip(x).for_each(|(o, x)| *o += x));
 }
 
-/// Softmax of `row · scale`, in place.
-fn softmax(row: &mut [f32], scale: f32) {
-    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let mut sum = 0.0;
-    for w in row.iter_mut() {
-        *w = exp_nonpositive(scale * (*w - max));
-        sum += *w;
+simd_versions! {
+    /// The activation of each value of `chunk`, in place.
+    fn activate_chunk(chunk: &mut [f32], activation: HiddenAct) {
+        match activation {
+            HiddenAct::Gelu => chunk.iter_mut().for_each(|v| *v = gelu(*v)),
+            HiddenAct::GeluApproximate => chunk.iter_mut().for_each(|v| *v = gelu_tanh(*v)),
+            HiddenAct::Relu => chunk.iter_mut().for_each(|v| *v = v.max(0.0)),
+        }
     }
-    let inverse = 1.0 / sum;
-    row.iter_mut().for_each(|w| *w *= inverse);
 }
 
 /// `erfc(z)` for `z ≥ 0`, to a relative error below 1.2e-7 (Numerical Recipes' Chebyshev
 /// fit), in a form the compiler vectorises: the C library's `erff` is a call per element.
+#[inline(always)]
 fn erfc_nonnegative(z: f32) -> f32 {
     let t = 1.0 / (1.0 + 0.5 * z);
     let p = 0.170_872_77f32;
@@ -262,12 +260,14 @@ fn erfc_nonnegative(z: f32) -> f32 {
 }
 
 /// GELU as BERT defines it, `x · Φ(x) = x · (1 − erfc(x / √2) / 2)`.
+#[inline(always)]
 fn gelu(x: f32) -> f32 {
     let tail = 0.5 * erfc_nonnegative(x.abs() * std::f32::consts::FRAC_1_SQRT_2);
     if x >= 0.0 { x * (1.0 - tail) } else { x * tail }
 }
 
 /// GELU's tanh approximation, `x/2 · (1 + tanh(√(2/π) · (x + 0.044715 x³)))`.
+#[inline(always)]
 fn gelu_tanh(x: f32) -> f32 {
     let u = 0.797_884_6 * (x + 0.044_715 * x * x * x);
     let e = exp_nonpositive(-2.0 * u.abs());

@@ -12,7 +12,7 @@ mod encoder;
 pub mod hashed;
 
 pub use embed_text::EmbedText;
-pub use embed_texts::EmbedTexts;
+pub use embed_texts::{EmbedTexts, EmbedTextsExec};
 
 use std::sync::{Arc, LazyLock};
 
