@@ -259,17 +259,26 @@ async fn embed_texts_with_a_model_holds_a_window_not_the_table() {
         .to_string())
     .await
     .unwrap();
-    let size = run("SELECT sum(length(t) + 8) FROM catalogue".to_string()).await.unwrap();
+    let size = run("SELECT sum(length(t) + 8) FROM catalogue".to_string())
+        .await
+        .unwrap();
     let bytes = size[0]
         .column(0)
         .as_primitive::<datafusion::arrow::datatypes::Int64Type>()
         .value(0);
-    assert!(bytes > limit as i64, "the texts ({bytes} bytes) must not fit the limit ({limit})");
+    assert!(
+        bytes > limit as i64,
+        "the texts ({bytes} bytes) must not fit the limit ({limit})"
+    );
 
-    let plan = run(format!("EXPLAIN SELECT * FROM embed_texts('catalogue', model_dir => '{model}')"))
-        .await
-        .unwrap();
-    let plan = datafusion::arrow::util::pretty::pretty_format_batches(&plan).unwrap().to_string();
+    let plan = run(format!(
+        "EXPLAIN SELECT * FROM embed_texts('catalogue', model_dir => '{model}')"
+    ))
+    .await
+    .unwrap();
+    let plan = datafusion::arrow::util::pretty::pretty_format_batches(&plan)
+        .unwrap()
+        .to_string();
     assert!(plan.contains("EmbedTextsExec: embed_texts: texts=catalogue"), "{plan}");
 
     let counts = run(format!(
@@ -291,9 +300,11 @@ async fn embed_texts_with_a_model_holds_a_window_not_the_table() {
     ))
     .await
     .unwrap();
-    let alone = run(format!("SELECT embed_text(t, '{model}') FROM catalogue WHERE {some} ORDER BY id"))
-        .await
-        .unwrap();
+    let alone = run(format!(
+        "SELECT embed_text(t, '{model}') FROM catalogue WHERE {some} ORDER BY id"
+    ))
+    .await
+    .unwrap();
     let from_table = datafusion::arrow::compute::concat_batches(&from_table[0].schema(), &from_table).unwrap();
     let alone = datafusion::arrow::compute::concat_batches(&alone[0].schema(), &alone).unwrap();
     assert_eq!((from_table.num_rows(), alone.num_rows()), (3, 3));

@@ -362,7 +362,9 @@ impl BlockOperation {
         let normed = layer_norm_rows(&middle, p.norm_feed_forward[0], p.norm_feed_forward[1], EPS);
         let up = linear(&normed, &p.up, dim);
         let mut out = linear(&relu(&up), &p.down, dim);
-        self.with_dropout(&mut out, &middle, feed_forward_draws, |o, m, factor| *o = m + *o * factor);
+        self.with_dropout(&mut out, &middle, feed_forward_draws, |o, m, factor| {
+            *o = m + *o * factor
+        });
         self.zero_padding(&mut out);
         let saved = Saved {
             query,

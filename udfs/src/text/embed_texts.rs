@@ -166,7 +166,12 @@ pub struct EmbedTextsExec {
 }
 
 impl EmbedTextsExec {
-    fn new(call: TableCall, (model_dir, dim): (String, usize), input: Arc<dyn ExecutionPlan>, schema: SchemaRef) -> Self {
+    fn new(
+        call: TableCall,
+        (model_dir, dim): (String, usize),
+        input: Arc<dyn ExecutionPlan>,
+        schema: SchemaRef,
+    ) -> Self {
         let properties = Arc::new(PlanProperties::new(
             EquivalenceProperties::new(Arc::clone(&schema)),
             Partitioning::UnknownPartitioning(1),
