@@ -12,7 +12,7 @@ use std::sync::Mutex;
 use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::matrix::{View, multiply};
+use super::matrix::{View, multiply, multiply_transposed};
 use crate::simd::simd_versions;
 
 /// Rows whose logits are held at once: a block of 64 rows × a few thousand items fits in L2.
@@ -147,13 +147,14 @@ fn block_loss_and_gradients(
     let logits = &mut logits[..rows * catalogue];
     block_logits(logits, block, items, dim);
     let loss = softmax_minus_one_hot(logits, catalogue, targets);
-    multiply(
+    // `(itemsᵀ · logitsᵀ)ᵀ`: gemm reads the logits as they lie (see `matrix`).
+    multiply_transposed(
         grad_block,
         dim,
         false,
-        (rows, dim, catalogue),
-        View::rows(logits, catalogue),
-        View::rows(items, dim),
+        (dim, rows, catalogue),
+        View::transposed(items, dim),
+        View::transposed(logits, catalogue),
     );
     multiply(
         grad_items,

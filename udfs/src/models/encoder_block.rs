@@ -18,7 +18,7 @@ use super::cross_entropy::{exp_nonpositive, softmax_in_place};
 use super::layers::{
     ROWS_PER_TASK, laned_sum, layer_norm_backward, layer_norm_rows, sum_partials, values, with_values,
 };
-use super::matrix::{View, multiply};
+use super::matrix::{View, multiply, multiply_transposed};
 use crate::simd::simd_versions;
 
 /// The layer norms' epsilon.
@@ -754,18 +754,32 @@ fn relu(x: &[f32]) -> Vec<f32> {
 /// outputs × width).
 pub(crate) fn linear(input: &[f32], [weight, bias]: &[&[f32]; 2], width: usize) -> Vec<f32> {
     let outputs = bias.len();
+    let mut transposed = vec![0f32; weight.len()];
+    for (o, row) in weight.chunks(width).enumerate() {
+        for (w, &value) in row.iter().enumerate() {
+            transposed[w * outputs + o] = value;
+        }
+    }
+    linear_transposed(input, &[&transposed, bias], width)
+}
+
+/// [`linear`] with the weight given transposed, `width × outputs`. Computed as
+/// `(weight · inputᵀ)ᵀ`, so that gemm reads the input as it lies (see `matrix`), and the
+/// weight by its columns, which the transpose lays out one after another.
+pub(crate) fn linear_transposed(input: &[f32], [transposed, bias]: &[&[f32]; 2], width: usize) -> Vec<f32> {
+    let outputs = bias.len();
     let mut out = vec![0f32; input.len() / width * outputs];
     out.par_chunks_mut(outputs * ROWS_PER_TASK)
         .zip(input.par_chunks(width * ROWS_PER_TASK))
         .for_each(|(out, input)| {
             out.chunks_mut(outputs).for_each(|row| row.copy_from_slice(bias));
-            multiply(
+            multiply_transposed(
                 out,
                 outputs,
                 true,
-                (input.len() / width, outputs, width),
-                View::rows(input, width),
-                View::transposed(weight, width),
+                (outputs, input.len() / width, width),
+                View::transposed(transposed, outputs),
+                View::transposed(input, width),
             );
         });
     out
@@ -777,13 +791,14 @@ fn linear_input_gradient(out: &mut [f32], accumulate: bool, grad: &[f32], weight
     out.par_chunks_mut(width * ROWS_PER_TASK)
         .zip(grad.par_chunks(outputs * ROWS_PER_TASK))
         .for_each(|(out, grad)| {
-            multiply(
+            // `(weightᵀ · gradᵀ)ᵀ`, for the reason `linear` gives.
+            multiply_transposed(
                 out,
                 width,
                 accumulate,
-                (grad.len() / outputs, width, outputs),
-                View::rows(grad, outputs),
-                View::rows(weight, width),
+                (width, grad.len() / outputs, outputs),
+                View::transposed(weight, width),
+                View::transposed(grad, outputs),
             );
         });
 }

@@ -10,12 +10,13 @@ use candle_transformers::models::bert::{Config, HiddenAct};
 use rayon::prelude::*;
 
 use crate::models::cross_entropy::{exp_nonpositive, softmax_in_place};
-use crate::models::encoder_block::linear;
+use crate::models::encoder_block::linear_transposed;
 use crate::models::layers::{ROWS_PER_TASK, layer_norm_rows};
 use crate::models::matrix::{View, multiply};
 use crate::simd::simd_versions;
 
-/// A weight matrix (outputs × inputs, row-major) and its bias.
+/// A weight matrix and its bias: for a dense layer the weight transposed (inputs × outputs,
+/// row-major), for a layer norm its scale.
 type Dense = [Vec<f32>; 2];
 
 /// One transformer layer: self-attention, then the feed-forward layer, each followed by a
@@ -60,9 +61,11 @@ impl Encoder {
         };
         let vector =
             |length: usize, name: &str| -> candle_core::Result<Vec<f32>> { vb.get(length, name)?.to_vec1::<f32>() };
+        // A dense layer's weight, transposed once here: `linear_transposed` reads it so.
         let dense = |outputs: usize, inputs: usize, name: &str| -> candle_core::Result<Dense> {
+            let weight = vb.get((outputs, inputs), &format!("{name}.weight"))?;
             Ok([
-                read((outputs, inputs), &format!("{name}.weight"))?,
+                weight.t()?.contiguous()?.flatten_all()?.to_vec1::<f32>()?,
                 vector(outputs, &format!("{name}.bias"))?,
             ])
         };
@@ -158,7 +161,7 @@ impl Encoder {
 
     fn layer(&self, layer: &Layer, x: &[f32], starts: &[usize], texts: &[&[u32]]) -> Vec<f32> {
         let rows = x.len() / self.hidden;
-        let dense = |input: &[f32], [weight, bias]: &Dense| linear(input, &[weight, bias], input.len() / rows);
+        let dense = |input: &[f32], [weight, bias]: &Dense| linear_transposed(input, &[weight, bias], input.len() / rows);
         let (query, key, value) = (dense(x, &layer.query), dense(x, &layer.key), dense(x, &layer.value));
         let context = self.attend(&query, &key, &value, starts, texts);
         let mut attended = dense(&context, &layer.attention_output);
