@@ -152,7 +152,14 @@ mod tests {
         multiply_transposed(&mut row, 3, false, (2, 1, 3), View::rows(&a, 3), View::rows(&b, 1));
         assert_eq!(row, [7.0, 16.0, 9.0]);
         let mut column = [9.0f32; 4];
-        multiply_transposed(&mut column, 2, false, (1, 2, 3), View::rows(&b, 3), View::transposed(&a, 3));
+        multiply_transposed(
+            &mut column,
+            2,
+            false,
+            (1, 2, 3),
+            View::rows(&b, 3),
+            View::transposed(&a, 3),
+        );
         assert_eq!(column, [7.0, 9.0, 16.0, 9.0]);
     }
 }

@@ -161,7 +161,8 @@ impl Encoder {
 
     fn layer(&self, layer: &Layer, x: &[f32], starts: &[usize], texts: &[&[u32]]) -> Vec<f32> {
         let rows = x.len() / self.hidden;
-        let dense = |input: &[f32], [weight, bias]: &Dense| linear_transposed(input, &[weight, bias], input.len() / rows);
+        let dense =
+            |input: &[f32], [weight, bias]: &Dense| linear_transposed(input, &[weight, bias], input.len() / rows);
         let (query, key, value) = (dense(x, &layer.query), dense(x, &layer.key), dense(x, &layer.value));
         let context = self.attend(&query, &key, &value, starts, texts);
         let mut attended = dense(&context, &layer.attention_output);
