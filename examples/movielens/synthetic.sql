@@ -12,7 +12,8 @@
 -- occupations are arbitrary. The same definitions give the same files. The data is not meant
 -- to be realistic (each user's items follow a fixed hash, which sequence models pick up): use
 -- it to measure time and memory, not quality. The last statement prints what was made (3,000
--- users, 3,700 items and 495,261 ratings with the definitions above).
+-- users, 3,700 items and 495,261 ratings with the definitions above). The item hash is
+-- multiplied out in 38-digit decimals: in 64-bit integers it overflowed past about 3,400 users.
 
 CREATE TABLE synthetic_users AS
 SELECT value AS user_id,
@@ -22,7 +23,7 @@ FROM generate_series(1, ${users});
 CREATE TABLE synthetic_ratings AS
 SELECT user_id, item_id, min(step) AS step FROM (
   SELECT user_id, step,
-         1 + CAST(floor(${items} * power((((user_id * 1000003 + step) * 2654435761) % 1000000007) / 1000000007.0, 2.5)) AS BIGINT) AS item_id
+         1 + CAST(floor(${items} * power(CAST((CAST(user_id * 1000003 + step AS DECIMAL(38, 0)) * 2654435761) % 1000000007 AS BIGINT) / 1000000007.0, 2.5)) AS BIGINT) AS item_id
   FROM (SELECT user_id, unnest(range(1, length + 1)) AS step FROM synthetic_users))
 GROUP BY user_id, item_id;
 
