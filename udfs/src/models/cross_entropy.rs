@@ -96,7 +96,7 @@ pub(crate) fn exp_nonpositive(x: f32) -> f32 {
 
 /// Lanes of independent accumulators: a float sum or maximum folded one element at a time
 /// is a dependency chain the compiler must not reorder, so it would not vectorise.
-const LANES: usize = 16;
+pub(super) const LANES: usize = 16;
 
 #[inline(always)]
 pub(crate) fn maximum(row: &[f32]) -> f32 {

@@ -328,10 +328,12 @@ impl BlockOperation {
             .zip(input.par_chunks(task))
             .enumerate()
             .for_each(|(index, (out, input))| {
-                let mut factors = vec![1f32; out.len()];
-                if let Some(dropout) = self.training.as_ref().filter(|d| d.rate > 0.0) {
-                    dropout.factors(first_draw + index * task, &mut factors);
-                }
+                let Some(dropout) = self.training.as_ref().filter(|d| d.rate > 0.0) else {
+                    out.iter_mut().zip(input).for_each(|(o, &x)| f(o, x, 1.0));
+                    return;
+                };
+                let mut factors = vec![0f32; out.len()];
+                dropout.factors(first_draw + index * task, &mut factors);
                 for ((o, &x), &factor) in out.iter_mut().zip(input).zip(&factors) {
                     f(o, x, factor);
                 }

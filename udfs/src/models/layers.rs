@@ -7,6 +7,7 @@
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Storage, Tensor};
 use rayon::prelude::*;
 
+use super::cross_entropy::LANES;
 use crate::simd::simd_versions;
 
 /// Rows handled by one task: enough to amortise scheduling, few enough to share the work.
@@ -112,10 +113,6 @@ pub fn layer_norm(x: &Tensor, weight: &Tensor, bias: &Tensor, eps: f32) -> Resul
 struct LayerNorm {
     eps: f32,
 }
-
-/// Independent partial sums of a loop: a float sum folded one element at a time is a
-/// dependency chain the compiler must keep in order, so it would not vectorise.
-const LANES: usize = 16;
 
 /// `Σ f(a_i, b_i)` over two slices of one length, summed in [`LANES`] partial sums.
 #[inline(always)]

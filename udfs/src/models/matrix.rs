@@ -52,14 +52,7 @@ pub(crate) fn multiply(
     a: View,
     b: View,
 ) {
-    let out_fits = m == 0 || n == 0 || (n <= out_stride && (m - 1) * out_stride + n <= out.len());
-    assert!(
-        out_fits && a.fits(m, k) && b.fits(k, n),
-        "multiply: views out of bounds"
-    );
-    // SAFETY: the assertion above keeps every index gemm touches inside the three slices,
-    // and `out` is borrowed mutably, so it overlaps neither input.
-    unsafe { product(out, (1, out_stride), accumulate, (m, n, k), a, b) }
+    product(out, (1, out_stride), accumulate, (m, n, k), a, b);
 }
 
 /// `out (n × m, rows out_stride apart) = [out +] (a (m × k) · b (k × n))ᵀ`.
@@ -71,21 +64,13 @@ pub(crate) fn multiply_transposed(
     a: View,
     b: View,
 ) {
-    let out_fits = m == 0 || n == 0 || (m <= out_stride && (n - 1) * out_stride + m <= out.len());
-    assert!(
-        out_fits && a.fits(m, k) && b.fits(k, n),
-        "multiply_transposed: views out of bounds"
-    );
-    // SAFETY: as in `multiply`.
-    unsafe { product(out, (out_stride, 1), accumulate, (m, n, k), a, b) }
+    product(out, (out_stride, 1), accumulate, (m, n, k), a, b);
 }
 
 /// `out = [out +] a · b`, element (i, j) of the product at `out[i · row_step + j · column_step]`
-/// for `(column_step, row_step)`, the order gemm takes them in.
-///
-/// # Safety
-/// Every index gemm touches must lie inside the three slices.
-unsafe fn product(
+/// for `(column_step, row_step)`, the order gemm takes them in; one of the steps is 1, and the
+/// other at least the length of the run it steps over, so no two elements share a place.
+fn product(
     out: &mut [f32],
     (column_step, row_step): (usize, usize),
     accumulate: bool,
@@ -93,7 +78,18 @@ unsafe fn product(
     a: View,
     b: View,
 ) {
-    // SAFETY: the caller keeps every index inside the slices; `out` is borrowed mutably.
+    let run_fits = match (column_step, row_step) {
+        (1, rows) => n <= rows,
+        (columns, 1) => m <= columns,
+        _ => false,
+    };
+    let out_fits = m == 0 || n == 0 || (run_fits && (m - 1) * row_step + (n - 1) * column_step < out.len());
+    assert!(
+        out_fits && a.fits(m, k) && b.fits(k, n),
+        "multiply: views out of bounds"
+    );
+    // SAFETY: the assertion above keeps every index gemm touches inside the three slices,
+    // and `out` is borrowed mutably, so it overlaps neither input.
     unsafe {
         gemm::gemm(
             m,
