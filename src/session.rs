@@ -109,6 +109,7 @@ pub fn refuse_special_file(location: &str) -> Result<()> {
 
 fn base_state(options: &SessionOptions) -> Result<SessionState> {
     let mut config = SessionConfig::new().with_information_schema(true);
+    estimate_joins_of_joins(&mut config);
     if let Some(dir) = &options.models_dir {
         config = config.with_extension(Arc::new(ModelsDirectory(dir.clone())));
     }
@@ -128,6 +129,17 @@ fn base_state(options: &SessionOptions) -> Result<SessionState> {
         .with_physical_optimizer_rule(Arc::new(recfusion_udfs::files::wide_scans::BoundWideScans))
         .build();
     Ok(state)
+}
+
+/// Turns on DataFusion's statistics registry, which estimates a join's output from its inputs'
+/// distinct counts and, where those are unknown (as for every in-memory table), as bounded by
+/// their product. Without it a join's output is estimated at its smaller input's row count, so the
+/// join above builds its hash table on that output: pooling a MovieLens-1M-sized history of
+/// 384-dimensional item vectors against per-user profiles (`history JOIN item_vectors JOIN
+/// profiles GROUP BY user`) collected 1.35 GB of joined rows and peaked at 6.9 GB, where building
+/// on the 6,040 profiles holds 9 MB.
+fn estimate_joins_of_joins(config: &mut SessionConfig) {
+    config.options_mut().optimizer.use_statistics_registry = true;
 }
 
 /// Parses a size such as `512M`, `2G`, `1.5g` or `1048576` into bytes.

@@ -643,6 +643,25 @@ fn a_sort_larger_than_the_memory_limit_spills_to_disk() {
 }
 
 #[test]
+fn pooling_a_long_history_builds_its_joins_on_the_small_tables() {
+    // 400,000 history rows joined to 64-dimensional item vectors (about 100 MB), then to one
+    // profile per user. The second join must build its hash table on the 1,000 profiles, not
+    // on the joined history, to fit in 48 MB.
+    let sql = "CREATE TABLE history AS SELECT value % 1000 AS user_id, value % 500 AS item_id, value % 7 AS age \
+               FROM generate_series(1, 400000); \
+               CREATE TABLE items AS SELECT value AS item_id, vector(array_repeat(value * 0.001, 64), 64) AS vector \
+               FROM generate_series(0, 499); \
+               CREATE TABLE profiles AS SELECT value AS user_id, vector(array_repeat(1.0, 64), 64) AS profile \
+               FROM generate_series(0, 999); \
+               CREATE TABLE pooled AS SELECT h.user_id, attention_pool(i.vector, p.profile, -0.1 * h.age) AS profile \
+               FROM history h JOIN items i USING (item_id) JOIN profiles p USING (user_id) GROUP BY h.user_id; \
+               SELECT count(*) FROM pooled";
+    let output = recfusion(&["-q", "-m", "48M", "--format", "csv", "-c", sql]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(stdout(&output).lines().nth(1), Some("1000"), "{}", stdout(&output));
+}
+
+#[test]
 fn vectors_write_to_csv_as_text_even_with_no_rows() {
     let empty = "SELECT vector([1, 2], 2) AS v, 1 AS n WHERE false";
     for format in ["csv", "tsv"] {
