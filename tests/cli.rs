@@ -859,6 +859,11 @@ fn the_movielens_benchmark_runs_on_generated_data() {
         .skip_while(|l| !l.starts_with("method,setting,"))
         .skip(1)
         .collect();
+    assert!(
+        cold.iter()
+            .any(|row| row.starts_with("content-based (language model),recency decay=")),
+        "content rows keep the recency decay chosen on validation: {table}"
+    );
     for row in &cold {
         let figures: Vec<f64> = row.rsplitn(4, ',').take(3).map(|f| f.parse().unwrap()).collect();
         assert!(

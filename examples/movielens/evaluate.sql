@@ -68,13 +68,14 @@ CREATE TABLE train_test AS SELECT user_id, item_id FROM ordered WHERE from_end >
 CREATE TABLE users_valid AS SELECT DISTINCT user_id FROM truth WHERE split = 'valid';
 CREATE TABLE users_test AS SELECT DISTINCT user_id FROM truth WHERE split = 'test';
 
--- Candidates: the 50 best items per user, method and setting; the first 10 are the list. The
--- names are dictionary-encoded, stored once per batch instead of once per row: on a
--- MovieLens-1M-sized set the table holds ten million rows.
+-- Candidates: the best items per user, method and setting, the first 10 being its list: 10
+-- for most methods, 50 for those the hybrid fuses (its candidates re-ranking starts from). On a
+-- MovieLens-1M-sized set the table holds eighteen million rows, so they are narrow: the names
+-- dictionary-encoded (stored once per batch instead of once per row), ids 32-bit, scores 32-bit.
 CREATE TABLE candidates AS
-SELECT arrow_cast(NULL, 'Dictionary(Int32, Utf8)') AS split, arrow_cast(NULL, 'Dictionary(Int32, Utf8)') AS method,
-       arrow_cast(NULL, 'Dictionary(Int32, Utf8)') AS config, CAST(NULL AS BIGINT) AS user_id,
-       CAST(NULL AS BIGINT) AS rank, CAST(NULL AS BIGINT) AS item_id, CAST(NULL AS DOUBLE) AS score
+SELECT arrow_cast(NULL, 'Dictionary(Int16, Utf8)') AS split, arrow_cast(NULL, 'Dictionary(Int16, Utf8)') AS method,
+       arrow_cast(NULL, 'Dictionary(Int16, Utf8)') AS config, CAST(NULL AS INT) AS user_id,
+       CAST(NULL AS SMALLINT) AS rank, CAST(NULL AS INT) AS item_id, CAST(NULL AS REAL) AS score
 WHERE false;
 INSERT INTO timings VALUES ('popularity', now());
 
@@ -84,8 +85,8 @@ CREATE VIEW popularity_valid AS SELECT item_id, vector([count(*)], 1) AS v FROM 
 CREATE VIEW popularity_test AS SELECT item_id, vector([count(*)], 1) AS v FROM train_test GROUP BY item_id;
 CREATE VIEW anyone_valid AS SELECT user_id, vector([1.0], 1) AS v FROM users_valid;
 CREATE VIEW anyone_test AS SELECT user_id, vector([1.0], 1) AS v FROM users_test;
-INSERT INTO candidates SELECT 'valid', 'popularity', '', user_id, rank, item_id, score FROM recommend('anyone_valid', 'popularity_valid', 50, metric => 'dot', exclude => 'train_valid');
-INSERT INTO candidates SELECT 'test', 'popularity', '', user_id, rank, item_id, score FROM recommend('anyone_test', 'popularity_test', 50, metric => 'dot', exclude => 'train_test');
+INSERT INTO candidates SELECT 'valid', 'popularity', '', user_id, rank, item_id, score FROM recommend('anyone_valid', 'popularity_valid', 10, metric => 'dot', exclude => 'train_valid');
+INSERT INTO candidates SELECT 'test', 'popularity', '', user_id, rank, item_id, score FROM recommend('anyone_test', 'popularity_test', 10, metric => 'dot', exclude => 'train_test');
 INSERT INTO timings VALUES ('item-CF', now());
 
 -- Item-based CF: neighbours × shrinkage, and BM25 / TF-IDF weighting of the interactions.
@@ -110,37 +111,65 @@ INSERT INTO candidates SELECT 'test', 'item-CF', 'neighbours=100 shrinkage=0 wei
 INSERT INTO timings VALUES ('user-CF', now());
 
 -- User-based CF: neighbours × shrinkage, and BM25 / TF-IDF weighting of the interactions.
-INSERT INTO candidates SELECT 'valid', 'user-CF', 'neighbours=10 shrinkage=0', user_id, rank, item_id, score FROM user_knn('train_valid', 50, neighbours => 10, shrinkage => 0, users => 'users_valid');
-INSERT INTO candidates SELECT 'valid', 'user-CF', 'neighbours=25 shrinkage=0', user_id, rank, item_id, score FROM user_knn('train_valid', 50, neighbours => 25, shrinkage => 0, users => 'users_valid');
-INSERT INTO candidates SELECT 'valid', 'user-CF', 'neighbours=50 shrinkage=0', user_id, rank, item_id, score FROM user_knn('train_valid', 50, neighbours => 50, shrinkage => 0, users => 'users_valid');
-INSERT INTO candidates SELECT 'valid', 'user-CF', 'neighbours=100 shrinkage=0', user_id, rank, item_id, score FROM user_knn('train_valid', 50, neighbours => 100, shrinkage => 0, users => 'users_valid');
-INSERT INTO candidates SELECT 'valid', 'user-CF', 'neighbours=50 shrinkage=20', user_id, rank, item_id, score FROM user_knn('train_valid', 50, neighbours => 50, shrinkage => 20, users => 'users_valid');
-INSERT INTO candidates SELECT 'test', 'user-CF', 'neighbours=10 shrinkage=0', user_id, rank, item_id, score FROM user_knn('train_test', 50, neighbours => 10, shrinkage => 0, users => 'users_test');
-INSERT INTO candidates SELECT 'test', 'user-CF', 'neighbours=25 shrinkage=0', user_id, rank, item_id, score FROM user_knn('train_test', 50, neighbours => 25, shrinkage => 0, users => 'users_test');
-INSERT INTO candidates SELECT 'test', 'user-CF', 'neighbours=50 shrinkage=0', user_id, rank, item_id, score FROM user_knn('train_test', 50, neighbours => 50, shrinkage => 0, users => 'users_test');
-INSERT INTO candidates SELECT 'test', 'user-CF', 'neighbours=100 shrinkage=0', user_id, rank, item_id, score FROM user_knn('train_test', 50, neighbours => 100, shrinkage => 0, users => 'users_test');
-INSERT INTO candidates SELECT 'test', 'user-CF', 'neighbours=50 shrinkage=20', user_id, rank, item_id, score FROM user_knn('train_test', 50, neighbours => 50, shrinkage => 20, users => 'users_test');
-INSERT INTO candidates SELECT 'valid', 'user-CF', 'neighbours=25 shrinkage=0 weighting=bm25', user_id, rank, item_id, score FROM user_knn('train_valid', 50, neighbours => 25, shrinkage => 0, users => 'users_valid', weighting => 'bm25');
-INSERT INTO candidates SELECT 'valid', 'user-CF', 'neighbours=25 shrinkage=0 weighting=tfidf', user_id, rank, item_id, score FROM user_knn('train_valid', 50, neighbours => 25, shrinkage => 0, users => 'users_valid', weighting => 'tfidf');
-INSERT INTO candidates SELECT 'valid', 'user-CF', 'neighbours=50 shrinkage=0 weighting=bm25', user_id, rank, item_id, score FROM user_knn('train_valid', 50, neighbours => 50, shrinkage => 0, users => 'users_valid', weighting => 'bm25');
-INSERT INTO candidates SELECT 'valid', 'user-CF', 'neighbours=50 shrinkage=0 weighting=tfidf', user_id, rank, item_id, score FROM user_knn('train_valid', 50, neighbours => 50, shrinkage => 0, users => 'users_valid', weighting => 'tfidf');
-INSERT INTO candidates SELECT 'test', 'user-CF', 'neighbours=25 shrinkage=0 weighting=bm25', user_id, rank, item_id, score FROM user_knn('train_test', 50, neighbours => 25, shrinkage => 0, users => 'users_test', weighting => 'bm25');
-INSERT INTO candidates SELECT 'test', 'user-CF', 'neighbours=25 shrinkage=0 weighting=tfidf', user_id, rank, item_id, score FROM user_knn('train_test', 50, neighbours => 25, shrinkage => 0, users => 'users_test', weighting => 'tfidf');
-INSERT INTO candidates SELECT 'test', 'user-CF', 'neighbours=50 shrinkage=0 weighting=bm25', user_id, rank, item_id, score FROM user_knn('train_test', 50, neighbours => 50, shrinkage => 0, users => 'users_test', weighting => 'bm25');
-INSERT INTO candidates SELECT 'test', 'user-CF', 'neighbours=50 shrinkage=0 weighting=tfidf', user_id, rank, item_id, score FROM user_knn('train_test', 50, neighbours => 50, shrinkage => 0, users => 'users_test', weighting => 'tfidf');
+INSERT INTO candidates SELECT 'valid', 'user-CF', 'neighbours=10 shrinkage=0', user_id, rank, item_id, score FROM user_knn('train_valid', 10, neighbours => 10, shrinkage => 0, users => 'users_valid');
+INSERT INTO candidates SELECT 'valid', 'user-CF', 'neighbours=25 shrinkage=0', user_id, rank, item_id, score FROM user_knn('train_valid', 10, neighbours => 25, shrinkage => 0, users => 'users_valid');
+INSERT INTO candidates SELECT 'valid', 'user-CF', 'neighbours=50 shrinkage=0', user_id, rank, item_id, score FROM user_knn('train_valid', 10, neighbours => 50, shrinkage => 0, users => 'users_valid');
+INSERT INTO candidates SELECT 'valid', 'user-CF', 'neighbours=100 shrinkage=0', user_id, rank, item_id, score FROM user_knn('train_valid', 10, neighbours => 100, shrinkage => 0, users => 'users_valid');
+INSERT INTO candidates SELECT 'valid', 'user-CF', 'neighbours=50 shrinkage=20', user_id, rank, item_id, score FROM user_knn('train_valid', 10, neighbours => 50, shrinkage => 20, users => 'users_valid');
+INSERT INTO candidates SELECT 'test', 'user-CF', 'neighbours=10 shrinkage=0', user_id, rank, item_id, score FROM user_knn('train_test', 10, neighbours => 10, shrinkage => 0, users => 'users_test');
+INSERT INTO candidates SELECT 'test', 'user-CF', 'neighbours=25 shrinkage=0', user_id, rank, item_id, score FROM user_knn('train_test', 10, neighbours => 25, shrinkage => 0, users => 'users_test');
+INSERT INTO candidates SELECT 'test', 'user-CF', 'neighbours=50 shrinkage=0', user_id, rank, item_id, score FROM user_knn('train_test', 10, neighbours => 50, shrinkage => 0, users => 'users_test');
+INSERT INTO candidates SELECT 'test', 'user-CF', 'neighbours=100 shrinkage=0', user_id, rank, item_id, score FROM user_knn('train_test', 10, neighbours => 100, shrinkage => 0, users => 'users_test');
+INSERT INTO candidates SELECT 'test', 'user-CF', 'neighbours=50 shrinkage=20', user_id, rank, item_id, score FROM user_knn('train_test', 10, neighbours => 50, shrinkage => 20, users => 'users_test');
+INSERT INTO candidates SELECT 'valid', 'user-CF', 'neighbours=25 shrinkage=0 weighting=bm25', user_id, rank, item_id, score FROM user_knn('train_valid', 10, neighbours => 25, shrinkage => 0, users => 'users_valid', weighting => 'bm25');
+INSERT INTO candidates SELECT 'valid', 'user-CF', 'neighbours=25 shrinkage=0 weighting=tfidf', user_id, rank, item_id, score FROM user_knn('train_valid', 10, neighbours => 25, shrinkage => 0, users => 'users_valid', weighting => 'tfidf');
+INSERT INTO candidates SELECT 'valid', 'user-CF', 'neighbours=50 shrinkage=0 weighting=bm25', user_id, rank, item_id, score FROM user_knn('train_valid', 10, neighbours => 50, shrinkage => 0, users => 'users_valid', weighting => 'bm25');
+INSERT INTO candidates SELECT 'valid', 'user-CF', 'neighbours=50 shrinkage=0 weighting=tfidf', user_id, rank, item_id, score FROM user_knn('train_valid', 10, neighbours => 50, shrinkage => 0, users => 'users_valid', weighting => 'tfidf');
+INSERT INTO candidates SELECT 'test', 'user-CF', 'neighbours=25 shrinkage=0 weighting=bm25', user_id, rank, item_id, score FROM user_knn('train_test', 10, neighbours => 25, shrinkage => 0, users => 'users_test', weighting => 'bm25');
+INSERT INTO candidates SELECT 'test', 'user-CF', 'neighbours=25 shrinkage=0 weighting=tfidf', user_id, rank, item_id, score FROM user_knn('train_test', 10, neighbours => 25, shrinkage => 0, users => 'users_test', weighting => 'tfidf');
+INSERT INTO candidates SELECT 'test', 'user-CF', 'neighbours=50 shrinkage=0 weighting=bm25', user_id, rank, item_id, score FROM user_knn('train_test', 10, neighbours => 50, shrinkage => 0, users => 'users_test', weighting => 'bm25');
+INSERT INTO candidates SELECT 'test', 'user-CF', 'neighbours=50 shrinkage=0 weighting=tfidf', user_id, rank, item_id, score FROM user_knn('train_test', 10, neighbours => 50, shrinkage => 0, users => 'users_test', weighting => 'tfidf');
 INSERT INTO timings VALUES ('content-based (genres)', now());
 
--- Content-based: the user's mean genre vector against each item's genres.
+-- Content-based: the user's genre vectors averaged with a recency weight exp(-decay * age)
+-- (age 1 the latest training item; decay 0 the plain mean), against each item's genres. The
+-- decays are those of the attention-pooled profiles below.
 CREATE VIEW item_genres AS SELECT item_id, genres FROM items;
-INSERT INTO candidates SELECT 'valid', 'content-based (genres)', '', user_id, rank, item_id, score FROM content_knn('train_valid', 'item_genres', 50, users => 'users_valid');
-INSERT INTO candidates SELECT 'test', 'content-based (genres)', '', user_id, rank, item_id, score FROM content_knn('train_test', 'item_genres', 50, users => 'users_test');
+CREATE VIEW recent_valid_0_0 AS SELECT user_id, item_id, exp(-0.0 * (from_end - 2)) AS weight FROM ordered WHERE from_end > 2;
+CREATE VIEW recent_test_0_0 AS SELECT user_id, item_id, exp(-0.0 * (from_end - 1)) AS weight FROM ordered WHERE from_end > 1;
+CREATE VIEW recent_valid_0_1 AS SELECT user_id, item_id, exp(-0.1 * (from_end - 2)) AS weight FROM ordered WHERE from_end > 2;
+CREATE VIEW recent_test_0_1 AS SELECT user_id, item_id, exp(-0.1 * (from_end - 1)) AS weight FROM ordered WHERE from_end > 1;
+CREATE VIEW recent_valid_0_5 AS SELECT user_id, item_id, exp(-0.5 * (from_end - 2)) AS weight FROM ordered WHERE from_end > 2;
+CREATE VIEW recent_test_0_5 AS SELECT user_id, item_id, exp(-0.5 * (from_end - 1)) AS weight FROM ordered WHERE from_end > 1;
+CREATE VIEW recent_valid_1_0 AS SELECT user_id, item_id, exp(-1.0 * (from_end - 2)) AS weight FROM ordered WHERE from_end > 2;
+CREATE VIEW recent_test_1_0 AS SELECT user_id, item_id, exp(-1.0 * (from_end - 1)) AS weight FROM ordered WHERE from_end > 1;
+CREATE VIEW recent_valid_2_0 AS SELECT user_id, item_id, exp(-2.0 * (from_end - 2)) AS weight FROM ordered WHERE from_end > 2;
+CREATE VIEW recent_test_2_0 AS SELECT user_id, item_id, exp(-2.0 * (from_end - 1)) AS weight FROM ordered WHERE from_end > 1;
+INSERT INTO candidates SELECT 'valid', 'content-based (genres)', 'recency decay=0.0', user_id, rank, item_id, score FROM content_knn('recent_valid_0_0', 'item_genres', 10, users => 'users_valid');
+INSERT INTO candidates SELECT 'valid', 'content-based (genres)', 'recency decay=0.1', user_id, rank, item_id, score FROM content_knn('recent_valid_0_1', 'item_genres', 10, users => 'users_valid');
+INSERT INTO candidates SELECT 'valid', 'content-based (genres)', 'recency decay=0.5', user_id, rank, item_id, score FROM content_knn('recent_valid_0_5', 'item_genres', 10, users => 'users_valid');
+INSERT INTO candidates SELECT 'valid', 'content-based (genres)', 'recency decay=1.0', user_id, rank, item_id, score FROM content_knn('recent_valid_1_0', 'item_genres', 10, users => 'users_valid');
+INSERT INTO candidates SELECT 'valid', 'content-based (genres)', 'recency decay=2.0', user_id, rank, item_id, score FROM content_knn('recent_valid_2_0', 'item_genres', 10, users => 'users_valid');
+INSERT INTO candidates SELECT 'test', 'content-based (genres)', 'recency decay=0.0', user_id, rank, item_id, score FROM content_knn('recent_test_0_0', 'item_genres', 10, users => 'users_test');
+INSERT INTO candidates SELECT 'test', 'content-based (genres)', 'recency decay=0.1', user_id, rank, item_id, score FROM content_knn('recent_test_0_1', 'item_genres', 10, users => 'users_test');
+INSERT INTO candidates SELECT 'test', 'content-based (genres)', 'recency decay=0.5', user_id, rank, item_id, score FROM content_knn('recent_test_0_5', 'item_genres', 10, users => 'users_test');
+INSERT INTO candidates SELECT 'test', 'content-based (genres)', 'recency decay=1.0', user_id, rank, item_id, score FROM content_knn('recent_test_1_0', 'item_genres', 10, users => 'users_test');
+INSERT INTO candidates SELECT 'test', 'content-based (genres)', 'recency decay=2.0', user_id, rank, item_id, score FROM content_knn('recent_test_2_0', 'item_genres', 10, users => 'users_test');
 INSERT INTO timings VALUES ('content-based (language model)', now());
 
 -- Content-based on text: the pretrained language model's embedding of each item's title and
--- genres (L2-normalised), the user's mean against each item's.
+-- genres (L2-normalised), the user's recency-weighted mean against each item's.
 CREATE TABLE item_lm AS SELECT * FROM embed_texts('item_texts', model_dir => '${text_model}');
-INSERT INTO candidates SELECT 'valid', 'content-based (language model)', 'title and genres', user_id, rank, item_id, score FROM content_knn('train_valid', 'item_lm', 50, users => 'users_valid');
-INSERT INTO candidates SELECT 'test', 'content-based (language model)', 'title and genres', user_id, rank, item_id, score FROM content_knn('train_test', 'item_lm', 50, users => 'users_test');
+INSERT INTO candidates SELECT 'valid', 'content-based (language model)', 'recency decay=0.0', user_id, rank, item_id, score FROM content_knn('recent_valid_0_0', 'item_lm', 10, users => 'users_valid');
+INSERT INTO candidates SELECT 'valid', 'content-based (language model)', 'recency decay=0.1', user_id, rank, item_id, score FROM content_knn('recent_valid_0_1', 'item_lm', 10, users => 'users_valid');
+INSERT INTO candidates SELECT 'valid', 'content-based (language model)', 'recency decay=0.5', user_id, rank, item_id, score FROM content_knn('recent_valid_0_5', 'item_lm', 10, users => 'users_valid');
+INSERT INTO candidates SELECT 'valid', 'content-based (language model)', 'recency decay=1.0', user_id, rank, item_id, score FROM content_knn('recent_valid_1_0', 'item_lm', 10, users => 'users_valid');
+INSERT INTO candidates SELECT 'valid', 'content-based (language model)', 'recency decay=2.0', user_id, rank, item_id, score FROM content_knn('recent_valid_2_0', 'item_lm', 10, users => 'users_valid');
+INSERT INTO candidates SELECT 'test', 'content-based (language model)', 'recency decay=0.0', user_id, rank, item_id, score FROM content_knn('recent_test_0_0', 'item_lm', 10, users => 'users_test');
+INSERT INTO candidates SELECT 'test', 'content-based (language model)', 'recency decay=0.1', user_id, rank, item_id, score FROM content_knn('recent_test_0_1', 'item_lm', 10, users => 'users_test');
+INSERT INTO candidates SELECT 'test', 'content-based (language model)', 'recency decay=0.5', user_id, rank, item_id, score FROM content_knn('recent_test_0_5', 'item_lm', 10, users => 'users_test');
+INSERT INTO candidates SELECT 'test', 'content-based (language model)', 'recency decay=1.0', user_id, rank, item_id, score FROM content_knn('recent_test_1_0', 'item_lm', 10, users => 'users_test');
+INSERT INTO candidates SELECT 'test', 'content-based (language model)', 'recency decay=2.0', user_id, rank, item_id, score FROM content_knn('recent_test_2_0', 'item_lm', 10, users => 'users_test');
 INSERT INTO timings VALUES ('iALS', now());
 
 -- iALS (implicit-feedback matrix factorisation): trained, saved, read back, recommended.
@@ -176,9 +205,9 @@ INSERT INTO timings VALUES ('mean-pooled (iALS items)', now());
 CREATE TABLE history_valid AS SELECT user_id, item_id, from_end - 2 AS age FROM ordered WHERE from_end > 2;
 CREATE TABLE history_test AS SELECT user_id, item_id, from_end - 1 AS age FROM ordered WHERE from_end > 1;
 CREATE TABLE mean_valid AS SELECT h.user_id, vector_mean(i.vector) AS profile FROM history_valid h JOIN als_valid_128_1_0_2_0_items i USING (item_id) GROUP BY h.user_id;
-INSERT INTO candidates SELECT 'valid', 'mean-pooled (iALS items)', '', user_id, rank, item_id, score FROM recommend('mean_valid', 'als_valid_128_1_0_2_0_items', 50, metric => 'dot', exclude => 'train_valid');
+INSERT INTO candidates SELECT 'valid', 'mean-pooled (iALS items)', '', user_id, rank, item_id, score FROM recommend('mean_valid', 'als_valid_128_1_0_2_0_items', 10, metric => 'dot', exclude => 'train_valid');
 CREATE TABLE mean_test AS SELECT h.user_id, vector_mean(i.vector) AS profile FROM history_test h JOIN als_test_128_1_0_2_0_items i USING (item_id) GROUP BY h.user_id;
-INSERT INTO candidates SELECT 'test', 'mean-pooled (iALS items)', '', user_id, rank, item_id, score FROM recommend('mean_test', 'als_test_128_1_0_2_0_items', 50, metric => 'dot', exclude => 'train_test');
+INSERT INTO candidates SELECT 'test', 'mean-pooled (iALS items)', '', user_id, rank, item_id, score FROM recommend('mean_test', 'als_test_128_1_0_2_0_items', 10, metric => 'dot', exclude => 'train_test');
 INSERT INTO timings VALUES ('attention-pooled (iALS items)', now());
 CREATE TABLE attention_valid_0_02 AS SELECT h.user_id, attention_pool(i.vector, m.profile, -0.02 * h.age) AS profile FROM history_valid h JOIN als_valid_128_1_0_2_0_items i USING (item_id) JOIN mean_valid m USING (user_id) GROUP BY h.user_id;
 INSERT INTO candidates SELECT 'valid', 'attention-pooled (iALS items)', 'recency decay=0.02', user_id, rank, item_id, score FROM recommend('attention_valid_0_02', 'als_valid_128_1_0_2_0_items', 50, metric => 'dot', exclude => 'train_valid');
@@ -228,20 +257,20 @@ CREATE TABLE sequence_test AS SELECT o.user_id, o.item_id, r.ts FROM ordered o J
 CREATE TABLE item2vec_valid AS SELECT * FROM train_item2vec('sequence_valid', model => 'movielens-item2vec-valid', dim => 64, epochs => 5, window => 5, negatives => 5, seed => 42);
 CREATE TABLE item2vec_valid_items AS SELECT * FROM model_vectors('movielens-item2vec-valid', 'items');
 CREATE TABLE item2vec_mean_valid AS SELECT h.user_id, vector_mean(i.vector) AS profile FROM history_valid h JOIN item2vec_valid_items i USING (item_id) GROUP BY h.user_id;
-INSERT INTO candidates SELECT 'valid', 'item2vec mean-pooled', '', user_id, rank, item_id, score FROM recommend('item2vec_mean_valid', 'item2vec_valid_items', 50, metric => 'cosine', exclude => 'train_valid');
+INSERT INTO candidates SELECT 'valid', 'item2vec mean-pooled', '', user_id, rank, item_id, score FROM recommend('item2vec_mean_valid', 'item2vec_valid_items', 10, metric => 'cosine', exclude => 'train_valid');
 CREATE TABLE item2vec_test AS SELECT * FROM train_item2vec('sequence_test', model => 'movielens-item2vec-test', dim => 64, epochs => 5, window => 5, negatives => 5, seed => 42);
 CREATE TABLE item2vec_test_items AS SELECT * FROM model_vectors('movielens-item2vec-test', 'items');
 CREATE TABLE item2vec_mean_test AS SELECT h.user_id, vector_mean(i.vector) AS profile FROM history_test h JOIN item2vec_test_items i USING (item_id) GROUP BY h.user_id;
-INSERT INTO candidates SELECT 'test', 'item2vec mean-pooled', '', user_id, rank, item_id, score FROM recommend('item2vec_mean_test', 'item2vec_test_items', 50, metric => 'cosine', exclude => 'train_test');
+INSERT INTO candidates SELECT 'test', 'item2vec mean-pooled', '', user_id, rank, item_id, score FROM recommend('item2vec_mean_test', 'item2vec_test_items', 10, metric => 'cosine', exclude => 'train_test');
 INSERT INTO timings VALUES ('item2vec attention-pooled', now());
 CREATE TABLE item2vec_attention_valid_0_5 AS SELECT h.user_id, attention_pool(i.vector, m.profile, -0.5 * h.age) AS profile FROM history_valid h JOIN item2vec_valid_items i USING (item_id) JOIN item2vec_mean_valid m USING (user_id) GROUP BY h.user_id;
-INSERT INTO candidates SELECT 'valid', 'item2vec attention-pooled', 'recency decay=0.5', user_id, rank, item_id, score FROM recommend('item2vec_attention_valid_0_5', 'item2vec_valid_items', 50, metric => 'cosine', exclude => 'train_valid');
+INSERT INTO candidates SELECT 'valid', 'item2vec attention-pooled', 'recency decay=0.5', user_id, rank, item_id, score FROM recommend('item2vec_attention_valid_0_5', 'item2vec_valid_items', 10, metric => 'cosine', exclude => 'train_valid');
 CREATE TABLE item2vec_attention_valid_1_0 AS SELECT h.user_id, attention_pool(i.vector, m.profile, -1.0 * h.age) AS profile FROM history_valid h JOIN item2vec_valid_items i USING (item_id) JOIN item2vec_mean_valid m USING (user_id) GROUP BY h.user_id;
-INSERT INTO candidates SELECT 'valid', 'item2vec attention-pooled', 'recency decay=1.0', user_id, rank, item_id, score FROM recommend('item2vec_attention_valid_1_0', 'item2vec_valid_items', 50, metric => 'cosine', exclude => 'train_valid');
+INSERT INTO candidates SELECT 'valid', 'item2vec attention-pooled', 'recency decay=1.0', user_id, rank, item_id, score FROM recommend('item2vec_attention_valid_1_0', 'item2vec_valid_items', 10, metric => 'cosine', exclude => 'train_valid');
 CREATE TABLE item2vec_attention_test_0_5 AS SELECT h.user_id, attention_pool(i.vector, m.profile, -0.5 * h.age) AS profile FROM history_test h JOIN item2vec_test_items i USING (item_id) JOIN item2vec_mean_test m USING (user_id) GROUP BY h.user_id;
-INSERT INTO candidates SELECT 'test', 'item2vec attention-pooled', 'recency decay=0.5', user_id, rank, item_id, score FROM recommend('item2vec_attention_test_0_5', 'item2vec_test_items', 50, metric => 'cosine', exclude => 'train_test');
+INSERT INTO candidates SELECT 'test', 'item2vec attention-pooled', 'recency decay=0.5', user_id, rank, item_id, score FROM recommend('item2vec_attention_test_0_5', 'item2vec_test_items', 10, metric => 'cosine', exclude => 'train_test');
 CREATE TABLE item2vec_attention_test_1_0 AS SELECT h.user_id, attention_pool(i.vector, m.profile, -1.0 * h.age) AS profile FROM history_test h JOIN item2vec_test_items i USING (item_id) JOIN item2vec_mean_test m USING (user_id) GROUP BY h.user_id;
-INSERT INTO candidates SELECT 'test', 'item2vec attention-pooled', 'recency decay=1.0', user_id, rank, item_id, score FROM recommend('item2vec_attention_test_1_0', 'item2vec_test_items', 50, metric => 'cosine', exclude => 'train_test');
+INSERT INTO candidates SELECT 'test', 'item2vec attention-pooled', 'recency decay=1.0', user_id, rank, item_id, score FROM recommend('item2vec_attention_test_1_0', 'item2vec_test_items', 10, metric => 'cosine', exclude => 'train_test');
 -- SASRec: a transformer over each user's time-ordered items (64 dims, 2 blocks, the last 50
 -- items, learning rate 0.003, trained until validation NDCG@10 on each user's last training item
 -- has not improved for 10 epochs, at most 200; the best epoch's weights are kept);
@@ -254,10 +283,10 @@ INSERT INTO candidates SELECT 'test', 'item2vec attention-pooled', 'recency deca
 INSERT INTO timings VALUES ('attention-pooled, learned query (iALS items)', now());
 CREATE TABLE learned_query_valid AS SELECT * FROM train_attention_query('sequence_valid', model => 'movielens-query-valid', item_vectors => 'als_valid_128_1_0_2_0_items', epochs => 100, seed => 42);
 CREATE TABLE learned_attention_valid AS SELECT h.user_id, attention_pool(i.vector, l.query, -l.slope * h.age) AS profile FROM history_valid h JOIN als_valid_128_1_0_2_0_items i USING (item_id) CROSS JOIN learned_query_valid l GROUP BY h.user_id;
-INSERT INTO candidates SELECT 'valid', 'attention-pooled, learned query (iALS items)', '', user_id, rank, item_id, score FROM recommend('learned_attention_valid', 'als_valid_128_1_0_2_0_items', 50, metric => 'dot', exclude => 'train_valid');
+INSERT INTO candidates SELECT 'valid', 'attention-pooled, learned query (iALS items)', '', user_id, rank, item_id, score FROM recommend('learned_attention_valid', 'als_valid_128_1_0_2_0_items', 10, metric => 'dot', exclude => 'train_valid');
 CREATE TABLE learned_query_test AS SELECT * FROM train_attention_query('sequence_test', model => 'movielens-query-test', item_vectors => 'als_test_128_1_0_2_0_items', epochs => 100, seed => 42);
 CREATE TABLE learned_attention_test AS SELECT h.user_id, attention_pool(i.vector, l.query, -l.slope * h.age) AS profile FROM history_test h JOIN als_test_128_1_0_2_0_items i USING (item_id) CROSS JOIN learned_query_test l GROUP BY h.user_id;
-INSERT INTO candidates SELECT 'test', 'attention-pooled, learned query (iALS items)', '', user_id, rank, item_id, score FROM recommend('learned_attention_test', 'als_test_128_1_0_2_0_items', 50, metric => 'dot', exclude => 'train_test');
+INSERT INTO candidates SELECT 'test', 'attention-pooled, learned query (iALS items)', '', user_id, rank, item_id, score FROM recommend('learned_attention_test', 'als_test_128_1_0_2_0_items', 10, metric => 'dot', exclude => 'train_test');
 INSERT INTO timings VALUES ('two-tower (user features)', now());
 CREATE TABLE user_features AS
 SELECT column_1 AS user_id, column_2 AS age, column_3 AS gender, column_4 AS occupation
@@ -265,20 +294,20 @@ FROM read_csv('${data}/u.user', delim => '|', encoding => 'latin-1', header => f
 CREATE TABLE two_tower_valid AS SELECT * FROM train_two_tower('train_valid', model => 'movielens-two-tower-valid', user_features => 'user_features', dim => 32, epochs => 20, seed => 42);
 CREATE TABLE two_tower_valid_users AS SELECT * FROM two_tower_profiles('movielens-two-tower-valid', 'user_features');
 CREATE TABLE two_tower_valid_items AS SELECT * FROM model_vectors('movielens-two-tower-valid', 'items');
-INSERT INTO candidates SELECT 'valid', 'two-tower (user features)', 'dim=32', user_id, rank, item_id, score FROM recommend('two_tower_valid_users', 'two_tower_valid_items', 50, metric => 'dot', exclude => 'train_valid');
+INSERT INTO candidates SELECT 'valid', 'two-tower (user features)', 'dim=32', user_id, rank, item_id, score FROM recommend('two_tower_valid_users', 'two_tower_valid_items', 10, metric => 'dot', exclude => 'train_valid');
 CREATE TABLE two_tower_test AS SELECT * FROM train_two_tower('train_test', model => 'movielens-two-tower-test', user_features => 'user_features', dim => 32, epochs => 20, seed => 42);
 CREATE TABLE two_tower_test_users AS SELECT * FROM two_tower_profiles('movielens-two-tower-test', 'user_features');
 CREATE TABLE two_tower_test_items AS SELECT * FROM model_vectors('movielens-two-tower-test', 'items');
-INSERT INTO candidates SELECT 'test', 'two-tower (user features)', 'dim=32', user_id, rank, item_id, score FROM recommend('two_tower_test_users', 'two_tower_test_items', 50, metric => 'dot', exclude => 'train_test');
+INSERT INTO candidates SELECT 'test', 'two-tower (user features)', 'dim=32', user_id, rank, item_id, score FROM recommend('two_tower_test_users', 'two_tower_test_items', 10, metric => 'dot', exclude => 'train_test');
 INSERT INTO timings VALUES ('SASRec transformer', now());
 CREATE TABLE sasrec_valid AS SELECT * FROM train_sasrec('sequence_valid', model => 'movielens-sasrec-valid', dim => 64, epochs => 200, patience => 10, max_len => 50, layers => 2, heads => 1, dropout => 0.2, seed => 42, learning_rate => 0.003);
 CREATE TABLE sasrec_valid_users AS SELECT * FROM sasrec_profiles('movielens-sasrec-valid', 'sequence_valid');
 CREATE TABLE sasrec_valid_items AS SELECT * FROM model_vectors('movielens-sasrec-valid', 'items');
-INSERT INTO candidates SELECT 'valid', 'SASRec transformer', 'dim=64 blocks=2 max_len=50 lr=0.003 patience=10', user_id, rank, item_id, score FROM recommend('sasrec_valid_users', 'sasrec_valid_items', 50, metric => 'dot', exclude => 'train_valid');
+INSERT INTO candidates SELECT 'valid', 'SASRec transformer', 'dim=64 blocks=2 max_len=50 lr=0.003 patience=10', user_id, rank, item_id, score FROM recommend('sasrec_valid_users', 'sasrec_valid_items', 10, metric => 'dot', exclude => 'train_valid');
 CREATE TABLE sasrec_test AS SELECT * FROM train_sasrec('sequence_test', model => 'movielens-sasrec-test', dim => 64, epochs => 200, patience => 10, max_len => 50, layers => 2, heads => 1, dropout => 0.2, seed => 42, learning_rate => 0.003);
 CREATE TABLE sasrec_test_users AS SELECT * FROM sasrec_profiles('movielens-sasrec-test', 'sequence_test');
 CREATE TABLE sasrec_test_items AS SELECT * FROM model_vectors('movielens-sasrec-test', 'items');
-INSERT INTO candidates SELECT 'test', 'SASRec transformer', 'dim=64 blocks=2 max_len=50 lr=0.003 patience=10', user_id, rank, item_id, score FROM recommend('sasrec_test_users', 'sasrec_test_items', 50, metric => 'dot', exclude => 'train_test');
+INSERT INTO candidates SELECT 'test', 'SASRec transformer', 'dim=64 blocks=2 max_len=50 lr=0.003 patience=10', user_id, rank, item_id, score FROM recommend('sasrec_test_users', 'sasrec_test_items', 10, metric => 'dot', exclude => 'train_test');
 INSERT INTO timings VALUES ('SASRec transformer, last 200 items', now());
 CREATE TABLE sasrec200_valid_0_2 AS SELECT * FROM train_sasrec('sequence_valid', model => 'movielens-sasrec200-valid-0_2', dim => 64, epochs => 200, patience => 10, max_len => 200, layers => 2, heads => 1, dropout => 0.2, seed => 42, learning_rate => 0.003);
 CREATE TABLE sasrec200_valid_0_2_users AS SELECT * FROM sasrec_profiles('movielens-sasrec200-valid-0_2', 'sequence_valid');
@@ -342,7 +371,7 @@ CREATE TABLE chosen AS SELECT * FROM best_settings;
 CREATE TABLE steps (w DOUBLE);
 INSERT INTO steps VALUES (0.0), (0.25), (0.5), (0.75), (1.0);
 CREATE TABLE weights AS
-SELECT a.w AS w_item, b.w AS w_sasrec, c.w AS w_als, d.w AS w_sasrec_text, e.w AS w_lm,
+SELECT ROW_NUMBER() OVER (ORDER BY a.w, b.w, c.w, d.w, e.w) AS weighting, a.w AS w_item, b.w AS w_sasrec, c.w AS w_als, d.w AS w_sasrec_text, e.w AS w_lm,
        1.0 - a.w - b.w - c.w - d.w - e.w AS w_attention,
        concat('item-CF=', a.w, ' iALS=', c.w, ' attention=', 1.0 - a.w - b.w - c.w - d.w - e.w, ' attention(LM)=', e.w,
               ' SASRec=', b.w, ' SASRec+text=', d.w) AS config
@@ -356,26 +385,27 @@ WHERE c.method IN ('item-CF', 'SASRec transformer, last 200 items', 'iALS', 'att
 CREATE VIEW blend_lists_valid AS SELECT user_id, item_id, method, rank FROM blend_lists WHERE split = 'valid';
 CREATE VIEW blend_lists_test AS SELECT user_id, item_id, method, rank FROM blend_lists WHERE split = 'test';
 CREATE TABLE blend_grid AS
-SELECT 'item-CF' AS method, w_item AS weight, config AS weighting FROM weights
-UNION ALL SELECT 'SASRec transformer, last 200 items', w_sasrec, config FROM weights
-UNION ALL SELECT 'iALS', w_als, config FROM weights
-UNION ALL SELECT 'attention-pooled (iALS items)', w_attention, config FROM weights
-UNION ALL SELECT 'SASRec + item text, last 200 items', w_sasrec_text, config FROM weights
-UNION ALL SELECT 'attention-pooled (language model items)', w_lm, config FROM weights;
+SELECT 'item-CF' AS method, w_item AS weight, weighting FROM weights
+UNION ALL SELECT 'SASRec transformer, last 200 items', w_sasrec, weighting FROM weights
+UNION ALL SELECT 'iALS', w_als, weighting FROM weights
+UNION ALL SELECT 'attention-pooled (iALS items)', w_attention, weighting FROM weights
+UNION ALL SELECT 'SASRec + item text, last 200 items', w_sasrec_text, weighting FROM weights
+UNION ALL SELECT 'attention-pooled (language model items)', w_lm, weighting FROM weights;
 
--- The weights chosen on validation: every weighting's fused lists at once (fuse_ranks with a
--- weighting column, every candidate ranked), each user's held-out item read at its rank.
+-- The weights chosen on validation: every weighting's fused top 10 at once (fuse_ranks with a
+-- weighting column; a weighting is a number there, so that its name is not repeated in each of
+-- the 15 million rows a MovieLens-1M-sized set gives), each user's held-out item read at its rank.
 CREATE TABLE hybrid_weights AS
 WITH held_out AS (
-  SELECT f.weighting AS config, f.rank
-  FROM fuse_ranks('blend_lists_valid', 'blend_grid', c => 10) f
+  SELECT f.weighting, f.rank
+  FROM fuse_ranks('blend_lists_valid', 'blend_grid', k => 10, c => 10) f
   JOIN truth t ON t.split = 'valid' AND t.user_id = f.user_id AND t.item_id = f.item_id),
 gains AS (
-  SELECT w.config, coalesce(sum(CASE WHEN h.rank <= 10 THEN 1.0 / log2(h.rank + 1.0) ELSE 0.0 END), 0.0) AS gain
-  FROM weights w LEFT JOIN held_out h USING (config) GROUP BY w.config)
-SELECT w.* FROM weights w JOIN gains g USING (config) ORDER BY g.gain DESC, w.config LIMIT 1;
+  SELECT w.weighting, coalesce(sum(1.0 / log2(h.rank + 1.0)), 0.0) AS gain
+  FROM weights w LEFT JOIN held_out h USING (weighting) GROUP BY w.weighting)
+SELECT w.* FROM weights w JOIN gains g USING (weighting) ORDER BY g.gain DESC, w.config LIMIT 1;
 CREATE TABLE hybrid_blend AS
-SELECT g.method, g.weight FROM blend_grid g JOIN hybrid_weights h ON g.weighting = h.config;
+SELECT g.method, g.weight FROM blend_grid g JOIN hybrid_weights h USING (weighting);
 
 -- The hybrid's 50 best items per user: its lists (the first 10) and the candidates re-ranking
 -- starts from.
@@ -491,13 +521,22 @@ WHERE n = 1;
 CREATE TABLE cold_users AS SELECT DISTINCT user_id FROM truth WHERE split = 'cold';
 CREATE TABLE cold_history AS
 SELECT user_id, item_id, ROW_NUMBER() OVER (PARTITION BY user_id ORDER BY ts DESC, item_id DESC) AS age FROM cold_sequence;
+CREATE TABLE content_decays AS
+SELECT method, config, CAST(substr(config, 15) AS DOUBLE) AS decay FROM chosen
+WHERE method IN ('content-based (genres)', 'content-based (language model)');
+CREATE VIEW recent_cold_genres AS
+SELECT h.user_id, h.item_id, exp(-d.decay * h.age) AS weight FROM cold_history h
+JOIN content_decays d ON d.method = 'content-based (genres)';
+CREATE VIEW recent_cold_lm AS
+SELECT h.user_id, h.item_id, exp(-d.decay * h.age) AS weight FROM cold_history h
+JOIN content_decays d ON d.method = 'content-based (language model)';
+INSERT INTO candidates SELECT 'cold', 'content-based (genres)', (SELECT config FROM content_decays WHERE method = 'content-based (genres)'), user_id, rank, item_id, score FROM content_knn('recent_cold_genres', 'item_genres', 10, users => 'cold_users');
+INSERT INTO candidates SELECT 'cold', 'content-based (language model)', (SELECT config FROM content_decays WHERE method = 'content-based (language model)'), user_id, rank, item_id, score FROM content_knn('recent_cold_lm', 'item_lm', 10, users => 'cold_users');
 
 CREATE VIEW cold_popularity AS SELECT item_id, vector([count(*)], 1) AS v FROM cold_train GROUP BY item_id;
 CREATE VIEW cold_anyone AS SELECT user_id, vector([1.0], 1) AS v FROM cold_users;
 INSERT INTO candidates SELECT 'cold', 'popularity', '', user_id, rank, item_id, score FROM recommend('cold_anyone', 'cold_popularity', 10, metric => 'dot', exclude => 'cold_train');
 INSERT INTO candidates SELECT 'cold', 'item-CF', 'neighbours=30 shrinkage=0 weighting=bm25', user_id, rank, item_id, score FROM item_knn('cold_train', 10, neighbours => 30, shrinkage => 0, users => 'cold_users', weighting => 'bm25');
-INSERT INTO candidates SELECT 'cold', 'content-based (genres)', '', user_id, rank, item_id, score FROM content_knn('cold_train', 'item_genres', 10, users => 'cold_users');
-INSERT INTO candidates SELECT 'cold', 'content-based (language model)', 'title and genres', user_id, rank, item_id, score FROM content_knn('cold_train', 'item_lm', 10, users => 'cold_users');
 CREATE TABLE als_cold AS SELECT * FROM train_als('cold_train', model => 'movielens-als-cold', factors => 128, iterations => 20, regularization => 1.0, alpha => 2.0, seed => 42);
 CREATE TABLE als_cold_users AS SELECT * FROM model_vectors('movielens-als-cold', 'users');
 CREATE TABLE als_cold_items AS SELECT * FROM model_vectors('movielens-als-cold', 'items');

@@ -10,6 +10,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
+use candle_core::backprop::GradStore;
 use candle_core::{D, DType, Device, Tensor, Var};
 use candle_nn::Optimizer;
 use datafusion::arrow::array::{ArrayRef, Float64Array, RecordBatch};
@@ -31,6 +32,10 @@ const NAME: &str = "train_attention_query";
 
 /// How many of a user's latest items the profile pools.
 const WINDOW: usize = 50;
+
+/// Users scored at once in a training step: their scores over the whole catalogue (a
+/// MovieLens-1M-sized one: 512 × 3,706 floats, 7.6 MB) are held together, never every user's.
+const USERS_PER_SLICE: usize = 512;
 
 #[user_doc(
     doc_section(label = "Model Functions"),
@@ -191,12 +196,7 @@ fn train(interactions: &RecordBatch, vectors: &RecordBatch, options: &Options, r
     let mut progress = Progress::new(NAME, progress_mode(run), epochs);
     let mut fit = || -> candle_core::Result<(Vec<f32>, f32, f32)> {
         let items = Tensor::from_vec(matrix.clone(), (first_rows.len(), dim), &device)?;
-        let z = items
-            .index_select(&Tensor::from_vec(ids.clone(), users * WINDOW, &device)?, 0)?
-            .reshape((users, WINDOW, dim))?;
-        let ages = Tensor::from_vec(ages.clone(), (users, WINDOW), &device)?;
-        let padding = Tensor::from_vec(present.clone(), (users, WINDOW), &device)?;
-        let targets = Tensor::from_vec(targets.clone(), users, &device)?;
+        let items_t = items.t()?;
         let mut random = super::als::SplitMix::new(seed);
         let start: Vec<f32> = (0..dim).map(|_| (random.next_f32() - 0.5) * 0.1).collect();
         let query = Var::from_tensor(&Tensor::from_vec(start, dim, &device)?)?;
@@ -215,15 +215,37 @@ fn train(interactions: &RecordBatch, vectors: &RecordBatch, options: &Options, r
             if run.interrupt.cancelled() {
                 break;
             }
-            let scores = (z.broadcast_matmul(&query.as_tensor().reshape((dim, 1))?)?.squeeze(2)? * scale)?;
-            let logits = (scores - ages.broadcast_mul(slope.as_tensor())?)?.add(&padding)?;
-            let weights = candle_nn::ops::softmax(&logits, D::Minus1)?;
-            let profile = weights.unsqueeze(1)?.matmul(&z)?.squeeze(1)?;
-            let ranking = profile.matmul(&items.t()?)?;
-            let log_probs = candle_nn::ops::log_softmax(&ranking, D::Minus1)?;
-            let loss = (log_probs.gather(&targets.unsqueeze(1)?, 1)?.mean_all()? * -1.0)?;
-            optimizer.backward_step(&loss)?;
-            loss_value = loss.to_scalar::<f32>()?;
+            // One full-batch step, its gradient summed over slices of users: a slice's
+            // (users × catalogue) scores are all that is held at once.
+            let mut gradient: Option<GradStore> = None;
+            let mut loss_sum = 0f32;
+            for first in (0..users).step_by(USERS_PER_SLICE) {
+                let n = USERS_PER_SLICE.min(users - first);
+                let window = first * WINDOW..(first + n) * WINDOW;
+                let z = items
+                    .index_select(&Tensor::from_slice(&ids[window.clone()], n * WINDOW, &device)?, 0)?
+                    .reshape((n, WINDOW, dim))?;
+                let slice_ages = Tensor::from_slice(&ages[window.clone()], (n, WINDOW), &device)?;
+                let slice_padding = Tensor::from_slice(&present[window], (n, WINDOW), &device)?;
+                let slice_targets = Tensor::from_slice(&targets[first..first + n], n, &device)?;
+                let scores = (z.broadcast_matmul(&query.as_tensor().reshape((dim, 1))?)?.squeeze(2)? * scale)?;
+                let logits = (scores - slice_ages.broadcast_mul(slope.as_tensor())?)?.add(&slice_padding)?;
+                let weights = candle_nn::ops::softmax(&logits, D::Minus1)?;
+                let profile = weights.unsqueeze(1)?.matmul(&z)?.squeeze(1)?;
+                let ranking = profile.matmul(&items_t)?;
+                let log_probs = candle_nn::ops::log_softmax(&ranking, D::Minus1)?;
+                let loss = (log_probs.gather(&slice_targets.unsqueeze(1)?, 1)?.sum_all()? * (-1.0 / users as f64))?;
+                loss_sum += loss.to_scalar::<f32>()?;
+                let slice_gradient = loss.backward()?;
+                match gradient.as_mut() {
+                    Some(sum) => sum.extend(slice_gradient)?,
+                    None => gradient = Some(slice_gradient),
+                }
+            }
+            if let Some(gradient) = gradient {
+                optimizer.step(&gradient)?;
+            }
+            loss_value = loss_sum;
             progress.update(epoch + 1, Some(loss_value));
         }
         let slope_value = slope.as_tensor().to_dtype(DType::F32)?.to_vec1::<f32>()?[0];

@@ -161,7 +161,7 @@ impl ExecutionPlan for ComputeExec {
             }
             let batch_size = context.session_config().batch_size();
             let watcher = sender.clone();
-            let (output, reservation) = tokio::task::spawn_blocking(move || {
+            tokio::task::spawn_blocking(move || {
                 let run = Run {
                     call: &call,
                     schema: &schema,
@@ -169,22 +169,20 @@ impl ExecutionPlan for ComputeExec {
                     interrupt: Interrupt::new(move || watcher.is_closed()),
                     reservation: &reservation,
                 };
-                let output = function.compute(&tables, &run)?;
-                reservation.try_grow(output.get_array_memory_size())?;
-                Ok::<_, DataFusionError>((output, reservation))
+                function.compute_in_parts(&tables, &run, &mut |part| {
+                    let mut start = 0;
+                    while start < part.num_rows() {
+                        let length = batch_size.min(part.num_rows() - start);
+                        if sender.blocking_send(Ok(part.slice(start, length))).is_err() {
+                            return Ok(false);
+                        }
+                        start += length;
+                    }
+                    Ok(true)
+                })
             })
             .await
-            .map_err(|e| DataFusionError::Execution(format!("{name}: {e}")))??;
-            let mut start = 0;
-            while start < output.num_rows() {
-                let length = batch_size.min(output.num_rows() - start);
-                if sender.send(Ok(output.slice(start, length))).await.is_err() {
-                    break;
-                }
-                start += length;
-            }
-            drop(reservation);
-            Ok(())
+            .map_err(|e| DataFusionError::Execution(format!("{name}: {e}")))?
         });
         Ok(builder.build())
     }

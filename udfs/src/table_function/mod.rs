@@ -48,6 +48,22 @@ pub trait TableFunction: Debug + Send + Sync {
     /// tells how much that is.
     fn compute(&self, inputs: &[RecordBatch], run: &Run) -> Result<RecordBatch>;
 
+    /// The rows of [`TableFunction::compute`], handed to `emit` in parts as they are made;
+    /// `emit` answers false once nobody reads them any more. A function whose output dwarfs its
+    /// inputs (`fuse_ranks` over a grid of weightings) overrides it, so that its output is never
+    /// held whole; the others make it whole and account it.
+    fn compute_in_parts(
+        &self,
+        inputs: &[RecordBatch],
+        run: &Run,
+        emit: &mut dyn FnMut(RecordBatch) -> Result<bool>,
+    ) -> Result<()> {
+        let output = self.compute(inputs, run)?;
+        run.reserve(output.get_array_memory_size())?;
+        emit(output)?;
+        Ok(())
+    }
+
     /// The operator of a function that has its own (streaming) one; `None` for the others,
     /// which run as a [`ComputeExec`] that reads every input whole and calls
     /// [`TableFunction::compute`].
