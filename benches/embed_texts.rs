@@ -2,7 +2,10 @@
 //! against sentence-transformers' `encode` (PyTorch on the CPU, batch 64) on the same 10,000
 //! MovieLens-like titles with genres, the same model and the same number of threads; prints
 //! both throughputs and peak RSS (each side runs as a process of its own under
-//! `/usr/bin/time`), and how close their vectors are.
+//! `/usr/bin/time`). Each side runs three times, alternating, and the medians are compared:
+//! one run of either varies by a fifth on these shared machines. Both time the embedding alone:
+//! recfusion its `embed_texts` statement (model loading included), sentence-transformers its
+//! `encode` call (model loaded before).
 //! sentence-transformers runs through `$RECFUSION_PYTHON` (default `python3`) when installed.
 //!
 //! cargo bench --bench embed_texts -- MODEL_DIR [TEXTS [THREADS]]   (default 10000, all cores)
@@ -99,8 +102,8 @@ np.save(out, vectors[:100])
 print("sentence-transformers", __import__("sentence_transformers").__version__, "torch", torch.__version__, seconds)
 "#;
 
-/// Runs `command` under `/usr/bin/time`, returning its stdout and peak RSS in MB.
-fn run_measured(command: &mut Command) -> (String, f64) {
+/// Runs `command` under `/usr/bin/time`, returning its stdout, peak RSS in MB and stderr.
+fn run_measured(command: &mut Command) -> (String, f64, String) {
     let output = command.output().expect("run the command");
     let stderr = String::from_utf8_lossy(&output.stderr);
     let peak_kb = stderr
@@ -111,7 +114,11 @@ fn run_measured(command: &mut Command) -> (String, f64) {
     if !output.status.success() {
         eprintln!("{stderr}");
     }
-    (String::from_utf8_lossy(&output.stdout).into_owned(), peak_kb / 1024.0)
+    (
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        peak_kb / 1024.0,
+        stderr.into_owned(),
+    )
 }
 
 fn main() {
@@ -142,55 +149,90 @@ fn main() {
          SELECT count(*) AS texts, count(vector) AS vectors FROM embed_texts('titles', model_dir => '{model}')",
         csv = csv.display()
     );
-    let started = std::time::Instant::now();
-    let (ours, our_rss) = run_measured(
-        Command::new("/usr/bin/time")
-            .args([
-                "-f",
-                "peak_kb=%M",
-                env!("CARGO_BIN_EXE_recfusion"),
-                "-q",
-                "--format",
-                "csv",
-                "-c",
-                &sql,
-            ])
-            .env("RAYON_NUM_THREADS", threads.to_string()),
-    );
-    let our_seconds = started.elapsed().as_secs_f64();
-    let embedded = ours.lines().last().unwrap_or_default().to_string();
-
     let python = std::env::var("RECFUSION_PYTHON").unwrap_or_else(|_| "python3".to_string());
     let vectors = dir.path().join("st.npy");
-    let (theirs, their_rss) = run_measured(
-        Command::new("/usr/bin/time")
-            .args(["-f", "peak_kb=%M", &python, "-c", PYTHON])
-            .args([
-                model,
-                &csv.display().to_string(),
-                &threads.to_string(),
-                &vectors.display().to_string(),
-            ]),
-    );
-    println!("{:<44} {:>10} {:>10} {:>12}", "", "seconds", "texts/s", "peak RSS MB");
-    println!(
-        "{:<44} {our_seconds:>10.2} {:>10.1} {our_rss:>12.0}   (whole process: start, read, embed; {embedded} texts,vectors)",
-        "recfusion embed_texts",
-        count as f64 / our_seconds
-    );
-    match theirs.split_whitespace().collect::<Vec<_>>().as_slice() {
-        ["sentence-transformers", version, "torch", torch, seconds] => {
-            let seconds: f64 = seconds.parse().unwrap_or(f64::NAN);
-            println!(
-                "{:<44} {seconds:>10.2} {:>10.1} {their_rss:>12.0}   (encode alone)",
-                format!("sentence-transformers {version} (torch {torch})"),
-                count as f64 / seconds
-            );
-            println!(
-                "recfusion's throughput: {:.2}× sentence-transformers'",
-                seconds / our_seconds
-            );
+    let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+    let (mut embedded, mut peer) = (String::new(), None);
+    for _ in 0..ROUNDS {
+        let (output, rss, stderr) = run_measured(
+            Command::new("/usr/bin/time")
+                .args([
+                    "-f",
+                    "peak_kb=%M",
+                    env!("CARGO_BIN_EXE_recfusion"),
+                    "--format",
+                    "csv",
+                    "-c",
+                    &sql,
+                ])
+                .env("RAYON_NUM_THREADS", threads.to_string()),
+        );
+        embedded = output.lines().last().unwrap_or_default().to_string();
+        // The footer of the last statement, the embedding: "… Elapsed 15.521 seconds."
+        let seconds = stderr
+            .lines()
+            .rev()
+            .find_map(|l| {
+                l.split("Elapsed ")
+                    .nth(1)?
+                    .split_whitespace()
+                    .next()?
+                    .parse::<f64>()
+                    .ok()
+            })
+            .unwrap_or(f64::NAN);
+        ours.push((seconds, rss));
+        let (output, rss, _) = run_measured(
+            Command::new("/usr/bin/time")
+                .args(["-f", "peak_kb=%M", &python, "-c", PYTHON])
+                .args([
+                    model,
+                    &csv.display().to_string(),
+                    &threads.to_string(),
+                    &vectors.display().to_string(),
+                ]),
+        );
+        match output.split_whitespace().collect::<Vec<_>>().as_slice() {
+            ["sentence-transformers", version, "torch", torch, seconds] => {
+                peer = Some(format!("sentence-transformers {version} (torch {torch})"));
+                theirs.push((seconds.parse().unwrap_or(f64::NAN), rss));
+            }
+            _ => {
+                println!("sentence-transformers: skipped ({})", output.trim());
+                break;
+            }
         }
-        _ => println!("sentence-transformers: skipped ({})", theirs.trim()),
     }
+    println!(
+        "{:<44} {:>10} {:>10} {:>12}   {}",
+        "", "seconds", "texts/s", "peak RSS MB", "texts/s of each run"
+    );
+    let row = |name: &str, runs: &[(f64, f64)], note: &str| {
+        let seconds = median(runs.iter().map(|r| r.0));
+        let rss = median(runs.iter().map(|r| r.1));
+        let each: Vec<String> = runs.iter().map(|r| format!("{:.1}", count as f64 / r.0)).collect();
+        println!(
+            "{name:<44} {seconds:>10.2} {:>10.1} {rss:>12.0}   {} ({note})",
+            count as f64 / seconds,
+            each.join(", ")
+        );
+        seconds
+    };
+    let our_seconds = row("recfusion embed_texts", &ours, &format!("{embedded} texts,vectors"));
+    if let Some(peer) = peer {
+        let their_seconds = row(&peer, &theirs, "encode");
+        println!(
+            "recfusion's throughput: {:.2}× sentence-transformers' (medians of {ROUNDS} runs each)",
+            their_seconds / our_seconds
+        );
+    }
+}
+
+/// Runs of each side, alternating.
+const ROUNDS: usize = 3;
+
+fn median(values: impl Iterator<Item = f64>) -> f64 {
+    let mut values: Vec<f64> = values.collect();
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
 }
