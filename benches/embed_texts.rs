@@ -204,8 +204,8 @@ fn main() {
         }
     }
     println!(
-        "{:<44} {:>10} {:>10} {:>12}   {}",
-        "", "seconds", "texts/s", "peak RSS MB", "texts/s of each run"
+        "{:<44} {:>10} {:>10} {:>12}   texts/s of each run",
+        "", "seconds", "texts/s", "peak RSS MB"
     );
     let row = |name: &str, runs: &[(f64, f64)], note: &str| {
         let seconds = median(runs.iter().map(|r| r.0));
