@@ -213,31 +213,40 @@ impl CustomOp2 for SoftmaxCrossEntropy {
         );
         let (dim, catalogue) = (hidden_layout.dims()[1], items_layout.dims()[0]);
         let mut grad_hidden = vec![0f32; hidden.len()];
-        let (total, grad_items) = grad_hidden
-            .par_chunks_mut(BLOCK * dim)
-            .zip(hidden.par_chunks(BLOCK * dim))
-            .zip(self.targets.par_chunks(BLOCK))
-            .fold(
-                || (vec![0f32; BLOCK * catalogue], 0.0, vec![0f32; items.len()]),
-                |(mut logits, loss, mut grad_items), ((grad_block, block), targets)| {
-                    let block_loss = block_loss_and_gradients(
+        // One contiguous run of blocks per thread, each run summed in order and the runs added
+        // in order: a model depends on the seed and the thread count, not on which thread
+        // stole which block.
+        let blocks = self.targets.len().div_ceil(BLOCK).max(1);
+        let per_run = blocks.div_ceil(rayon::current_num_threads().clamp(1, blocks));
+        let runs: Vec<(f64, Vec<f32>)> = grad_hidden
+            .par_chunks_mut(per_run * BLOCK * dim)
+            .zip(hidden.par_chunks(per_run * BLOCK * dim))
+            .zip(self.targets.par_chunks(per_run * BLOCK))
+            .map(|((grad_run, run), targets)| {
+                let mut logits = vec![0f32; BLOCK * catalogue];
+                let mut grad_items = vec![0f32; items.len()];
+                let mut loss = 0.0;
+                let blocks = grad_run
+                    .chunks_mut(BLOCK * dim)
+                    .zip(run.chunks(BLOCK * dim))
+                    .zip(targets.chunks(BLOCK));
+                for ((grad_block, block), targets) in blocks {
+                    loss += block_loss_and_gradients(
                         &mut logits,
                         grad_block,
                         &mut grad_items,
                         (block, items, dim),
                         targets,
                     );
-                    (logits, loss + block_loss, grad_items)
-                },
-            )
-            .map(|(_, loss, grad_items)| (loss, grad_items))
-            .reduce(
-                || (0.0, vec![0f32; items.len()]),
-                |(loss_a, mut a), (loss_b, b)| {
-                    a.iter_mut().zip(b).for_each(|(a, b)| *a += b);
-                    (loss_a + loss_b, a)
-                },
-            );
+                }
+                (loss, grad_items)
+            })
+            .collect();
+        let (mut total, mut grad_items) = (0.0, vec![0f32; items.len()]);
+        for (loss, grad) in runs {
+            total += loss;
+            grad_items.iter_mut().zip(grad).for_each(|(a, b)| *a += b);
+        }
         *self.gradients.lock().expect("gradients") = Some((grad_hidden, grad_items));
         let loss = (total / self.targets.len().max(1) as f64) as f32;
         Ok((CpuStorage::F32(vec![loss]), Shape::from(())))

@@ -30,15 +30,15 @@ pub(super) fn values<'a>(storage: &'a CpuStorage, layout: &Layout) -> Result<&'a
     }
 }
 
-/// Sums `partials` (each `width` long) into one.
-pub(super) fn sum_partials(partials: impl ParallelIterator<Item = Vec<f32>>, width: usize) -> Vec<f32> {
-    partials.reduce(
-        || vec![0.0; width],
-        |mut a, b| {
-            a.iter_mut().zip(b).for_each(|(a, b)| *a += b);
-            a
-        },
-    )
+/// Sums `partials` (each `width` long) into one, in their order: a reduction in the order
+/// threads happen to finish would make a trained model depend on which thread stole which task.
+pub(super) fn sum_partials(partials: impl IndexedParallelIterator<Item = Vec<f32>>, width: usize) -> Vec<f32> {
+    let partials: Vec<Vec<f32>> = partials.collect();
+    let mut sum = vec![0.0; width];
+    for partial in partials {
+        sum.iter_mut().zip(partial).for_each(|(a, b)| *a += b);
+    }
+    sum
 }
 
 /// `x + row`, `row` added to every row of `x` (the last dimension of `x` is `row`'s length).
