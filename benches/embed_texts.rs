@@ -90,15 +90,13 @@ try:
     from sentence_transformers import SentenceTransformer
 except ImportError as e:
     print("skip", e); sys.exit(0)
-model_dir, path, threads, out = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+model_dir, path, threads = sys.argv[1], sys.argv[2], int(sys.argv[3])
 torch.set_num_threads(threads)
 texts = [row[1] for row in csv.reader(open(path, newline="", encoding="utf-8"))][1:]
 model = SentenceTransformer(model_dir, device="cpu")
 started = time.perf_counter()
 vectors = model.encode(texts, batch_size=64, convert_to_numpy=True)
 seconds = time.perf_counter() - started
-import numpy as np
-np.save(out, vectors[:100])
 print("sentence-transformers", __import__("sentence_transformers").__version__, "torch", torch.__version__, seconds)
 "#;
 
@@ -150,7 +148,6 @@ fn main() {
         csv = csv.display()
     );
     let python = std::env::var("RECFUSION_PYTHON").unwrap_or_else(|_| "python3".to_string());
-    let vectors = dir.path().join("st.npy");
     let (mut ours, mut theirs) = (Vec::new(), Vec::new());
     let (mut embedded, mut peer) = (String::new(), None);
     for _ in 0..ROUNDS {
@@ -185,12 +182,7 @@ fn main() {
         let (output, rss, _) = run_measured(
             Command::new("/usr/bin/time")
                 .args(["-f", "peak_kb=%M", &python, "-c", PYTHON])
-                .args([
-                    model,
-                    &csv.display().to_string(),
-                    &threads.to_string(),
-                    &vectors.display().to_string(),
-                ]),
+                .args([model, &csv.display().to_string(), &threads.to_string()]),
         );
         match output.split_whitespace().collect::<Vec<_>>().as_slice() {
             ["sentence-transformers", version, "torch", torch, seconds] => {

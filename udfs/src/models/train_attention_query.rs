@@ -217,10 +217,10 @@ fn train(interactions: &RecordBatch, vectors: &RecordBatch, options: &Options, r
             }
             // One full-batch step, its gradient summed over slices of users: a slice's
             // (users × catalogue) scores are all that is held at once. Only the two
-            // parameters' gradients are summed: a slice's store also holds gradients of its
-            // inputs (candle differentiates every operand), which would pile up.
-            let mut last: Option<GradStore> = None;
-            let mut sums: Option<(Tensor, Tensor)> = None;
+            // parameters' gradients are summed into the first slice's store: every store also
+            // holds gradients of its slice's inputs (candle differentiates every operand), which
+            // would pile up if the stores were merged.
+            let mut gradient: Option<GradStore> = None;
             let mut loss_sum = 0f32;
             for first in (0..users).step_by(USERS_PER_SLICE) {
                 let n = USERS_PER_SLICE.min(users - first);
@@ -240,22 +240,19 @@ fn train(interactions: &RecordBatch, vectors: &RecordBatch, options: &Options, r
                 let loss = (log_probs.gather(&slice_targets.unsqueeze(1)?, 1)?.sum_all()? * (-1.0 / users as f64))?;
                 loss_sum += loss.to_scalar::<f32>()?;
                 let slice_gradient = loss.backward()?;
-                let of = |var: &Var| {
-                    slice_gradient
-                        .get(var.as_tensor())
-                        .cloned()
-                        .ok_or_else(|| candle_core::Error::Msg("a parameter without gradient".into()))
+                let Some(sum) = gradient.as_mut() else {
+                    gradient = Some(slice_gradient);
+                    continue;
                 };
-                let (query_gradient, slope_gradient) = (of(&query)?, of(&slope)?);
-                sums = Some(match sums {
-                    Some((q, s)) => ((q + query_gradient)?, (s + slope_gradient)?),
-                    None => (query_gradient, slope_gradient),
-                });
-                last = Some(slice_gradient);
+                for parameter in [query.as_tensor(), slope.as_tensor()] {
+                    let (Some(total), Some(more)) = (sum.get(parameter), slice_gradient.get(parameter)) else {
+                        return Err(candle_core::Error::Msg("a parameter without gradient".into()));
+                    };
+                    let total = (total + more)?;
+                    sum.insert(parameter, total);
+                }
             }
-            if let (Some(mut gradient), Some((query_sum, slope_sum))) = (last, sums) {
-                gradient.insert(query.as_tensor(), query_sum);
-                gradient.insert(slope.as_tensor(), slope_sum);
+            if let Some(gradient) = gradient {
                 optimizer.step(&gradient)?;
             }
             loss_value = loss_sum;

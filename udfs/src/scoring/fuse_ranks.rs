@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, AsArray, Float64Array, RecordBatch, UInt32Array, UInt64Array};
+use datafusion::arrow::array::{Array, AsArray, Float64Array, Int64Array, RecordBatch, UInt32Array, UInt64Array};
 use datafusion::arrow::compute::{cast, concat_batches, take};
 use datafusion::arrow::datatypes::{DataType, Field, Float64Type, Int64Type, Schema};
 use datafusion::common::{HashMap, Result, exec_err, plan_err};
@@ -204,26 +204,21 @@ impl TableFunction for FuseRanks {
                 by_user[user as usize].push(row as u32);
             }
         }
+        let fusion = Fusion {
+            weightings,
+            weight_of: &weight_of,
+            item_of_row: &item_of_row,
+            method_of_list_row: &method_of_list_row,
+            ranks,
+            c,
+            k,
+        };
         let mut accounted = 0;
         for (part, users) in by_user.chunks(USERS_PER_PART).enumerate() {
             run.cancelled()?;
             let first_user = part * USERS_PER_PART;
             // For each user: every weighting's fused list, (weighting, item, score) best first.
-            let fused: Vec<Vec<(u32, u32, f64)>> = users
-                .par_iter()
-                .map(|rows| {
-                    fuse_user(
-                        rows,
-                        weightings,
-                        &weight_of,
-                        &item_of_row,
-                        &method_of_list_row,
-                        ranks,
-                        c,
-                        k,
-                    )
-                })
-                .collect();
+            let fused: Vec<Vec<(u32, u32, f64)>> = users.par_iter().map(|rows| fusion.fuse(rows)).collect();
             let total: usize = fused.iter().map(Vec::len).sum();
             let (mut weighting_col, mut user_col, mut rank_col, mut item_col, mut score_col) = (
                 Vec::with_capacity(total),
@@ -278,49 +273,54 @@ impl TableFunction for FuseRanks {
 /// Users whose fused lists make one part of the output.
 const USERS_PER_PART: usize = 256;
 
-/// One user's fused list for every weighting, `(weighting, item, score)` best first within
-/// each weighting, at most `k` per weighting.
-#[allow(clippy::too_many_arguments)]
-fn fuse_user(
-    rows: &[u32],
+/// What fusing one user's rows reads: each method's (weighting, weight) pairs and the lists'
+/// rows as item and method indices with their ranks.
+struct Fusion<'a> {
     weightings: usize,
-    weight_of: &[Vec<(u32, f64)>],
-    item_of_row: &[Option<u32>],
-    method_of_list_row: &[Option<u32>],
-    ranks: &datafusion::arrow::array::Int64Array,
+    weight_of: &'a [Vec<(u32, f64)>],
+    item_of_row: &'a [Option<u32>],
+    method_of_list_row: &'a [Option<u32>],
+    ranks: &'a Int64Array,
     c: f64,
     k: Option<usize>,
-) -> Vec<(u32, u32, f64)> {
-    let mut local: HashMap<u32, usize> = HashMap::new();
-    let mut items: Vec<u32> = Vec::new();
-    for &row in rows {
-        let item = item_of_row[row as usize].expect("kept rows have an item");
-        local.entry(item).or_insert_with(|| {
-            items.push(item);
-            items.len() - 1
-        });
-    }
-    let mut scores = vec![0.0f64; items.len() * weightings];
-    let mut listed = vec![false; items.len() * weightings];
-    for &row in rows {
-        let row = row as usize;
-        let at = local[&item_of_row[row].expect("kept rows have an item")];
-        let method = method_of_list_row[row].expect("kept rows have a method") as usize;
-        let rank = ranks.value(row) as f64;
-        for &(weighting, weight) in &weight_of[method] {
-            scores[at * weightings + weighting as usize] += weight / (c + rank);
-            listed[at * weightings + weighting as usize] = true;
+}
+
+impl Fusion<'_> {
+    /// One user's fused list for every weighting, `(weighting, item, score)` best first within
+    /// each weighting, at most `k` per weighting.
+    fn fuse(&self, rows: &[u32]) -> Vec<(u32, u32, f64)> {
+        let weightings = self.weightings;
+        let mut local: HashMap<u32, usize> = HashMap::new();
+        let mut items: Vec<u32> = Vec::new();
+        for &row in rows {
+            let item = self.item_of_row[row as usize].expect("kept rows have an item");
+            local.entry(item).or_insert_with(|| {
+                items.push(item);
+                items.len() - 1
+            });
         }
+        let mut scores = vec![0.0f64; items.len() * weightings];
+        let mut listed = vec![false; items.len() * weightings];
+        for &row in rows {
+            let row = row as usize;
+            let at = local[&self.item_of_row[row].expect("kept rows have an item")];
+            let method = self.method_of_list_row[row].expect("kept rows have a method") as usize;
+            let rank = self.ranks.value(row) as f64;
+            for &(weighting, weight) in &self.weight_of[method] {
+                scores[at * weightings + weighting as usize] += weight / (self.c + rank);
+                listed[at * weightings + weighting as usize] = true;
+            }
+        }
+        let mut out = Vec::new();
+        for weighting in 0..weightings {
+            let mut list: Vec<(u32, f64)> = (0..items.len())
+                .filter(|&at| listed[at * weightings + weighting])
+                .map(|at| (items[at], scores[at * weightings + weighting]))
+                .collect();
+            list.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+            list.truncate(self.k.unwrap_or(usize::MAX));
+            out.extend(list.into_iter().map(|(item, score)| (weighting as u32, item, score)));
+        }
+        out
     }
-    let mut out = Vec::new();
-    for weighting in 0..weightings {
-        let mut list: Vec<(u32, f64)> = (0..items.len())
-            .filter(|&at| listed[at * weightings + weighting])
-            .map(|at| (items[at], scores[at * weightings + weighting]))
-            .collect();
-        list.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-        list.truncate(k.unwrap_or(usize::MAX));
-        out.extend(list.into_iter().map(|(item, score)| (weighting as u32, item, score)));
-    }
-    out
 }
