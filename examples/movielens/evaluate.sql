@@ -7,7 +7,7 @@
 -- (user TAB item TAB rating TAB timestamp), u.item ('|'-separated, Latin-1: id, title, dates,
 -- URL, then one 0/1 flag per genre) and u.user ('|'-separated: id, age, gender, occupation,
 -- zip code). Every rating counts as an interaction. MODEL is a local sentence-transformer
--- directory (all-MiniLM-L6-v2) that embeds each item's title and genres.
+-- directory (all-MiniLM-L6-v2) that embeds each item's title, release date and genres.
 --
 -- Protocol: each user's rows ordered by (timestamp, item); the last row is the test item, the
 -- one before it the validation item. Every method is trained on the rows before the item it is
@@ -36,10 +36,13 @@ SELECT column_1 AS item_id,
                column_21, column_22, column_23, column_24], 19) AS genres
 FROM read_csv('${data}/u.item', delim => '|', encoding => 'latin-1', header => false);
 
--- Each item's text for the language model: its title and the names of its genres.
+-- Each item's text for the language model: its title, its release date (when known) and the
+-- names of its genres. The date says how new a film is, which the new items a user watches
+-- have in common. (u.item's other text columns, the video release date and the IMDb URL, are
+-- empty or repeat the title.)
 CREATE TABLE item_texts AS
 SELECT column_1 AS item_id,
-       concat(column_2, '. ', concat_ws(', ',
+       concat(column_2, '. ', CASE WHEN column_3 <> '' THEN concat('Released ', column_3, '. ') END, concat_ws(', ',
          CASE WHEN column_6 = 1 THEN 'Unknown genre' END, CASE WHEN column_7 = 1 THEN 'Action' END,
          CASE WHEN column_8 = 1 THEN 'Adventure' END, CASE WHEN column_9 = 1 THEN 'Animation' END,
          CASE WHEN column_10 = 1 THEN 'Children''s' END, CASE WHEN column_11 = 1 THEN 'Comedy' END,
@@ -468,6 +471,15 @@ FROM (SELECT DISTINCT method, config FROM test_lists) m CROSS JOIN items i
 LEFT JOIN (SELECT method, config, item_id, count(*) AS shown FROM test_lists GROUP BY method, config, item_id) e
   ON e.method = m.method AND e.config = m.config AND e.item_id = i.item_id
 GROUP BY m.method, m.config;
+
+-- SASRec over the last 200 items with and without item text at the same settings (the text
+-- row's), from this run: what the text adds apart from tuning.
+SELECT q.method AS model, q.config AS setting, round(v.ndcg, 4) AS val_ndcg10, round(q.hr, 4) AS test_hr10,
+       round(q.ndcg, 4) AS test_ndcg10
+FROM quality q JOIN quality v ON v.method = q.method AND v.config = q.config AND v.split = 'valid'
+WHERE q.split = 'test' AND q.method IN ('SASRec transformer, last 200 items', 'SASRec + item text, last 200 items')
+  AND q.config = 'dim=64 blocks=2 max_len=200 dropout=0.2 lr=0.003 patience=10'
+ORDER BY q.method DESC;
 
 -- One row per method: the chosen setting, its validation NDCG@10, the test figures, and the
 -- measures beyond accuracy.
