@@ -44,6 +44,10 @@ pub struct SasRecConfig {
     /// Training stops when validation NDCG@10 has not improved for this many epochs.
     #[serde(default = "default_patience")]
     pub patience: usize,
+    /// After early stopping has chosen the epoch count, train again from the same start on
+    /// every item, the held-out ones included, for that many epochs.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub refit: bool,
     pub learning_rate: f64,
     pub batch: usize,
     pub seed: u64,
@@ -346,22 +350,57 @@ fn validation_ndcg(model: &SasRec, sequences: &[&[u32]]) -> Result<f64> {
     Ok(total / sequences.len().max(1) as f64)
 }
 
-/// What training did: epochs run, the last training loss, the best validation NDCG@10.
+/// What training did: epochs run (of the model kept: the refit's with `refit`), the last
+/// training loss, the best validation NDCG@10 and the epoch that reached it, and whether
+/// `on_epoch` stopped it.
 pub struct TrainingReport {
     pub epochs: usize,
     pub loss: f32,
     pub validation_ndcg: f64,
+    pub best_epoch: usize,
+    pub stopped: bool,
 }
 
 /// Trains on `sequences` (item indices 1..=items, oldest first), with the frozen item
 /// `features` `(1 + items + cold_items, feature_dim)` when the config has them.
-/// `on_epoch(done, loss, ndcg)` may stop training by returning false. Returns the variables of
-/// the best model.
+/// `on_epoch(done, loss, ndcg)` may stop training by returning false; `done` counts on through
+/// a refit. Returns the variables of the best model, or with `refit` of the model retrained on
+/// every item for the best epoch count.
 pub fn train(
     sequences: &[Vec<u32>],
     features: Option<&Tensor>,
     config: &SasRecConfig,
     mut on_epoch: impl FnMut(usize, f32, Option<f64>) -> bool,
+) -> Result<(VarMap, TrainingReport)> {
+    let (varmap, report) = train_run(sequences, features, config, true, &mut on_epoch)?;
+    if !config.refit || report.stopped || report.best_epoch == 0 || !report.loss.is_finite() {
+        return Ok((varmap, report));
+    }
+    let refit = SasRecConfig {
+        epochs: report.best_epoch,
+        ..*config
+    };
+    let ran = report.epochs;
+    let (varmap, refitted) = train_run(sequences, features, &refit, false, &mut |done, loss, _| {
+        on_epoch(ran + done, loss, None)
+    })?;
+    let report = TrainingReport {
+        epochs: refitted.epochs,
+        loss: refitted.loss,
+        stopped: refitted.stopped,
+        ..report
+    };
+    Ok((varmap, report))
+}
+
+/// One training run: with `hold_out`, each user's last item is held out for early stopping and
+/// the best check's weights are kept; without, every item is trained on for `config.epochs`.
+fn train_run(
+    sequences: &[Vec<u32>],
+    features: Option<&Tensor>,
+    config: &SasRecConfig,
+    hold_out: bool,
+    on_epoch: &mut impl FnMut(usize, f32, Option<f64>) -> bool,
 ) -> Result<(VarMap, TrainingReport)> {
     let device = Device::Cpu;
     let varmap = VarMap::new();
@@ -385,10 +424,13 @@ pub fn train(
     // Validation holds out each user's last item; training sees the items before it.
     let usable: Vec<&[u32]> = sequences
         .iter()
-        .filter(|s| s.len() >= 3)
+        .filter(|s| s.len() >= 2 + usize::from(hold_out))
         .map(|s| s.as_slice())
         .collect();
-    let training: Vec<&[u32]> = usable.iter().map(|s| &s[..s.len() - 1]).collect();
+    let training: Vec<&[u32]> = match hold_out {
+        true => usable.iter().map(|s| &s[..s.len() - 1]).collect(),
+        false => usable.clone(),
+    };
     let mut order: Vec<usize> = (0..training.len()).collect();
     let mut random = super::als::SplitMix::new(config.seed);
     let mut best: Option<(f64, Vec<(String, Tensor)>)> = None;
@@ -396,6 +438,8 @@ pub fn train(
         epochs: 0,
         loss: f32::NAN,
         validation_ndcg: 0.0,
+        best_epoch: 0,
+        stopped: false,
     };
     // Validation runs every five epochs, or more often when the patience is shorter.
     let check_every = config.patience.clamp(1, 5);
@@ -428,7 +472,7 @@ pub fn train(
             on_epoch(epoch, report.loss, None);
             break;
         }
-        let ndcg = if epoch % check_every == 0 || epoch == config.epochs {
+        let ndcg = if hold_out && (epoch % check_every == 0 || epoch == config.epochs) {
             let ndcg = validation_ndcg(&model, &usable)?;
             if best.as_ref().is_none_or(|(b, _)| ndcg > *b) {
                 let snapshot = varmap
@@ -446,12 +490,17 @@ pub fn train(
             None
         };
         let patience_spent = ndcg.is_some() && epoch - best_epoch >= config.patience;
-        if !on_epoch(epoch, report.loss, ndcg) || patience_spent {
+        if !on_epoch(epoch, report.loss, ndcg) {
+            report.stopped = true;
+            break;
+        }
+        if patience_spent {
             break;
         }
     }
     if let Some((ndcg, snapshot)) = best {
         report.validation_ndcg = ndcg;
+        report.best_epoch = best_epoch;
         let data = varmap.data().lock().expect("variables");
         for (name, tensor) in snapshot {
             if let Some(var) = data.get(&name) {
@@ -508,6 +557,7 @@ mod tests {
             dropout: 0.0,
             epochs: 1,
             patience: 15,
+            refit: false,
             learning_rate: 0.01,
             batch: 2,
             seed: 7,

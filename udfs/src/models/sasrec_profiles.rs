@@ -95,6 +95,7 @@ fn load(path: &str) -> Result<(ModelFile, SasRecConfig)> {
         dropout: 0.0,
         epochs: 0,
         patience: 0,
+        refit: false,
         learning_rate: 0.0,
         batch: 0,
         seed: 0,

@@ -34,7 +34,7 @@ const NAME: &str = "train_sasrec";
 #[user_doc(
     doc_section(label = "Model Functions"),
     description = "Trains a SASRec-style transformer on each user's items ordered by the third column: item and position embeddings, causal multi-head self-attention blocks, next-item prediction with a full softmax, early stopping on validation NDCG@10 (each user's last training item held out of training; the best epoch's weights are kept, and training ends after patience epochs without improvement). With item_features (an (item, vector) table, e.g. embed_texts of the items' titles) an item is its id embedding plus a learned projection of its frozen vector, and items that have a vector but no interactions get one from the vector alone: model_vectors(model, 'items') returns them too, so new items can be recommended. Saves it as a named model and returns one report row (model, users, items, epochs, loss, validation_ndcg10, seconds).",
-    syntax_example = "train_sasrec(interactions [, model => 'sasrec'] [, dim => 64] [, max_epochs => 200] [, max_len => 50] [, layers => 2] [, heads => 1] [, dropout => 0.2] [, seed => 42] [, learning_rate => 0.001] [, patience => 15] [, item_features => 'table'] [, id_dropout => 0.0] [, user => 'column', item => 'column', order => 'column'])",
+    syntax_example = "train_sasrec(interactions [, model => 'sasrec'] [, dim => 64] [, max_epochs => 200] [, max_len => 50] [, layers => 2] [, heads => 1] [, dropout => 0.2] [, seed => 42] [, learning_rate => 0.001] [, patience => 15] [, item_features => 'table'] [, id_dropout => 0.0] [, refit => false] [, user => 'column', item => 'column', order => 'column'])",
     sql_example = r#"```sql
 > SELECT * FROM train_sasrec('events', model => 'sasrec_v1', epochs => 60, max_len => 50,
                              user => 'user_id', item => 'item_id', order => 'ts');
@@ -80,6 +80,10 @@ const NAME: &str = "train_sasrec";
         description = "With item_features: the share of items, from 0 to below 1, whose id embedding each training step drops, so that the model learns to rank items by their vectors alone, as it ranks new items (default 0)."
     ),
     argument(
+        name = "refit",
+        description = "After early stopping has chosen the epoch count, train again from the same start for that many epochs on every item, the held-out last ones included (default false): the model then learns from each user's latest item too, and training takes up to twice as long."
+    ),
+    argument(
         name = "user",
         description = "The column of interactions that holds the user id (default: the first)."
     ),
@@ -114,7 +118,7 @@ impl TableFunction for TrainSasRec {
     }
 
     fn plan(&self, args: &Arguments) -> Result<Planned> {
-        args.expect_count(1..=13)?;
+        args.expect_count(1..=14)?;
         let (input, target) = interactions_and_model(args, "user, item, order", "sasrec")?;
         let features = args.input(11, "item_features", None)?;
         let feature_dim = match &features {
@@ -134,6 +138,7 @@ impl TableFunction for TrainSasRec {
             dropout: args.number(7, "dropout", 0.0..=0.99, 0.2)? as f32,
             learning_rate: args.number(9, "learning_rate", 1e-9..=1.0, 0.001)?,
             patience: args.positive_integer(10, "patience", Some(default_patience()))?,
+            refit: args.boolean(13, "refit", false)?,
             batch: 128,
             seed: args.seed(8)?,
         };
@@ -309,7 +314,8 @@ fn train(
     let longest = sequences.iter().map(Vec::len).max().unwrap_or(1);
     config.max_len = config.max_len.min(longest);
     let started = Instant::now();
-    let mut progress = Progress::new(NAME, progress_mode(run), config.epochs);
+    let most_epochs = config.epochs * (1 + usize::from(config.refit));
+    let mut progress = Progress::new(NAME, progress_mode(run), most_epochs);
     let failed = |e: candle_core::Error| exec_datafusion_err!("{NAME}: {e}");
     let (varmap, report) = sasrec::train(&sequences, features.as_ref(), &config, |done, loss, validation| {
         progress.update_with_validation(done, Some(loss), validation);
@@ -344,6 +350,9 @@ fn train(
         if config.id_dropout > 0.0 {
             settings["id_dropout"] = json!(config.id_dropout);
         }
+    }
+    if config.refit {
+        settings["refit"] = json!(true);
     }
     let all_items = config.items + config.cold_items;
     let file = ModelFile {
