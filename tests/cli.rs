@@ -865,7 +865,7 @@ fn the_movielens_benchmark_runs_on_generated_data() {
         "SASRec transformer, last 200 items",
         "SASRec + item text, last 200 items",
     );
-    let setting = |dropout| format!("dim=64 blocks=2 max_len=200 dropout={dropout} lr=0.003 patience=10");
+    let setting = |dropout| format!("dim=64 blocks=2 max_len=200 dropout={dropout} lr=0.003 patience=10 refit");
     let (low, high) = (setting("0.2"), setting("0.5"));
     let (low, high) = (low.as_str(), high.as_str());
     assert_eq!(

@@ -376,6 +376,7 @@ pub fn train(
     if !config.refit || report.stopped || report.best_epoch == 0 || !report.loss.is_finite() {
         return Ok((varmap, report));
     }
+    drop(varmap);
     let refit = SasRecConfig {
         epochs: report.best_epoch,
         ..*config
