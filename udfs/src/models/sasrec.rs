@@ -5,7 +5,8 @@
 //! embeddings shared as the output layer). The profile of a user is the encoder's output at
 //! the last position of their history: a vector in the item space, so `profile · item` ranks
 //! the next item. Early stopping keeps the weights with the best validation NDCG@10 (each
-//! user's last training item held out).
+//! user's last training item held out); a refit then trains again for the best epoch count
+//! with those items included.
 //!
 //! With item features (e.g. text embeddings of a pretrained language model) an item is
 //! `E_id(i) + W·x_i`, the frozen vector `x_i` projected by a learned `W` (UniSRec's adaptor
@@ -428,9 +429,10 @@ fn train_run(
         .filter(|s| s.len() >= 2 + usize::from(hold_out))
         .map(|s| s.as_slice())
         .collect();
-    let training: Vec<&[u32]> = match hold_out {
-        true => usable.iter().map(|s| &s[..s.len() - 1]).collect(),
-        false => usable.clone(),
+    let training: Vec<&[u32]> = if hold_out {
+        usable.iter().map(|s| &s[..s.len() - 1]).collect()
+    } else {
+        usable.clone()
     };
     let mut order: Vec<usize> = (0..training.len()).collect();
     let mut random = super::als::SplitMix::new(config.seed);
