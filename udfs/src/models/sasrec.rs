@@ -423,7 +423,8 @@ fn train_run(
         }
     }
     let mut optimizer = super::training::optimizer(&varmap, config.learning_rate)?;
-    // Validation holds out each user's last item; training sees the items before it.
+    // With hold_out, validation holds out each user's last item and training sees the items
+    // before it; without, training sees them all.
     let usable: Vec<&[u32]> = sequences
         .iter()
         .filter(|s| s.len() >= 2 + usize::from(hold_out))
