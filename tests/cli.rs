@@ -865,12 +865,23 @@ fn the_movielens_benchmark_runs_on_generated_data() {
         "SASRec transformer, last 200 items",
         "SASRec + item text, last 200 items",
     );
+    // Each dropout alone (seed 42) and as three seeds' models together.
     let setting = |dropout| format!("dim=64 blocks=2 max_len=200 dropout={dropout} lr=0.003 patience=10 refit");
     let (low, high) = (setting("0.2"), setting("0.5"));
-    let (low, high) = (low.as_str(), high.as_str());
+    let (low_seeds, high_seeds) = (format!("{low} seeds=42+7+8"), format!("{high} seeds=42+7+8"));
+    let (low, high, low_seeds, high_seeds) = (low.as_str(), high.as_str(), low_seeds.as_str(), high_seeds.as_str());
     assert_eq!(
         same_settings,
-        [(ids, low), (text, low), (ids, high), (text, high)],
+        [
+            (ids, low),
+            (text, low),
+            (ids, low_seeds),
+            (text, low_seeds),
+            (ids, high),
+            (text, high),
+            (ids, high_seeds),
+            (text, high_seeds)
+        ],
         "{table}"
     );
     // The new-items protocol's table follows: (method, setting, new_items, users, cold_hr10,

@@ -282,7 +282,10 @@ INSERT INTO candidates SELECT 'test', 'item2vec attention-pooled', 'recency deca
 -- has not improved for 10 epochs, at most 200, then trained again from the start for the best
 -- epoch count on every training item, that last one included: refit);
 -- the profile is its output at the user's latest item. "SASRec transformer, last 200 items"
--- reads the longest histories whole, with dropout tuned on validation.
+-- reads the longest histories whole, with dropout tuned on validation. Each of its settings is
+-- trained from seeds 42, 7 and 8 too: "seeds=42+7+8" is the three models together — a profile
+-- and an item vector are the three models' side by side, so a dot product sums their scores —
+-- and validation chooses between one model and three as between any settings.
 -- Two-tower: a user tower over age, gender and occupation (u.user) trained with item vectors;
 -- the profile needs only the user's features, so it also serves users without history.
 -- A learned attention query: the query vector and recency slope trained so that pooled
@@ -320,18 +323,54 @@ CREATE TABLE sasrec200_valid_0_2 AS SELECT * FROM train_sasrec('sequence_valid',
 CREATE TABLE sasrec200_valid_0_2_users AS SELECT * FROM sasrec_profiles('movielens-sasrec200-valid-0_2', 'sequence_valid');
 CREATE TABLE sasrec200_valid_0_2_items AS SELECT * FROM model_vectors('movielens-sasrec200-valid-0_2', 'items');
 INSERT INTO candidates SELECT 'valid', 'SASRec transformer, last 200 items', 'dim=64 blocks=2 max_len=200 dropout=0.2 lr=0.003 patience=10 refit', user_id, rank, item_id, score FROM recommend('sasrec200_valid_0_2_users', 'sasrec200_valid_0_2_items', 50, metric => 'dot', exclude => 'train_valid');
+CREATE TABLE sasrec200_valid_0_2_s7 AS SELECT * FROM train_sasrec('sequence_valid', model => 'movielens-sasrec200-valid-0_2-s7', dim => 64, epochs => 200, patience => 10, max_len => 200, layers => 2, heads => 1, dropout => 0.2, seed => 7, learning_rate => 0.003, refit => true);
+CREATE TABLE sasrec200_valid_0_2_s7_users AS SELECT * FROM sasrec_profiles('movielens-sasrec200-valid-0_2-s7', 'sequence_valid');
+CREATE TABLE sasrec200_valid_0_2_s7_items AS SELECT * FROM model_vectors('movielens-sasrec200-valid-0_2-s7', 'items');
+CREATE TABLE sasrec200_valid_0_2_s8 AS SELECT * FROM train_sasrec('sequence_valid', model => 'movielens-sasrec200-valid-0_2-s8', dim => 64, epochs => 200, patience => 10, max_len => 200, layers => 2, heads => 1, dropout => 0.2, seed => 8, learning_rate => 0.003, refit => true);
+CREATE TABLE sasrec200_valid_0_2_s8_users AS SELECT * FROM sasrec_profiles('movielens-sasrec200-valid-0_2-s8', 'sequence_valid');
+CREATE TABLE sasrec200_valid_0_2_s8_items AS SELECT * FROM model_vectors('movielens-sasrec200-valid-0_2-s8', 'items');
+CREATE TABLE sasrec200_valid_0_2_seeds_users AS SELECT a.user_id, vector(array_concat(array_concat(a.vector, b.vector), c.vector)) AS vector FROM sasrec200_valid_0_2_users a JOIN sasrec200_valid_0_2_s7_users b USING (user_id) JOIN sasrec200_valid_0_2_s8_users c USING (user_id);
+CREATE TABLE sasrec200_valid_0_2_seeds_items AS SELECT a.item_id, vector(array_concat(array_concat(a.vector, b.vector), c.vector)) AS vector FROM sasrec200_valid_0_2_items a JOIN sasrec200_valid_0_2_s7_items b USING (item_id) JOIN sasrec200_valid_0_2_s8_items c USING (item_id);
+INSERT INTO candidates SELECT 'valid', 'SASRec transformer, last 200 items', 'dim=64 blocks=2 max_len=200 dropout=0.2 lr=0.003 patience=10 refit seeds=42+7+8', user_id, rank, item_id, score FROM recommend('sasrec200_valid_0_2_seeds_users', 'sasrec200_valid_0_2_seeds_items', 50, metric => 'dot', exclude => 'train_valid');
 CREATE TABLE sasrec200_test_0_2 AS SELECT * FROM train_sasrec('sequence_test', model => 'movielens-sasrec200-test-0_2', dim => 64, epochs => 200, patience => 10, max_len => 200, layers => 2, heads => 1, dropout => 0.2, seed => 42, learning_rate => 0.003, refit => true);
 CREATE TABLE sasrec200_test_0_2_users AS SELECT * FROM sasrec_profiles('movielens-sasrec200-test-0_2', 'sequence_test');
 CREATE TABLE sasrec200_test_0_2_items AS SELECT * FROM model_vectors('movielens-sasrec200-test-0_2', 'items');
 INSERT INTO candidates SELECT 'test', 'SASRec transformer, last 200 items', 'dim=64 blocks=2 max_len=200 dropout=0.2 lr=0.003 patience=10 refit', user_id, rank, item_id, score FROM recommend('sasrec200_test_0_2_users', 'sasrec200_test_0_2_items', 50, metric => 'dot', exclude => 'train_test');
+CREATE TABLE sasrec200_test_0_2_s7 AS SELECT * FROM train_sasrec('sequence_test', model => 'movielens-sasrec200-test-0_2-s7', dim => 64, epochs => 200, patience => 10, max_len => 200, layers => 2, heads => 1, dropout => 0.2, seed => 7, learning_rate => 0.003, refit => true);
+CREATE TABLE sasrec200_test_0_2_s7_users AS SELECT * FROM sasrec_profiles('movielens-sasrec200-test-0_2-s7', 'sequence_test');
+CREATE TABLE sasrec200_test_0_2_s7_items AS SELECT * FROM model_vectors('movielens-sasrec200-test-0_2-s7', 'items');
+CREATE TABLE sasrec200_test_0_2_s8 AS SELECT * FROM train_sasrec('sequence_test', model => 'movielens-sasrec200-test-0_2-s8', dim => 64, epochs => 200, patience => 10, max_len => 200, layers => 2, heads => 1, dropout => 0.2, seed => 8, learning_rate => 0.003, refit => true);
+CREATE TABLE sasrec200_test_0_2_s8_users AS SELECT * FROM sasrec_profiles('movielens-sasrec200-test-0_2-s8', 'sequence_test');
+CREATE TABLE sasrec200_test_0_2_s8_items AS SELECT * FROM model_vectors('movielens-sasrec200-test-0_2-s8', 'items');
+CREATE TABLE sasrec200_test_0_2_seeds_users AS SELECT a.user_id, vector(array_concat(array_concat(a.vector, b.vector), c.vector)) AS vector FROM sasrec200_test_0_2_users a JOIN sasrec200_test_0_2_s7_users b USING (user_id) JOIN sasrec200_test_0_2_s8_users c USING (user_id);
+CREATE TABLE sasrec200_test_0_2_seeds_items AS SELECT a.item_id, vector(array_concat(array_concat(a.vector, b.vector), c.vector)) AS vector FROM sasrec200_test_0_2_items a JOIN sasrec200_test_0_2_s7_items b USING (item_id) JOIN sasrec200_test_0_2_s8_items c USING (item_id);
+INSERT INTO candidates SELECT 'test', 'SASRec transformer, last 200 items', 'dim=64 blocks=2 max_len=200 dropout=0.2 lr=0.003 patience=10 refit seeds=42+7+8', user_id, rank, item_id, score FROM recommend('sasrec200_test_0_2_seeds_users', 'sasrec200_test_0_2_seeds_items', 50, metric => 'dot', exclude => 'train_test');
 CREATE TABLE sasrec200_valid_0_5 AS SELECT * FROM train_sasrec('sequence_valid', model => 'movielens-sasrec200-valid-0_5', dim => 64, epochs => 200, patience => 10, max_len => 200, layers => 2, heads => 1, dropout => 0.5, seed => 42, learning_rate => 0.003, refit => true);
 CREATE TABLE sasrec200_valid_0_5_users AS SELECT * FROM sasrec_profiles('movielens-sasrec200-valid-0_5', 'sequence_valid');
 CREATE TABLE sasrec200_valid_0_5_items AS SELECT * FROM model_vectors('movielens-sasrec200-valid-0_5', 'items');
 INSERT INTO candidates SELECT 'valid', 'SASRec transformer, last 200 items', 'dim=64 blocks=2 max_len=200 dropout=0.5 lr=0.003 patience=10 refit', user_id, rank, item_id, score FROM recommend('sasrec200_valid_0_5_users', 'sasrec200_valid_0_5_items', 50, metric => 'dot', exclude => 'train_valid');
+CREATE TABLE sasrec200_valid_0_5_s7 AS SELECT * FROM train_sasrec('sequence_valid', model => 'movielens-sasrec200-valid-0_5-s7', dim => 64, epochs => 200, patience => 10, max_len => 200, layers => 2, heads => 1, dropout => 0.5, seed => 7, learning_rate => 0.003, refit => true);
+CREATE TABLE sasrec200_valid_0_5_s7_users AS SELECT * FROM sasrec_profiles('movielens-sasrec200-valid-0_5-s7', 'sequence_valid');
+CREATE TABLE sasrec200_valid_0_5_s7_items AS SELECT * FROM model_vectors('movielens-sasrec200-valid-0_5-s7', 'items');
+CREATE TABLE sasrec200_valid_0_5_s8 AS SELECT * FROM train_sasrec('sequence_valid', model => 'movielens-sasrec200-valid-0_5-s8', dim => 64, epochs => 200, patience => 10, max_len => 200, layers => 2, heads => 1, dropout => 0.5, seed => 8, learning_rate => 0.003, refit => true);
+CREATE TABLE sasrec200_valid_0_5_s8_users AS SELECT * FROM sasrec_profiles('movielens-sasrec200-valid-0_5-s8', 'sequence_valid');
+CREATE TABLE sasrec200_valid_0_5_s8_items AS SELECT * FROM model_vectors('movielens-sasrec200-valid-0_5-s8', 'items');
+CREATE TABLE sasrec200_valid_0_5_seeds_users AS SELECT a.user_id, vector(array_concat(array_concat(a.vector, b.vector), c.vector)) AS vector FROM sasrec200_valid_0_5_users a JOIN sasrec200_valid_0_5_s7_users b USING (user_id) JOIN sasrec200_valid_0_5_s8_users c USING (user_id);
+CREATE TABLE sasrec200_valid_0_5_seeds_items AS SELECT a.item_id, vector(array_concat(array_concat(a.vector, b.vector), c.vector)) AS vector FROM sasrec200_valid_0_5_items a JOIN sasrec200_valid_0_5_s7_items b USING (item_id) JOIN sasrec200_valid_0_5_s8_items c USING (item_id);
+INSERT INTO candidates SELECT 'valid', 'SASRec transformer, last 200 items', 'dim=64 blocks=2 max_len=200 dropout=0.5 lr=0.003 patience=10 refit seeds=42+7+8', user_id, rank, item_id, score FROM recommend('sasrec200_valid_0_5_seeds_users', 'sasrec200_valid_0_5_seeds_items', 50, metric => 'dot', exclude => 'train_valid');
 CREATE TABLE sasrec200_test_0_5 AS SELECT * FROM train_sasrec('sequence_test', model => 'movielens-sasrec200-test-0_5', dim => 64, epochs => 200, patience => 10, max_len => 200, layers => 2, heads => 1, dropout => 0.5, seed => 42, learning_rate => 0.003, refit => true);
 CREATE TABLE sasrec200_test_0_5_users AS SELECT * FROM sasrec_profiles('movielens-sasrec200-test-0_5', 'sequence_test');
 CREATE TABLE sasrec200_test_0_5_items AS SELECT * FROM model_vectors('movielens-sasrec200-test-0_5', 'items');
 INSERT INTO candidates SELECT 'test', 'SASRec transformer, last 200 items', 'dim=64 blocks=2 max_len=200 dropout=0.5 lr=0.003 patience=10 refit', user_id, rank, item_id, score FROM recommend('sasrec200_test_0_5_users', 'sasrec200_test_0_5_items', 50, metric => 'dot', exclude => 'train_test');
+CREATE TABLE sasrec200_test_0_5_s7 AS SELECT * FROM train_sasrec('sequence_test', model => 'movielens-sasrec200-test-0_5-s7', dim => 64, epochs => 200, patience => 10, max_len => 200, layers => 2, heads => 1, dropout => 0.5, seed => 7, learning_rate => 0.003, refit => true);
+CREATE TABLE sasrec200_test_0_5_s7_users AS SELECT * FROM sasrec_profiles('movielens-sasrec200-test-0_5-s7', 'sequence_test');
+CREATE TABLE sasrec200_test_0_5_s7_items AS SELECT * FROM model_vectors('movielens-sasrec200-test-0_5-s7', 'items');
+CREATE TABLE sasrec200_test_0_5_s8 AS SELECT * FROM train_sasrec('sequence_test', model => 'movielens-sasrec200-test-0_5-s8', dim => 64, epochs => 200, patience => 10, max_len => 200, layers => 2, heads => 1, dropout => 0.5, seed => 8, learning_rate => 0.003, refit => true);
+CREATE TABLE sasrec200_test_0_5_s8_users AS SELECT * FROM sasrec_profiles('movielens-sasrec200-test-0_5-s8', 'sequence_test');
+CREATE TABLE sasrec200_test_0_5_s8_items AS SELECT * FROM model_vectors('movielens-sasrec200-test-0_5-s8', 'items');
+CREATE TABLE sasrec200_test_0_5_seeds_users AS SELECT a.user_id, vector(array_concat(array_concat(a.vector, b.vector), c.vector)) AS vector FROM sasrec200_test_0_5_users a JOIN sasrec200_test_0_5_s7_users b USING (user_id) JOIN sasrec200_test_0_5_s8_users c USING (user_id);
+CREATE TABLE sasrec200_test_0_5_seeds_items AS SELECT a.item_id, vector(array_concat(array_concat(a.vector, b.vector), c.vector)) AS vector FROM sasrec200_test_0_5_items a JOIN sasrec200_test_0_5_s7_items b USING (item_id) JOIN sasrec200_test_0_5_s8_items c USING (item_id);
+INSERT INTO candidates SELECT 'test', 'SASRec transformer, last 200 items', 'dim=64 blocks=2 max_len=200 dropout=0.5 lr=0.003 patience=10 refit seeds=42+7+8', user_id, rank, item_id, score FROM recommend('sasrec200_test_0_5_seeds_users', 'sasrec200_test_0_5_seeds_items', 50, metric => 'dot', exclude => 'train_test');
 INSERT INTO timings VALUES ('SASRec + item text, last 200 items', now());
 -- SASRec + item text: the same transformer (the last 200 items, dropout tuned the same way)
 -- with each item represented as its id embedding plus a learned projection of its
@@ -340,18 +379,54 @@ CREATE TABLE sasrec_text_valid_0_2 AS SELECT * FROM train_sasrec('sequence_valid
 CREATE TABLE sasrec_text_valid_0_2_users AS SELECT * FROM sasrec_profiles('movielens-sasrec-text-valid-0_2', 'sequence_valid');
 CREATE TABLE sasrec_text_valid_0_2_items AS SELECT * FROM model_vectors('movielens-sasrec-text-valid-0_2', 'items');
 INSERT INTO candidates SELECT 'valid', 'SASRec + item text, last 200 items', 'dim=64 blocks=2 max_len=200 dropout=0.2 lr=0.003 patience=10 refit', user_id, rank, item_id, score FROM recommend('sasrec_text_valid_0_2_users', 'sasrec_text_valid_0_2_items', 50, metric => 'dot', exclude => 'train_valid');
+CREATE TABLE sasrec_text_valid_0_2_s7 AS SELECT * FROM train_sasrec('sequence_valid', model => 'movielens-sasrec-text-valid-0_2-s7', dim => 64, epochs => 200, patience => 10, max_len => 200, layers => 2, heads => 1, dropout => 0.2, seed => 7, learning_rate => 0.003, refit => true, item_features => 'item_lm');
+CREATE TABLE sasrec_text_valid_0_2_s7_users AS SELECT * FROM sasrec_profiles('movielens-sasrec-text-valid-0_2-s7', 'sequence_valid');
+CREATE TABLE sasrec_text_valid_0_2_s7_items AS SELECT * FROM model_vectors('movielens-sasrec-text-valid-0_2-s7', 'items');
+CREATE TABLE sasrec_text_valid_0_2_s8 AS SELECT * FROM train_sasrec('sequence_valid', model => 'movielens-sasrec-text-valid-0_2-s8', dim => 64, epochs => 200, patience => 10, max_len => 200, layers => 2, heads => 1, dropout => 0.2, seed => 8, learning_rate => 0.003, refit => true, item_features => 'item_lm');
+CREATE TABLE sasrec_text_valid_0_2_s8_users AS SELECT * FROM sasrec_profiles('movielens-sasrec-text-valid-0_2-s8', 'sequence_valid');
+CREATE TABLE sasrec_text_valid_0_2_s8_items AS SELECT * FROM model_vectors('movielens-sasrec-text-valid-0_2-s8', 'items');
+CREATE TABLE sasrec_text_valid_0_2_seeds_users AS SELECT a.user_id, vector(array_concat(array_concat(a.vector, b.vector), c.vector)) AS vector FROM sasrec_text_valid_0_2_users a JOIN sasrec_text_valid_0_2_s7_users b USING (user_id) JOIN sasrec_text_valid_0_2_s8_users c USING (user_id);
+CREATE TABLE sasrec_text_valid_0_2_seeds_items AS SELECT a.item_id, vector(array_concat(array_concat(a.vector, b.vector), c.vector)) AS vector FROM sasrec_text_valid_0_2_items a JOIN sasrec_text_valid_0_2_s7_items b USING (item_id) JOIN sasrec_text_valid_0_2_s8_items c USING (item_id);
+INSERT INTO candidates SELECT 'valid', 'SASRec + item text, last 200 items', 'dim=64 blocks=2 max_len=200 dropout=0.2 lr=0.003 patience=10 refit seeds=42+7+8', user_id, rank, item_id, score FROM recommend('sasrec_text_valid_0_2_seeds_users', 'sasrec_text_valid_0_2_seeds_items', 50, metric => 'dot', exclude => 'train_valid');
 CREATE TABLE sasrec_text_test_0_2 AS SELECT * FROM train_sasrec('sequence_test', model => 'movielens-sasrec-text-test-0_2', dim => 64, epochs => 200, patience => 10, max_len => 200, layers => 2, heads => 1, dropout => 0.2, seed => 42, learning_rate => 0.003, refit => true, item_features => 'item_lm');
 CREATE TABLE sasrec_text_test_0_2_users AS SELECT * FROM sasrec_profiles('movielens-sasrec-text-test-0_2', 'sequence_test');
 CREATE TABLE sasrec_text_test_0_2_items AS SELECT * FROM model_vectors('movielens-sasrec-text-test-0_2', 'items');
 INSERT INTO candidates SELECT 'test', 'SASRec + item text, last 200 items', 'dim=64 blocks=2 max_len=200 dropout=0.2 lr=0.003 patience=10 refit', user_id, rank, item_id, score FROM recommend('sasrec_text_test_0_2_users', 'sasrec_text_test_0_2_items', 50, metric => 'dot', exclude => 'train_test');
+CREATE TABLE sasrec_text_test_0_2_s7 AS SELECT * FROM train_sasrec('sequence_test', model => 'movielens-sasrec-text-test-0_2-s7', dim => 64, epochs => 200, patience => 10, max_len => 200, layers => 2, heads => 1, dropout => 0.2, seed => 7, learning_rate => 0.003, refit => true, item_features => 'item_lm');
+CREATE TABLE sasrec_text_test_0_2_s7_users AS SELECT * FROM sasrec_profiles('movielens-sasrec-text-test-0_2-s7', 'sequence_test');
+CREATE TABLE sasrec_text_test_0_2_s7_items AS SELECT * FROM model_vectors('movielens-sasrec-text-test-0_2-s7', 'items');
+CREATE TABLE sasrec_text_test_0_2_s8 AS SELECT * FROM train_sasrec('sequence_test', model => 'movielens-sasrec-text-test-0_2-s8', dim => 64, epochs => 200, patience => 10, max_len => 200, layers => 2, heads => 1, dropout => 0.2, seed => 8, learning_rate => 0.003, refit => true, item_features => 'item_lm');
+CREATE TABLE sasrec_text_test_0_2_s8_users AS SELECT * FROM sasrec_profiles('movielens-sasrec-text-test-0_2-s8', 'sequence_test');
+CREATE TABLE sasrec_text_test_0_2_s8_items AS SELECT * FROM model_vectors('movielens-sasrec-text-test-0_2-s8', 'items');
+CREATE TABLE sasrec_text_test_0_2_seeds_users AS SELECT a.user_id, vector(array_concat(array_concat(a.vector, b.vector), c.vector)) AS vector FROM sasrec_text_test_0_2_users a JOIN sasrec_text_test_0_2_s7_users b USING (user_id) JOIN sasrec_text_test_0_2_s8_users c USING (user_id);
+CREATE TABLE sasrec_text_test_0_2_seeds_items AS SELECT a.item_id, vector(array_concat(array_concat(a.vector, b.vector), c.vector)) AS vector FROM sasrec_text_test_0_2_items a JOIN sasrec_text_test_0_2_s7_items b USING (item_id) JOIN sasrec_text_test_0_2_s8_items c USING (item_id);
+INSERT INTO candidates SELECT 'test', 'SASRec + item text, last 200 items', 'dim=64 blocks=2 max_len=200 dropout=0.2 lr=0.003 patience=10 refit seeds=42+7+8', user_id, rank, item_id, score FROM recommend('sasrec_text_test_0_2_seeds_users', 'sasrec_text_test_0_2_seeds_items', 50, metric => 'dot', exclude => 'train_test');
 CREATE TABLE sasrec_text_valid_0_5 AS SELECT * FROM train_sasrec('sequence_valid', model => 'movielens-sasrec-text-valid-0_5', dim => 64, epochs => 200, patience => 10, max_len => 200, layers => 2, heads => 1, dropout => 0.5, seed => 42, learning_rate => 0.003, refit => true, item_features => 'item_lm');
 CREATE TABLE sasrec_text_valid_0_5_users AS SELECT * FROM sasrec_profiles('movielens-sasrec-text-valid-0_5', 'sequence_valid');
 CREATE TABLE sasrec_text_valid_0_5_items AS SELECT * FROM model_vectors('movielens-sasrec-text-valid-0_5', 'items');
 INSERT INTO candidates SELECT 'valid', 'SASRec + item text, last 200 items', 'dim=64 blocks=2 max_len=200 dropout=0.5 lr=0.003 patience=10 refit', user_id, rank, item_id, score FROM recommend('sasrec_text_valid_0_5_users', 'sasrec_text_valid_0_5_items', 50, metric => 'dot', exclude => 'train_valid');
+CREATE TABLE sasrec_text_valid_0_5_s7 AS SELECT * FROM train_sasrec('sequence_valid', model => 'movielens-sasrec-text-valid-0_5-s7', dim => 64, epochs => 200, patience => 10, max_len => 200, layers => 2, heads => 1, dropout => 0.5, seed => 7, learning_rate => 0.003, refit => true, item_features => 'item_lm');
+CREATE TABLE sasrec_text_valid_0_5_s7_users AS SELECT * FROM sasrec_profiles('movielens-sasrec-text-valid-0_5-s7', 'sequence_valid');
+CREATE TABLE sasrec_text_valid_0_5_s7_items AS SELECT * FROM model_vectors('movielens-sasrec-text-valid-0_5-s7', 'items');
+CREATE TABLE sasrec_text_valid_0_5_s8 AS SELECT * FROM train_sasrec('sequence_valid', model => 'movielens-sasrec-text-valid-0_5-s8', dim => 64, epochs => 200, patience => 10, max_len => 200, layers => 2, heads => 1, dropout => 0.5, seed => 8, learning_rate => 0.003, refit => true, item_features => 'item_lm');
+CREATE TABLE sasrec_text_valid_0_5_s8_users AS SELECT * FROM sasrec_profiles('movielens-sasrec-text-valid-0_5-s8', 'sequence_valid');
+CREATE TABLE sasrec_text_valid_0_5_s8_items AS SELECT * FROM model_vectors('movielens-sasrec-text-valid-0_5-s8', 'items');
+CREATE TABLE sasrec_text_valid_0_5_seeds_users AS SELECT a.user_id, vector(array_concat(array_concat(a.vector, b.vector), c.vector)) AS vector FROM sasrec_text_valid_0_5_users a JOIN sasrec_text_valid_0_5_s7_users b USING (user_id) JOIN sasrec_text_valid_0_5_s8_users c USING (user_id);
+CREATE TABLE sasrec_text_valid_0_5_seeds_items AS SELECT a.item_id, vector(array_concat(array_concat(a.vector, b.vector), c.vector)) AS vector FROM sasrec_text_valid_0_5_items a JOIN sasrec_text_valid_0_5_s7_items b USING (item_id) JOIN sasrec_text_valid_0_5_s8_items c USING (item_id);
+INSERT INTO candidates SELECT 'valid', 'SASRec + item text, last 200 items', 'dim=64 blocks=2 max_len=200 dropout=0.5 lr=0.003 patience=10 refit seeds=42+7+8', user_id, rank, item_id, score FROM recommend('sasrec_text_valid_0_5_seeds_users', 'sasrec_text_valid_0_5_seeds_items', 50, metric => 'dot', exclude => 'train_valid');
 CREATE TABLE sasrec_text_test_0_5 AS SELECT * FROM train_sasrec('sequence_test', model => 'movielens-sasrec-text-test-0_5', dim => 64, epochs => 200, patience => 10, max_len => 200, layers => 2, heads => 1, dropout => 0.5, seed => 42, learning_rate => 0.003, refit => true, item_features => 'item_lm');
 CREATE TABLE sasrec_text_test_0_5_users AS SELECT * FROM sasrec_profiles('movielens-sasrec-text-test-0_5', 'sequence_test');
 CREATE TABLE sasrec_text_test_0_5_items AS SELECT * FROM model_vectors('movielens-sasrec-text-test-0_5', 'items');
 INSERT INTO candidates SELECT 'test', 'SASRec + item text, last 200 items', 'dim=64 blocks=2 max_len=200 dropout=0.5 lr=0.003 patience=10 refit', user_id, rank, item_id, score FROM recommend('sasrec_text_test_0_5_users', 'sasrec_text_test_0_5_items', 50, metric => 'dot', exclude => 'train_test');
+CREATE TABLE sasrec_text_test_0_5_s7 AS SELECT * FROM train_sasrec('sequence_test', model => 'movielens-sasrec-text-test-0_5-s7', dim => 64, epochs => 200, patience => 10, max_len => 200, layers => 2, heads => 1, dropout => 0.5, seed => 7, learning_rate => 0.003, refit => true, item_features => 'item_lm');
+CREATE TABLE sasrec_text_test_0_5_s7_users AS SELECT * FROM sasrec_profiles('movielens-sasrec-text-test-0_5-s7', 'sequence_test');
+CREATE TABLE sasrec_text_test_0_5_s7_items AS SELECT * FROM model_vectors('movielens-sasrec-text-test-0_5-s7', 'items');
+CREATE TABLE sasrec_text_test_0_5_s8 AS SELECT * FROM train_sasrec('sequence_test', model => 'movielens-sasrec-text-test-0_5-s8', dim => 64, epochs => 200, patience => 10, max_len => 200, layers => 2, heads => 1, dropout => 0.5, seed => 8, learning_rate => 0.003, refit => true, item_features => 'item_lm');
+CREATE TABLE sasrec_text_test_0_5_s8_users AS SELECT * FROM sasrec_profiles('movielens-sasrec-text-test-0_5-s8', 'sequence_test');
+CREATE TABLE sasrec_text_test_0_5_s8_items AS SELECT * FROM model_vectors('movielens-sasrec-text-test-0_5-s8', 'items');
+CREATE TABLE sasrec_text_test_0_5_seeds_users AS SELECT a.user_id, vector(array_concat(array_concat(a.vector, b.vector), c.vector)) AS vector FROM sasrec_text_test_0_5_users a JOIN sasrec_text_test_0_5_s7_users b USING (user_id) JOIN sasrec_text_test_0_5_s8_users c USING (user_id);
+CREATE TABLE sasrec_text_test_0_5_seeds_items AS SELECT a.item_id, vector(array_concat(array_concat(a.vector, b.vector), c.vector)) AS vector FROM sasrec_text_test_0_5_items a JOIN sasrec_text_test_0_5_s7_items b USING (item_id) JOIN sasrec_text_test_0_5_s8_items c USING (item_id);
+INSERT INTO candidates SELECT 'test', 'SASRec + item text, last 200 items', 'dim=64 blocks=2 max_len=200 dropout=0.5 lr=0.003 patience=10 refit seeds=42+7+8', user_id, rank, item_id, score FROM recommend('sasrec_text_test_0_5_seeds_users', 'sasrec_text_test_0_5_seeds_items', 50, metric => 'dot', exclude => 'train_test');
 INSERT INTO timings VALUES ('hybrid', now());
 
 -- Scores of every list: HR@10 and NDCG@10 against the held-out item. A list is a user's
